@@ -1,0 +1,1 @@
+"""The `kfashion` command line (kfashion.cli)."""

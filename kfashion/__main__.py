@@ -1,0 +1,3 @@
+from kfashion.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""Model and search services, each its own FastAPI app (issues 4 and 5)."""

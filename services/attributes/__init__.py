@@ -1,0 +1,3 @@
+"""Attribute classification service: crops -> every attribute of each item and its embedding.
+
+Built in issue 4."""

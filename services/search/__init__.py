@@ -1,0 +1,1 @@
+"""Vector search service: FAISS indexes over the catalog's items and looks. Built in issue 5."""

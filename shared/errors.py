@@ -1,0 +1,58 @@
+"""One error model for every service and the gateway: HTTP status + machine-readable code + message."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    BAD_REQUEST = "BAD_REQUEST"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    NOT_FOUND = "NOT_FOUND"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+    EMPTY_FILE = "EMPTY_FILE"
+    FILE_TOO_LARGE = "FILE_TOO_LARGE"
+    IMAGE_TOO_MANY_PIXELS = "IMAGE_TOO_MANY_PIXELS"
+    IMAGE_TOO_SMALL = "IMAGE_TOO_SMALL"
+    UNSUPPORTED_IMAGE_FORMAT = "UNSUPPORTED_IMAGE_FORMAT"
+    CORRUPT_IMAGE = "CORRUPT_IMAGE"
+    SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+# The HTTP status each code answers with, so a code never travels with two different statuses.
+STATUS_OF: dict[ErrorCode, int] = {
+    ErrorCode.BAD_REQUEST: 400,
+    ErrorCode.VALIDATION_FAILED: 422,
+    ErrorCode.NOT_FOUND: 404,
+    ErrorCode.METHOD_NOT_ALLOWED: 405,
+    ErrorCode.EMPTY_FILE: 400,
+    ErrorCode.FILE_TOO_LARGE: 413,
+    ErrorCode.IMAGE_TOO_MANY_PIXELS: 413,
+    ErrorCode.IMAGE_TOO_SMALL: 422,
+    ErrorCode.UNSUPPORTED_IMAGE_FORMAT: 415,
+    ErrorCode.CORRUPT_IMAGE: 422,
+    ErrorCode.SERVICE_UNAVAILABLE: 503,
+    ErrorCode.INTERNAL_ERROR: 500,
+}
+
+
+class ApiError(Exception):
+    """An error a client can act on. Raised anywhere; the web layer turns it into an envelope."""
+
+    def __init__(self, code: ErrorCode, message: str, details: dict[str, Any] | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+    @property
+    def status(self) -> int:
+        return STATUS_OF[self.code]
+
+    def to_dict(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.code.value, "message": self.message}
+        if self.details:
+            error["details"] = self.details
+        return error
