@@ -38,6 +38,7 @@ app.add_typer(labels_app, name="labels")
 err = Console(stderr=True)
 
 PREVIEW_SAMPLES = 16
+LabelPaths = Annotated[list[Path], typer.Argument(help="label JSON files or dataset folders")]
 
 
 def progress_bar(console: Console | None = None) -> Progress:
@@ -61,7 +62,7 @@ def _check_paths(paths: list[Path]) -> None:
 
 @labels_app.command("show")
 def labels_show(
-    paths: Annotated[list[Path], typer.Argument(help="label JSON files or dataset folders")],
+    paths: LabelPaths,
     pretty: Annotated[bool, typer.Option(help="indent the JSON (default: one object per line)")] = False,
 ) -> None:
     """Print every label file as parsed records, one JSON object per file.
@@ -83,7 +84,7 @@ def labels_show(
 
 @labels_app.command("stats")
 def labels_stats(
-    paths: Annotated[list[Path], typer.Argument(help="label JSON files or dataset folders")],
+    paths: LabelPaths,
 ) -> None:
     """Count files, items per region, attribute values, styles and unknown values (JSON on stdout)."""
     _check_paths(paths)

@@ -10,6 +10,16 @@ import pytest
 
 DATA = Path(__file__).parent / "data"
 SAMPLE_LABEL = DATA / "kfashion_sample.json"
+# The bottom item of the sample, as `labels show` prints its attributes.
+SAMPLE_BOTTOM_ATTRIBUTES = {
+    "category": "팬츠",
+    "color": "블랙",
+    "print": ["아가일"],
+    "material": ["울/캐시미어"],
+    "detail": ["리본"],
+    "length": "발목",
+    "fit": "루즈",
+}
 SYNTH_COUNT = 200
 SYNTH_SEED = 11
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import SAMPLE_LABEL
+from .conftest import SAMPLE_BOTTOM_ATTRIBUTES, SAMPLE_LABEL
 
 ISSUE_KEYS = ["file", "image", "items", "styles", "unknown"]
 
@@ -38,15 +38,7 @@ def test_labels_show_prints_one_object_per_file(tmp_path: Path) -> None:
     }
     bottom = next(item for item in view["items"] if item["region"] == "bottom")
     assert bottom["box"] == [210.5, 329.5, 322.0, 375.0]
-    assert bottom["attributes"] == {
-        "category": "팬츠",
-        "color": "블랙",
-        "print": ["아가일"],
-        "material": ["울/캐시미어"],
-        "detail": ["리본"],
-        "length": "발목",
-        "fit": "루즈",
-    }
+    assert bottom["attributes"] == SAMPLE_BOTTOM_ATTRIBUTES
     assert view["styles"] == [{"style": "리조트", "sub_style": "컨트리"}]
     assert view["unknown"] == []
 

@@ -21,7 +21,7 @@ from shared.labels import (
     write_label,
 )
 
-from .conftest import SAMPLE_LABEL
+from .conftest import SAMPLE_BOTTOM_ATTRIBUTES, SAMPLE_LABEL
 
 DETAIL = "데이터셋 상세설명"
 
@@ -51,15 +51,7 @@ def test_reads_the_kfashion_sample() -> None:
     assert bottom.box == (210.5, 329.5, 322.0, 375.0)
     assert bottom.box[1] + bottom.box[3] == 704.5  # the rect ends where its polygon does (y=705)
     assert top.box == (180.5, 15.5, 325.0, 370.0)
-    assert bottom.attributes == {
-        "category": "팬츠",
-        "color": "블랙",
-        "print": ["아가일"],
-        "material": ["울/캐시미어"],
-        "detail": ["리본"],
-        "length": "발목",
-        "fit": "루즈",
-    }
+    assert bottom.attributes == SAMPLE_BOTTOM_ATTRIBUTES
     assert top.attributes["collar"] == "차이나칼라"
     assert top.attributes["sleeve"] == "긴팔"
     assert top.attributes["neckline"] == "브이넥"

@@ -6,7 +6,7 @@ length in pixels proportional to the figure, so patterns scale with the person i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import cv2
 import numpy as np
@@ -21,6 +21,13 @@ def _fill(h: int, w: int, color: RGB) -> np.ndarray:
     canvas = np.empty((h, w, 3), np.uint8)
     canvas[:] = color
     return canvas
+
+
+def _staggered_grid(h: int, w: int, step: int) -> Iterator[tuple[int, int]]:
+    """Centres of a grid covering (h, w) whose every other row is shifted by half a step."""
+    for row, y in enumerate(range(step // 2, h + step, step)):
+        for x in range((step // 2) * (row % 2), w + step, step):
+            yield x, y
 
 
 def _solid(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
@@ -69,9 +76,8 @@ def _dot(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Ge
     h, w = img.shape[:2]
     step = max(8, int(unit * rng.uniform(0.22, 0.4)))
     radius = max(2, int(step * rng.uniform(0.18, 0.3)))
-    for row, y in enumerate(range(step // 2, h + step, step)):
-        for x in range((step // 2) * (row % 2), w + step, step):
-            cv2.circle(img, (x, y), radius, accent, -1, _LINE)
+    for x, y in _staggered_grid(h, w, step):
+        cv2.circle(img, (x, y), radius, accent, -1, _LINE)
 
 
 def _floral(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
@@ -152,14 +158,11 @@ def _heart(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.
     h, w = img.shape[:2]
     step = max(10, int(unit * rng.uniform(0.3, 0.45)))
     r = max(2, step // 6)
-    for row, y in enumerate(range(step // 2, h + step, step)):
-        for x in range((step // 2) * (row % 2), w + step, step):
-            cv2.circle(img, (x - r, y), r, accent, -1, _LINE)
-            cv2.circle(img, (x + r, y), r, accent, -1, _LINE)
-            pts = np.array(
-                [(x - 2 * r, y + r // 3), (x + 2 * r, y + r // 3), (x, y + 2 * r + r // 2)], np.int32
-            )
-            cv2.fillPoly(img, [pts], accent, _LINE)
+    for x, y in _staggered_grid(h, w, step):
+        cv2.circle(img, (x - r, y), r, accent, -1, _LINE)
+        cv2.circle(img, (x + r, y), r, accent, -1, _LINE)
+        pts = np.array([(x - 2 * r, y + r // 3), (x + 2 * r, y + r // 3), (x, y + 2 * r + r // 2)], np.int32)
+        cv2.fillPoly(img, [pts], accent, _LINE)
 
 
 _WORDS = ("SEOUL", "LOVE", "K-STYLE", "NEW YORK", "DREAM", "1994", "HAPPY", "CLUB", "PARIS", "BASIC")
@@ -247,12 +250,11 @@ def _skull(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.
     h, w = img.shape[:2]
     step = max(14, int(unit * rng.uniform(0.45, 0.6)))
     r = max(3, step // 5)
-    for row, y in enumerate(range(step // 2, h + step, step)):
-        for x in range((step // 2) * (row % 2), w + step, step):
-            cv2.circle(img, (x, y), r, accent, -1, _LINE)
-            cv2.rectangle(img, (x - r // 2, y + r // 2), (x + r // 2, y + r + r // 3), accent, -1)
-            for dx in (-r // 2, r // 2):
-                cv2.circle(img, (x + dx, y), max(1, r // 3), base, -1, _LINE)
+    for x, y in _staggered_grid(h, w, step):
+        cv2.circle(img, (x, y), r, accent, -1, _LINE)
+        cv2.rectangle(img, (x - r // 2, y + r // 2), (x + r // 2, y + r + r // 3), accent, -1)
+        for dx in (-r // 2, r // 2):
+            cv2.circle(img, (x + dx, y), max(1, r // 3), base, -1, _LINE)
 
 
 def _paisley(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
