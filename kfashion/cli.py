@@ -35,6 +35,10 @@ app = typer.Typer(
 )
 labels_app = typer.Typer(help="Read, check and draw K-Fashion label files.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
+models_app = typer.Typer(
+    help="Installed models: list them, or bootstrap them from generated data.", no_args_is_help=True
+)
+app.add_typer(models_app, name="models")
 err = Console(stderr=True)
 
 PREVIEW_SAMPLES = 16
@@ -229,6 +233,234 @@ def taxonomy(as_json: Annotated[bool, typer.Option("--json", help="every label w
     for a in attributes:
         names = ", ".join(f"{lb.ko} {lb.en}" for lb in a.labels)
         out.print(f"[bold]{a.key}[/] ({a.ko_key}, {len(a.labels)}{', multi' if a.multi else ''}): {names}")
+
+
+class _StageBars:
+    """Training progress: one bar per stage (features, then each model's epochs)."""
+
+    def __init__(self, bar: Progress, verbose: bool):
+        self.bar, self.verbose, self.task = bar, verbose, None
+
+    def progress(self):
+        from training.run import Progress as RunProgress
+
+        return RunProgress(stage=self.stage, advance=lambda n: self.bar.advance(self.task, n), log=self.log)
+
+    def stage(self, name: str, total: int) -> None:
+        self.task = self.bar.add_task(name, total=total)
+
+    def log(self, message: str) -> None:
+        if self.verbose:
+            self.bar.console.log(message)
+
+
+def _print_headline(headline: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title="headline figures")
+    for column in ("metric", "train", "val", "test"):
+        table.add_column(column)
+    for label, values in headline.items():
+        table.add_row(label, *(f"{values[s]:.3f}" if s in values else "-" for s in ("train", "val", "test")))
+    Console().print(table)
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="K-Fashion-format dataset folder (with split.json or without)")],
+    out: Annotated[Path, typer.Option(help="run folder to write")],
+    models: Annotated[
+        str, typer.Option(help="comma-separated: detector,attributes,style")
+    ] = "detector,attributes,style",
+    detector_epochs: Annotated[int, typer.Option(min=1)] = 12,
+    attribute_epochs: Annotated[int, typer.Option(min=1)] = 40,
+    style_epochs: Annotated[int, typer.Option(min=1)] = 60,
+    limit: Annotated[int | None, typer.Option(help="use at most this many images")] = None,
+    seed: int = 0,
+    shuffle_labels: Annotated[bool, typer.Option(help="control run on permuted labels")] = False,
+    verbose: Annotated[bool, typer.Option(help="log every epoch")] = False,
+) -> None:
+    """Train models on a K-Fashion-format dataset; writes config, history, heads, metrics and a report."""
+    from training.run import MODELS, TrainConfig, train_run
+
+    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in MODELS]
+    if unknown:
+        err.print(f"[red]unknown model(s) {unknown}; choose from {list(MODELS)}")
+        raise typer.Exit(2)
+    _check_paths([data])
+    config = TrainConfig(
+        data=str(data),
+        out=str(out),
+        models=chosen,
+        detector_epochs=detector_epochs,
+        attribute_epochs=attribute_epochs,
+        style_epochs=style_epochs,
+        seed=seed,
+        limit=limit,
+        shuffle_labels=shuffle_labels,
+    )
+    with progress_bar() as bar:
+        result = train_run(config, _StageBars(bar, verbose).progress())
+    _print_headline(result["headline"])
+    err.print(f"run folder: {out} (report.md, metrics.json); took {result['timings']['total_s']} s")
+
+
+@app.command("eval")
+def evaluate(
+    data: Annotated[Path, typer.Option(help="K-Fashion-format dataset folder")],
+    models_dir: Annotated[
+        Path | None, typer.Option("--models", help="models folder (default: settings)")
+    ] = None,
+    split: Annotated[str, typer.Option(help="train, val, test or all")] = "test",
+    limit: Annotated[int | None, typer.Option(help="use at most this many images")] = None,
+    out: Annotated[Path | None, typer.Option(help="also write the metrics JSON here")] = None,
+) -> None:
+    """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
+    from shared.manifest import load_manifest
+    from training.data import load_samples
+    from training.evaluate import headline
+    from training.onnx_eval import evaluate_onnx
+
+    _check_paths([data])
+    directory = models_dir or load_settings().models_dir
+    manifest = load_manifest(directory)
+    samples, _ = load_samples(data, limit)
+    chosen = samples if split == "all" else [s for s in samples if s.split == split]
+    if not chosen:
+        err.print(f"[red]no images of split '{split}' under {data}")
+        raise typer.Exit(1)
+    files = {name: Path(directory) / entry.file for name, entry in manifest.models.items()}
+    stride = int(manifest.models["detector"].postprocessing.get("stride", 8)) if "detector" in files else 8
+    with progress_bar() as bar:
+        task = bar.add_task(f"evaluating {split}", total=len(chosen))
+        metrics = evaluate_onnx(files, chosen, stride, on_progress=lambda n: bar.advance(task, n))
+    _print_headline(headline({model: {split: values} for model, values in metrics.items()}))
+    if out:
+        out.write_text(
+            json.dumps(metrics, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8"
+        )
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Argument(help="run folder of `kfashion train`")],
+    out: Annotated[Path, typer.Option(help="models folder to write")] = Path("models"),
+    data: Annotated[
+        Path | None, typer.Option(help="dataset for verification inputs and the --compact check")
+    ] = None,
+    compact: Annotated[
+        bool, typer.Option(help="int8 or fp16 weights where the test accuracy loss is under 1 point")
+    ] = False,
+) -> None:
+    """Export a run's models to ONNX with a manifest, verified against torch."""
+    from training.data import load_samples
+    from training.export import ExportError, export_run
+
+    _check_paths([run, *([data] if data else [])])
+    samples = load_samples(data)[0] if data else []
+    try:
+        manifest = export_run(run, out, samples, compact=compact, log=err.print)
+    except ExportError as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    err.print(f"{len(manifest.models)} model(s) and {out / 'manifest.json'} written")
+
+
+@app.command()
+def predict(
+    images: Annotated[list[Path], typer.Argument(help="image files")],
+    out: Annotated[Path | None, typer.Option(help="draw the results on a contact sheet (PNG/JPEG)")] = None,
+    models_dir: Annotated[
+        Path | None, typer.Option("--models", help="models folder (default: settings)")
+    ] = None,
+) -> None:
+    """Tag images with the installed models; prints one `labels show`-style JSON object per image."""
+    from training.predict import Tagger
+
+    _check_paths(images)
+    tagger = Tagger(models_dir or load_settings().models_dir)
+    limits = load_settings().image
+    drawn = []
+    for path in images:
+        try:
+            pixels = decode_image(path.read_bytes(), limits, str(path)).pixels
+        except ApiError as error:
+            err.print(f"[red]{error.message}")
+            continue
+        record = tagger.tag(pixels, path.name)
+        sys.stdout.write(json.dumps(record_view(record, str(path)), ensure_ascii=False) + "\n")
+        drawn.append((pixels, record))
+    if out and drawn:
+        _write_sheet(drawn, out)
+
+
+@models_app.command("list")
+def models_list(
+    models_dir: Annotated[
+        Path | None, typer.Option("--models", help="models folder (default: settings)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="the whole manifest, with file checks")] = False,
+) -> None:
+    """The installed models with their manifests (metrics included).
+
+    Exit 1 if a file is missing or altered."""
+    from shared.manifest import check_files, load_manifest
+
+    directory = models_dir or load_settings().models_dir
+    try:
+        manifest = load_manifest(directory)
+    except FileNotFoundError as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    status = check_files(directory, manifest)
+    if as_json:
+        data = json.loads(manifest.model_dump_json())
+        for name, entry in data["models"].items():
+            entry["status"] = status[name]
+        sys.stdout.write(
+            json.dumps({"models_dir": str(directory), **data}, ensure_ascii=False, indent=1) + "\n"
+        )
+    else:
+        out = Console()
+        for name, entry in manifest.models.items():
+            size = entry.bytes / 1e6
+            out.print(f"{name:<11} {entry.file:<18} {size:6.1f} MB  {entry.storage}  {status[name]}")
+    if any(v != "ok" for v in status.values()):
+        raise typer.Exit(1)
+
+
+@models_app.command("bootstrap")
+def models_bootstrap(
+    out: Annotated[Path, typer.Option(help="models folder to write")] = Path("models"),
+    work: Annotated[Path, typer.Option(help="where the generated data and the run go")] = Path(
+        "data/bootstrap"
+    ),
+    count: Annotated[int, typer.Option(min=10, help="images to generate")] = 3000,
+    seed: int = 0,
+    compact: Annotated[
+        bool, typer.Option(help="int8 or fp16 weights where the test loss is under 1 point")
+    ] = True,
+) -> None:
+    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 15 minutes on
+    2 CPU cores)."""
+    from training.data import load_samples
+    from training.export import export_run
+    from training.run import BOOTSTRAP_EPOCHS, TrainConfig, train_run
+    from training.synth.dataset import generate_dataset
+
+    started = time.perf_counter()
+    data = work / "data"
+    with progress_bar() as bar:
+        task = bar.add_task("generating", total=count)
+        generate_dataset(data, count, seed, on_progress=lambda n: bar.advance(task, n))
+        config = TrainConfig(data=str(data), out=str(work / "run"), seed=seed, **BOOTSTRAP_EPOCHS)
+        result = train_run(config, _StageBars(bar, False).progress())
+    _print_headline(result["headline"])
+    manifest = export_run(work / "run", out, load_samples(data)[0], compact=compact, log=err.print)
+    err.print(
+        f"bootstrap done in {time.perf_counter() - started:.0f} s: {len(manifest.models)} models in {out}"
+    )
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="everything the embedded server stores lives under it")
+    models_dir: Path = Field(Path("models"), description="ONNX models and their manifest.json")
     image: ImageLimits = ImageLimits()
 
 

@@ -1,0 +1,106 @@
+"""Model inputs from images, the same for training, evaluation and serving.
+
+Constants here are also written into each exported model's manifest, so a service reading a manifest
+prepares inputs exactly as the model was trained.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+# ImageNet statistics, as the EfficientNet-Lite weights were trained with (RGB, 0..1 scale).
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+PAD_VALUE = 114  # grey border of letterboxed inputs
+DETECTOR_SIZE = 320
+CROP_SIZE = 224
+CROP_CONTEXT = 0.08  # crops take this share of the box's size as margin around it
+
+
+@dataclass(frozen=True, slots=True)
+class Letterbox:
+    """How an image was placed in a square model input: input = image * scale + (pad_x, pad_y)."""
+
+    scale: float
+    pad_x: int
+    pad_y: int
+    size: int
+
+    def to_image(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        """Boxes from model-input pixels back to original-image pixels."""
+        out = boxes_xyxy.astype(np.float32).copy()
+        out[:, [0, 2]] = (out[:, [0, 2]] - self.pad_x) / self.scale
+        out[:, [1, 3]] = (out[:, [1, 3]] - self.pad_y) / self.scale
+        return out
+
+    def to_input(self, boxes_xyxy: np.ndarray) -> np.ndarray:
+        out = boxes_xyxy.astype(np.float32).copy()
+        out[:, [0, 2]] = out[:, [0, 2]] * self.scale + self.pad_x
+        out[:, [1, 3]] = out[:, [1, 3]] * self.scale + self.pad_y
+        return out
+
+
+def letterbox(pixels: np.ndarray, size: int = DETECTOR_SIZE) -> tuple[np.ndarray, Letterbox]:
+    """The RGB image scaled to fit a size x size square (aspect kept), centred on grey."""
+    h, w = pixels.shape[:2]
+    scale = size / max(h, w)
+    new_w, new_h = max(1, round(w * scale)), max(1, round(h * scale))
+    resized = cv2.resize(
+        pixels, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    )
+    canvas = np.full((size, size, 3), PAD_VALUE, np.uint8)
+    pad_x, pad_y = (size - new_w) // 2, (size - new_h) // 2
+    canvas[pad_y : pad_y + new_h, pad_x : pad_x + new_w] = resized
+    return canvas, Letterbox(scale, pad_x, pad_y, size)
+
+
+def crop_box(
+    pixels: np.ndarray, box_xywh: tuple[float, float, float, float], size: int = CROP_SIZE
+) -> np.ndarray:
+    """A size x size crop of one item: its box with a small margin, letterboxed (aspect kept)."""
+    x, y, w, h = box_xywh
+    margin_x, margin_y = w * CROP_CONTEXT, h * CROP_CONTEXT
+    x0, y0 = max(0, int(x - margin_x)), max(0, int(y - margin_y))
+    x1 = min(pixels.shape[1], int(np.ceil(x + w + margin_x)))
+    y1 = min(pixels.shape[0], int(np.ceil(y + h + margin_y)))
+    if x1 <= x0 or y1 <= y0:
+        return np.full((size, size, 3), PAD_VALUE, np.uint8)
+    return letterbox(pixels[y0:y1, x0:x1], size)[0]
+
+
+def union_box(
+    boxes_xywh: list[tuple[float, float, float, float]], width: int, height: int
+) -> tuple[float, ...]:
+    """The box around all items (the person), or the whole image when there are none."""
+    if not boxes_xywh:
+        return (0.0, 0.0, float(width), float(height))
+    x0 = min(b[0] for b in boxes_xywh)
+    y0 = min(b[1] for b in boxes_xywh)
+    x1 = max(b[0] + b[2] for b in boxes_xywh)
+    y1 = max(b[1] + b[3] for b in boxes_xywh)
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def to_tensor(batch_rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (N, H, W, 3) -> normalised float32 (N, 3, H, W)."""
+    x = batch_rgb.astype(np.float32) / 255.0
+    x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def preprocessing_manifest(input_size: int, kind: str) -> dict:
+    """What a service must do to an image before this model, as written in the model manifest."""
+    return {
+        "kind": kind,
+        "input_size": input_size,
+        "color": "RGB",
+        "scale": 1 / 255,
+        "mean": list(MEAN),
+        "std": list(STD),
+        "layout": "NCHW",
+        "letterbox_pad_value": PAD_VALUE,
+        "crop_context": CROP_CONTEXT,
+    }

@@ -1,0 +1,218 @@
+"""Attribute model: one forward pass per garment crop gives every attribute head and an embedding.
+
+Single-label heads (softmax): category, colour, length, sleeve, neckline, collar, fit; multi-label
+heads (sigmoid): print, material, detail (shared.heads). Category and length compete only among the
+labels valid for the crop's region. Missing labels are masked out of the loss (never negatives).
+Imbalance: class weights (inverse square root of frequency) for softmax heads, positive weights for
+sigmoid heads; both are reported in the run's config.
+
+The embedding (L2-normalised, 128-d) is trained with a cosine-softmax over (category, colour) pairs,
+so neighbours share what shoppers search by; the proxy weights are dropped after training.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from shared.heads import EMBEDDING_DIM, MULTI_HEADS, SINGLE_HEADS, heads, region_masks
+from training.backbone import COLOUR_FEATURES, POOLED_DIM, Backbone, PooledBackbone
+from training.data import Sample, multi_target, single_target
+
+EMBEDDING_SCALE = 16.0
+
+
+def _trunk(in_dim: int, hidden: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.BatchNorm1d(in_dim),
+        nn.Dropout(dropout),
+        nn.Linear(in_dim, hidden),
+        nn.BatchNorm1d(hidden),
+        nn.ReLU(inplace=True),
+        nn.Dropout(dropout),
+    )
+
+
+class AttributeHead(nn.Module):
+    """A shared trunk for shape, print and material heads, and a colour trunk that reads only the
+    colour-bearing features (early maps and the colour grid): on all features the colour head learns
+    the training set's shapes instead of its colours."""
+
+    def __init__(
+        self, in_dim: int = POOLED_DIM, hidden: int = 512, colour_hidden: int = 128, dropout: float = 0.3
+    ):
+        super().__init__()
+        self.register_buffer("colour_index", torch.tensor(COLOUR_FEATURES, dtype=torch.long))
+        self.trunk = _trunk(in_dim, hidden, dropout)
+        self.colour_trunk = _trunk(len(COLOUR_FEATURES), colour_hidden, dropout)
+        self.outputs = nn.ModuleDict(
+            {h.key: nn.Linear(colour_hidden if h.key == "color" else hidden, h.size) for h in heads()}
+        )
+        self.embedding = nn.Linear(hidden + colour_hidden, EMBEDDING_DIM)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        hidden = self.trunk(features)
+        colour = self.colour_trunk(features.index_select(1, self.colour_index))
+        logits = tuple(self.outputs[h.key](colour if h.key == "color" else hidden) for h in heads())
+        return (*logits, F.normalize(self.embedding(torch.cat([hidden, colour], dim=1)), dim=1))
+
+
+class AttributeModel(nn.Module):
+    """The served model: crops (N, 3, 224, 224) -> one logits output per head, then the embedding."""
+
+    def __init__(self, backbone: Backbone, head: AttributeHead):
+        super().__init__()
+        self.pooled = PooledBackbone(backbone)
+        self.head = head
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.head(self.pooled(image))
+
+
+OUTPUT_NAMES = [*(h.key for h in heads()), "embedding"]
+
+
+@dataclass
+class AttributeTargets:
+    single: dict[str, np.ndarray]  # key -> (N,) label id or -1
+    multi: dict[str, np.ndarray]  # key -> (N, C) multi-hot
+    multi_present: dict[str, np.ndarray]  # key -> (N,) bool
+    region: np.ndarray  # (N,) region index
+    pair_key: list[str]  # "category|color" for retrieval
+
+
+def build_targets(
+    samples: list[Sample], sample_rows: list[int], item_rows: list[int], region_rows: list[int]
+) -> AttributeTargets:
+    items = [samples[s].record.items[i] for s, i in zip(sample_rows, item_rows, strict=True)]
+    single = {
+        k: np.array([single_target(k, it.region, it.attributes.get(k)) for it in items], np.int64)
+        for k in SINGLE_HEADS
+    }
+    multi, present = {}, {}
+    for key in MULTI_HEADS:
+        size = next(h.size for h in heads() if h.key == key)
+        vectors = [multi_target(key, it.attributes.get(key)) for it in items]
+        present[key] = np.array([v is not None for v in vectors])
+        multi[key] = (
+            np.stack([v if v is not None else np.zeros(size, np.float32) for v in vectors])
+            if vectors
+            else np.zeros((0, size), np.float32)
+        )
+    pair = [f"{it.attributes.get('category')}|{it.attributes.get('color')}" for it in items]
+    return AttributeTargets(single, multi, present, np.array(region_rows, np.int64), pair)
+
+
+def class_weights(targets: np.ndarray, size: int) -> np.ndarray:
+    counts = np.bincount(targets[targets >= 0], minlength=size).astype(np.float64)
+    weights = np.where(counts > 0, 1.0 / np.sqrt(counts + 1.0), 0.0)
+    return (
+        (weights / weights[counts > 0].mean()).astype(np.float32)
+        if counts.any()
+        else np.ones(size, np.float32)
+    )
+
+
+def positive_weights(vectors: np.ndarray, present: np.ndarray) -> np.ndarray:
+    rows = vectors[present]
+    positives = rows.sum(axis=0)
+    negatives = len(rows) - positives
+    return np.clip(np.sqrt(negatives / np.maximum(positives, 1.0)), 1.0, 10.0).astype(np.float32)
+
+
+def masked_logits(key: str, logits: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """Labels not valid for the item's region cannot win (category, length, ...)."""
+    valid = torch.from_numpy(region_masks(key))[region]
+    return logits.masked_fill(~valid, -1e4)
+
+
+@dataclass
+class TrainedAttributes:
+    head: AttributeHead
+    weights: dict[str, list[float]]  # the imbalance weights used, for the report
+
+
+def train_attributes(
+    features: np.ndarray,
+    targets: AttributeTargets,
+    rows: np.ndarray,
+    epochs: int,
+    seed: int,
+    on_epoch: Callable[[int, float, nn.Module], None] | None = None,
+    batch_size: int = 256,
+    lr: float = 2e-3,
+) -> TrainedAttributes:
+    torch.manual_seed(seed)
+    head = AttributeHead()
+    pairs = sorted(set(targets.pair_key[r] for r in rows))
+    pair_id = {p: i for i, p in enumerate(pairs)}
+    proxies = nn.Parameter(torch.randn(len(pairs), EMBEDDING_DIM) * 0.1)
+    single_w = {
+        k: class_weights(targets.single[k][rows], next(h.size for h in heads() if h.key == k))
+        for k in SINGLE_HEADS
+    }
+    multi_w = {
+        k: positive_weights(targets.multi[k][rows], targets.multi_present[k][rows]) for k in MULTI_HEADS
+    }
+    optimizer = torch.optim.AdamW([*head.parameters(), proxies], lr=lr, weight_decay=1e-4)
+    steps = max(1, epochs * math.ceil(len(rows) / batch_size))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    x_all = torch.from_numpy(features)
+    rng = np.random.default_rng(seed)
+    for epoch in range(epochs):
+        head.train()
+        total = 0.0
+        order = rows[rng.permutation(len(rows))]
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            if len(batch) < 2:
+                continue
+            outputs = head(x_all[batch])
+            region = torch.from_numpy(targets.region[batch])
+            loss = torch.zeros(())
+            for index, h in enumerate(heads()):
+                logits = outputs[index]
+                if h.multi:
+                    present = torch.from_numpy(targets.multi_present[h.key][batch])
+                    if present.any():
+                        loss = loss + F.binary_cross_entropy_with_logits(
+                            logits[present],
+                            torch.from_numpy(targets.multi[h.key][batch])[present],
+                            pos_weight=torch.from_numpy(multi_w[h.key]),
+                        )
+                else:
+                    target = torch.from_numpy(targets.single[h.key][batch])
+                    if (target >= 0).any():
+                        loss = loss + F.cross_entropy(
+                            masked_logits(h.key, logits, region),
+                            target,
+                            ignore_index=-1,
+                            weight=torch.from_numpy(single_w[h.key]),
+                        )
+            pair_target = torch.tensor([pair_id[targets.pair_key[r]] for r in batch])
+            cosine = outputs[-1] @ F.normalize(proxies, dim=1).T
+            loss = loss + F.cross_entropy(EMBEDDING_SCALE * cosine, pair_target)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            total += loss.item() * len(batch)
+        if on_epoch:
+            on_epoch(epoch, total / max(len(order), 1), head)
+    weights = {k: v.round(3).tolist() for k, v in {**single_w, **multi_w}.items()}
+    return TrainedAttributes(head.eval(), weights)
+
+
+@torch.no_grad()
+def predict_attributes(head: AttributeHead, features: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw logits per head and embeddings for rows of pooled features."""
+    head.eval()
+    outputs = [head(torch.from_numpy(features[s : s + 1024])) for s in range(0, len(features), 1024)]
+    logits = {h.key: torch.cat([o[i] for o in outputs]).numpy() for i, h in enumerate(heads())}
+    return logits, torch.cat([o[-1] for o in outputs]).numpy()

@@ -1,0 +1,224 @@
+"""Metrics of trained heads on every split, side by side (seed 004's quality monitoring), and the report."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from shared.heads import MULTI_HEADS, SINGLE_HEADS, heads, masked_softmax, region_masks, sigmoid
+from shared.taxonomy import REGIONS, STYLE
+from training.attributes import AttributeHead, AttributeTargets, predict_attributes
+from training.data import SPLITS, Sample, style_target
+from training.detector import DetectorHead
+from training.detector import predict as predict_detections
+from training.features import FeatureCache
+from training.metrics import classification_metrics, detection_metrics, multilabel_metrics, retrieval_metrics
+from training.style import StyleHead, predict_styles
+
+
+def _rows(split_of_row: list[str], flipped: list[bool], split: str) -> np.ndarray:
+    return np.array(
+        [i for i, (s, f) in enumerate(zip(split_of_row, flipped, strict=True)) if s == split and not f],
+        np.int64,
+    )
+
+
+def evaluate_detector(head: DetectorHead, samples: list[Sample], cache: FeatureCache) -> dict:
+    features = cache.detector
+    splits = [samples[s].split for s in features.sample]
+    result = {}
+    for split in SPLITS:
+        rows = _rows(splits, features.flipped, split)
+        if not len(rows):
+            continue
+        sizes = [_image_size(samples[features.sample[r]]) for r in rows]
+        predictions = predict_detections(head, features, rows, sizes)
+        truth = []
+        for r in rows:
+            items = [it for it in samples[features.sample[r]].record.items if it.box]
+            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (it.box for it in items)], np.float64)
+            truth.append(
+                (boxes.reshape(-1, 4), np.array([REGIONS.index(it.region) for it in items], np.int64))
+            )
+        predicted = [
+            (
+                np.array(
+                    [[d.box[0], d.box[1], d.box[0] + d.box[2], d.box[1] + d.box[3]] for d in dets], np.float64
+                ).reshape(-1, 4),
+                np.array([REGIONS.index(d.region) for d in dets], np.int64),
+                np.array([d.score for d in dets], np.float64),
+            )
+            for dets in predictions
+        ]
+        result[split] = detection_metrics(truth, predicted, REGIONS)
+    return result
+
+
+def _image_size(sample: Sample) -> tuple[int, int]:
+    """(width, height) for clipping boxes; a label without a size clips nothing."""
+    image = sample.record.image
+    return (image.width or 10**6, image.height or 10**6)
+
+
+def attribute_probabilities(logits: dict[str, np.ndarray], region: np.ndarray) -> dict[str, np.ndarray]:
+    """Per head: softmax over the region's valid labels, or sigmoid for multi-label heads."""
+    out = {}
+    for h in heads():
+        if h.multi:
+            out[h.key] = sigmoid(logits[h.key])
+        else:
+            out[h.key] = masked_softmax(logits[h.key], region_masks(h.key)[region])
+    return out
+
+
+def evaluate_attributes(
+    head: AttributeHead, samples: list[Sample], cache: FeatureCache, targets: AttributeTargets
+) -> dict:
+    crops = cache.crops
+    splits = [samples[s].split for s in crops.sample]
+    logits, embeddings = predict_attributes(head, crops.values)
+    probabilities = attribute_probabilities(logits, targets.region)
+    names = {h.key: [lb.ko for lb in h.attribute.labels] for h in heads()}
+    result: dict = {}
+    train_rows = _rows(splits, crops.flipped, "train")
+    for split in SPLITS:
+        rows = _rows(splits, crops.flipped, split)
+        if not len(rows):
+            continue
+        split_result: dict = {}
+        for key in SINGLE_HEADS:
+            split_result[key] = classification_metrics(
+                probabilities[key][rows], targets.single[key][rows], names[key]
+            )
+        for key in MULTI_HEADS:
+            present = rows[targets.multi_present[key][rows]]
+            split_result[key] = multilabel_metrics(
+                probabilities[key][present], targets.multi[key][present], names[key]
+            )
+        keys = [targets.pair_key[r] for r in rows]
+        if split == "train":
+            split_result["retrieval"] = retrieval_metrics(embeddings[rows], keys)
+        else:
+            split_result["retrieval"] = retrieval_metrics(
+                embeddings[rows], keys, embeddings[train_rows], [targets.pair_key[r] for r in train_rows]
+            )
+        result[split] = split_result
+    return result
+
+
+def evaluate_style(head: StyleHead, samples: list[Sample], cache: FeatureCache) -> dict:
+    person = cache.person
+    splits = [samples[s].split for s in person.sample]
+    scores = predict_styles(head, person.values)
+    result = {}
+    for split in SPLITS:
+        rows = _rows(splits, person.flipped, split)
+        labelled = [(r, t) for r in rows if (t := style_target(samples[person.sample[r]].record)) is not None]
+        if not labelled:
+            continue
+        chosen = np.array([r for r, _ in labelled])
+        result[split] = multilabel_metrics(
+            scores[chosen], np.stack([t for _, t in labelled]), [lb.ko for lb in STYLE.labels]
+        )
+    return result
+
+
+# ------------------------------------------------------------------ the report
+
+HEADLINE = (
+    ("detector", "mean", "AP50", "detection AP50 (mean of regions)"),
+    ("attributes", "category", "top3", "category top-3"),
+    ("attributes", "color", "top1", "colour top-1"),
+    ("style", None, "mAP", "style mAP"),
+    ("attributes", "retrieval", "top5", "embedding retrieval top-5"),
+)
+
+
+def headline(metrics: dict) -> dict[str, dict[str, float]]:
+    """The figures the issue's thresholds speak of, per split."""
+    out: dict[str, dict[str, float]] = {}
+    for model, section, key, label in HEADLINE:
+        for split, values in metrics.get(model, {}).items():
+            value = (values[section] if section else values).get(key)
+            if value is not None:
+                out.setdefault(label, {})[split] = float(value)
+    for region in REGIONS:
+        for split, values in metrics.get("detector", {}).items():
+            if values.get(region, {}).get("objects"):
+                out.setdefault(f"detection AP50 {region}", {})[split] = float(values[region]["AP50"])
+    return out
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
+
+
+def markdown_report(metrics: dict, title: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        "## Headline (train / val / test)",
+        "",
+        "| metric | train | val | test |",
+        "|---|---|---|---|",
+    ]
+    for label, values in headline(metrics).items():
+        lines.append(f"| {label} | " + " | ".join(_fmt(values.get(s)) for s in SPLITS) + " |")
+    if "detector" in metrics:
+        lines += [
+            "",
+            "## Detection per region",
+            "",
+            "| region | split | AP50 | AP50:95 | objects |",
+            "|---|---|---|---|---|",
+        ]
+        for split, values in metrics["detector"].items():
+            for region in REGIONS:
+                v = values[region]
+                lines.append(
+                    f"| {region} | {split} | {_fmt(v['AP50'])} | {_fmt(v['AP50_95'])} | {v['objects']} |"
+                )
+    if "attributes" in metrics:
+        lines += [
+            "",
+            "## Attributes",
+            "",
+            "| head | split | count | top-1 / mAP | top-3 / CF1 |",
+            "|---|---|---|---|---|",
+        ]
+        for split, values in metrics["attributes"].items():
+            for key in SINGLE_HEADS:
+                v = values[key]
+                lines.append(
+                    f"| {key} | {split} | {v.get('count', 0)} | {_fmt(v.get('top1'))} "
+                    f"| {_fmt(v.get('top3'))} |"
+                )
+            for key in MULTI_HEADS:
+                v = values[key]
+                lines.append(
+                    f"| {key} | {split} | {v.get('count', 0)} | {_fmt(v.get('mAP'))} | {_fmt(v.get('CF1'))} |"
+                )
+    if "style" in metrics:
+        lines += [
+            "",
+            "## Styles",
+            "",
+            "| split | mAP | CP | CR | CF1 | OP | OR | OF1 | CF1 top-3 | OF1 top-3 |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for split, v in metrics["style"].items():
+            cells = [
+                v["mAP"],
+                v["CP"],
+                v["CR"],
+                v["CF1"],
+                v["OP"],
+                v["OR"],
+                v["OF1"],
+                v["CF1_top3"],
+                v["OF1_top3"],
+            ]
+            lines.append(f"| {split} | " + " | ".join(_fmt(c) for c in cells) + " |")
+        test = metrics["style"].get("test") or next(iter(metrics["style"].values()))
+        lines += ["", "Per-style AP (test):", "", "| style | AP |", "|---|---|"]
+        lines += [f"| {name} | {_fmt(ap)} |" for name, ap in test["per_class_AP"].items()]
+    return "\n".join(lines) + "\n"

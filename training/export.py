@@ -1,0 +1,326 @@
+"""Export a run's models to ONNX with a manifest, verified against torch, optionally made smaller.
+
+Each model is the frozen pretrained backbone plus the run's trained head, as one ONNX file with a
+dynamic batch. Verification runs torch and ONNX Runtime on the same inputs (real dataset images when
+a dataset is given) and fails above tolerance. A smaller form (int8 dynamic quantisation, or float16
+weights) is kept for a model only when its measured accuracy loss on the test split is under `max_loss`.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.heads import heads
+from shared.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec, sha256_of
+from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, preprocessing_manifest, to_tensor
+from shared.taxonomy import REGIONS, STYLE, TAXONOMY_VERSION
+from training.attributes import OUTPUT_NAMES as ATTRIBUTE_OUTPUTS
+from training.attributes import AttributeHead, AttributeModel
+from training.backbone import Backbone
+from training.data import Sample
+from training.detector import GRID, STRIDE, Detector, DetectorHead
+from training.features import export_onnx, ort_session
+from training.style import StyleHead, StyleModel
+
+TOLERANCE = 1e-4  # largest absolute difference allowed between torch and ONNX Runtime outputs
+MODEL_VERSION = "1"
+
+
+class ExportError(RuntimeError):
+    pass
+
+
+@dataclass
+class Built:
+    module: nn.Module
+    input_size: int
+    outputs: list[str]
+    output_shapes: list[list[int | str]]
+    preprocessing_kind: str
+    postprocessing: dict
+    labels: dict[str, list[str]]
+
+
+def build_models(state: dict) -> dict[str, Built]:
+    """The full torch models of a run's heads.pt (only those the run trained)."""
+    backbone = Backbone()
+    built: dict[str, Built] = {}
+    if "detector" in state:
+        head = DetectorHead()
+        head.load_state_dict(state["detector"])
+        built["detector"] = Built(
+            Detector(backbone, head).eval(),
+            DETECTOR_SIZE,
+            ["peaks", "size", "offset", "heat"],
+            [
+                ["batch", len(REGIONS), GRID, GRID],
+                ["batch", 2, GRID, GRID],
+                ["batch", 2, GRID, GRID],
+                ["batch", len(REGIONS), GRID, GRID],
+            ],
+            "letterbox",
+            {
+                "stride": STRIDE,
+                "score_threshold": 0.3,
+                "nms_iou": 0.6,
+                "max_items": 20,
+                "regions": list(REGIONS),
+            },
+            {"peaks": list(REGIONS)},
+        )
+    if "attributes" in state:
+        head = AttributeHead()
+        head.load_state_dict(state["attributes"])
+        shapes = [["batch", h.size] for h in heads()] + [["batch", head.embedding.out_features]]
+        built["attributes"] = Built(
+            AttributeModel(backbone, head).eval(),
+            CROP_SIZE,
+            ATTRIBUTE_OUTPUTS,
+            shapes,
+            "item_crop",
+            {
+                "single": [h.key for h in heads() if not h.multi],
+                "multi": [h.key for h in heads() if h.multi],
+                "region_masks": "shared.heads.region_mask",
+                "embedding": "embedding",
+            },
+            {h.key: [lb.ko for lb in h.attribute.labels] for h in heads()},
+        )
+    if "style" in state:
+        head = StyleHead(state["style"]["adjacency"].numpy())
+        head.load_state_dict(state["style"])
+        built["style"] = Built(
+            StyleModel(backbone, head).eval(),
+            CROP_SIZE,
+            ["logits"],
+            [["batch", STYLE.size]],
+            "person_crop",
+            {"activation": "sigmoid", "threshold": 0.5},
+            {"logits": [lb.ko for lb in STYLE.labels]},
+        )
+    return built
+
+
+def verification_inputs(samples: list[Sample], size: int, count: int = 4) -> np.ndarray:
+    """A batch of real images from the dataset (or noise when none is given), preprocessed."""
+    from shared.imaging import decode_image
+    from shared.preprocess import letterbox
+    from shared.settings import ImageLimits
+
+    images = [
+        letterbox(decode_image(s.image_path.read_bytes(), ImageLimits()).pixels, size)[0]
+        for s in samples[:count]
+    ]
+    if not images:
+        rng = np.random.default_rng(0)
+        images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(count)]
+    return to_tensor(np.stack(images))
+
+
+def verify(module: nn.Module, onnx_path: Path, inputs: np.ndarray, names: list[str]) -> float:
+    """Largest absolute difference between torch and ONNX Runtime on `inputs`; raises above TOLERANCE.
+
+    A detector peak may differ only at a tie: where the centre probability equals a neighbour's within
+    the tolerance, rounding decides which one is the local maximum."""
+    with torch.no_grad():
+        expected = module(torch.from_numpy(inputs))
+    expected = [e.numpy() for e in (expected if isinstance(expected, tuple) else (expected,))]
+    actual = dict(zip(names, ort_session(onnx_path).run(None, {"image": inputs}), strict=True))
+    worst = 0.0
+    for name, want in zip(names, expected, strict=True):
+        difference = np.abs(want - actual[name])
+        if name == "peaks":
+            heat = expected[names.index("heat")]
+            neighbourhood = torch.nn.functional.max_pool2d(torch.from_numpy(heat), 3, 1, 1).numpy()
+            tie = np.abs(neighbourhood - heat) <= TOLERANCE
+            difference = np.where(tie, 0.0, difference)
+        worst = max(worst, float(difference.max()))
+    if worst > TOLERANCE:
+        raise ExportError(f"{onnx_path.name}: ONNX Runtime differs from torch by {worst:.2e} (> {TOLERANCE})")
+    return worst
+
+
+def quantize_int8(source: Path, target: Path) -> None:
+    import logging
+
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantiser warns for every tensor it leaves in float
+    try:
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    finally:
+        root.setLevel(level)
+
+
+def store_fp16(source: Path, target: Path, min_elements: int = 1024) -> None:
+    """The same graph with its large float weights stored as float16 and cast back to float32 on load
+    (ONNX Runtime folds the casts when it opens the model): half the file, float32 arithmetic."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(source))
+    graph = model.graph
+    casts, halves = [], []
+    for initializer in list(graph.initializer):
+        if initializer.data_type != TensorProto.FLOAT or np.prod(initializer.dims) < min_elements:
+            continue
+        half = numpy_helper.from_array(
+            numpy_helper.to_array(initializer).astype(np.float16), f"{initializer.name}__fp16"
+        )
+        graph.initializer.remove(initializer)
+        halves.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [initializer.name], to=TensorProto.FLOAT))
+    graph.initializer.extend(halves)
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(target))
+
+
+HEADLINE_OF = {  # the figure a smaller form of a model may lose at most `max_loss` of
+    "detector": ("mean", "AP50"),
+    "attributes": ("category", "top1"),
+    "style": (None, "mAP"),
+}
+
+
+def _headline(metrics: dict, name: str) -> float:
+    section, key = HEADLINE_OF[name]
+    values = metrics.get(name, {})
+    return float((values.get(section, {}) if section else values).get(key, float("nan")))
+
+
+def export_run(
+    run: str | Path,
+    out: str | Path,
+    samples: list[Sample] | None = None,
+    compact: bool = False,
+    max_loss: float = 0.01,
+    log: Callable[[str], None] = print,
+) -> Manifest:
+    """Write RUN's models as ONNX files and manifest.json into `out`. With `compact`, each model is stored
+    as int8, else with float16 weights, whichever first loses less than `max_loss` of its headline figure
+    on the test split; else as float32."""
+    run, out = Path(run), Path(out)
+    state = torch.load(run / "heads.pt", map_location="cpu", weights_only=False)
+    if state.get("taxonomy_version") != TAXONOMY_VERSION:
+        raise ExportError(
+            f"{run} was trained with taxonomy {state.get('taxonomy_version')}, "
+            f"this code has {TAXONOMY_VERSION}"
+        )
+    run_config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    run_metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    samples = samples or []
+    test = [s for s in samples if s.split == "test"]
+    out.mkdir(parents=True, exist_ok=True)
+    entries: dict[str, ModelEntry] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, built in build_models(state).items():
+            fp32 = Path(tmp) / f"{name}.onnx"
+            export_onnx(
+                built.module, torch.zeros(1, 3, built.input_size, built.input_size), fp32, built.outputs
+            )
+            difference = verify(
+                built.module, fp32, verification_inputs(samples, built.input_size), built.outputs
+            )
+            log(f"{name}: exported, torch vs ONNX Runtime max difference {difference:.2e}")
+            chosen, verification = fp32, {"max_abs_diff_torch_vs_onnx": difference, "tolerance": TOLERANCE}
+            storage = "fp32"
+            if compact:
+                chosen, storage = _compact(name, fp32, Path(tmp), test, max_loss, verification, log)
+            target = out / f"{name}.onnx"
+            shutil.copyfile(chosen, target)
+            entries[name] = ModelEntry(
+                name=name,
+                version=MODEL_VERSION,
+                file=target.name,
+                sha256=sha256_of(target),
+                bytes=target.stat().st_size,
+                quantized=storage == "int8",
+                storage=storage,
+                inputs=[TensorSpec(name="image", shape=["batch", 3, built.input_size, built.input_size])],
+                outputs=[
+                    TensorSpec(name=n, shape=s)
+                    for n, s in zip(built.outputs, built.output_shapes, strict=True)
+                ],
+                preprocessing=preprocessing_manifest(built.input_size, built.preprocessing_kind),
+                postprocessing=built.postprocessing,
+                labels=built.labels,
+                taxonomy_version=TAXONOMY_VERSION,
+                metrics={
+                    split: values for split, values in _summary(run_metrics.get(name, {}), name).items()
+                },
+                training_data=run_config.get("data_summary", {}),
+                verification=verification,
+            )
+    manifest = Manifest(
+        created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+        taxonomy_version=TAXONOMY_VERSION,
+        models=entries,
+    )
+    (out / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def _compact(
+    name: str,
+    fp32: Path,
+    tmp: Path,
+    test: list[Sample],
+    max_loss: float,
+    verification: dict,
+    log: Callable[[str], None],
+) -> tuple[Path, str]:
+    """The smallest stored form of a model whose measured test loss is under max_loss."""
+    from training.onnx_eval import evaluate_onnx
+
+    if not test:
+        log(f"{name}: no test images to measure a smaller form on; fp32 kept")
+        return fp32, "fp32"
+    before = _headline(evaluate_onnx({name: fp32}, test, STRIDE), name)
+    verification["test_fp32"] = before
+    for storage, convert in (("int8", quantize_int8), ("fp16", store_fp16)):
+        candidate = tmp / f"{name}.{storage}.onnx"
+        convert(fp32, candidate)
+        after = _headline(evaluate_onnx({name: candidate}, test, STRIDE), name)
+        verification[f"test_{storage}"] = after
+        keep = before - after < max_loss
+        log(
+            f"{name}: {storage} {before:.4f} -> {after:.4f} on {len(test)} test images: "
+            f"{'kept' if keep else 'rejected'}"
+        )
+        if keep:
+            return candidate, storage
+    return fp32, "fp32"
+
+
+def _summary(metrics: dict, name: str) -> dict:
+    """The compact figures a manifest carries per split (the run's metrics.json has everything)."""
+    out: dict = {}
+    for split, values in metrics.items():
+        if name == "detector":
+            out[split] = {
+                region: {"AP50": values[region]["AP50"], "AP50_95": values[region]["AP50_95"]}
+                for region in (*REGIONS, "mean")
+                if region in values
+            }
+        elif name == "attributes":
+            out[split] = {
+                key: {k: v for k, v in values[key].items() if k in ("top1", "top3", "mAP", "top5")}
+                for key in values
+            }
+        else:
+            out[split] = {k: values[k] for k in ("mAP", "CF1", "OF1", "CF1_top3", "OF1_top3") if k in values}
+    return out

@@ -1,0 +1,249 @@
+"""A training run: features once, the heads trained with per-epoch validation (the best epoch is kept),
+every split evaluated, all written to a run folder:
+
+    RUN/config.json       what was trained, on what data, with which settings and imbalance weights
+    RUN/history.jsonl     one line per model and epoch: train loss and the validation figure
+    RUN/heads.pt          the best heads (the backbone is the packaged pretrained one, frozen)
+    RUN/metrics.json      train / val / test metrics of every model
+    RUN/report.md         the same as a readable report
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from shared.taxonomy import TAXONOMY_VERSION
+from training.attributes import build_targets as build_attribute_targets
+from training.attributes import train_attributes
+from training.backbone import Backbone
+from training.data import load_samples, style_target
+from training.detector import train_detector
+from training.evaluate import (
+    evaluate_attributes,
+    evaluate_detector,
+    evaluate_style,
+    headline,
+    markdown_report,
+)
+from training.features import compute_features
+from training.style import train_style
+
+MODELS = ("detector", "attributes", "style")
+# Epochs of `kfashion models bootstrap` (docs/models.md): the detector's validation peaks by epoch 10-12.
+BOOTSTRAP_EPOCHS = {"detector_epochs": 12, "attribute_epochs": 40, "style_epochs": 60}
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    models: tuple[str, ...] = MODELS
+    detector_epochs: int = 12
+    attribute_epochs: int = 40
+    style_epochs: int = 60
+    seed: int = 0
+    limit: int | None = None  # at most this many images (quick runs)
+    shuffle_labels: bool = False  # a control: train on permuted labels, which must fail the thresholds
+    threads: int = 0  # torch threads; 0 = torch's default
+    mirror: tuple[str, ...] = ("attributes", "style")  # models whose training images also get a mirrored copy
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Progress:
+    """Callbacks a caller can hook a progress bar to."""
+
+    stage: Callable[[str, int], None] = lambda name, total: None
+    advance: Callable[[int], None] = lambda n: None
+    log: Callable[[str], None] = lambda message: None
+    _history: list[dict] = field(default_factory=list)
+
+
+class _BestKeeper:
+    """Keeps the head state of the epoch with the best validation figure."""
+
+    def __init__(
+        self,
+        model: str,
+        validate: Callable[[nn.Module], float],
+        history: list,
+        progress: Progress,
+        every: int = 1,
+    ):
+        self.model, self.validate, self.history, self.progress, self.every = (
+            model,
+            validate,
+            history,
+            progress,
+            every,
+        )
+        self.best, self.state = -np.inf, None
+
+    def __call__(self, epoch: int, loss: float, head: nn.Module) -> None:
+        entry = {"model": self.model, "epoch": epoch + 1, "train_loss": round(loss, 5)}
+        if (epoch + 1) % self.every == 0:
+            head.eval()
+            score = self.validate(head)
+            head.train()
+            entry["val"] = round(score, 5)
+            if score > self.best:
+                self.best, self.state = score, copy.deepcopy(head.state_dict())
+        self.history.append(entry)
+        self.progress.advance(1)
+        self.progress.log(
+            f"{self.model} epoch {epoch + 1}: loss {loss:.4f}"
+            + (f", val {entry['val']:.4f}" if "val" in entry else "")
+        )
+
+    def restore(self, head: nn.Module) -> nn.Module:
+        if self.state is not None:
+            head.load_state_dict(self.state)
+        return head.eval()
+
+
+def _shuffle(samples: list, seed: int) -> None:
+    """The control run: every image gets another image's items (boxes, regions, attributes) and another
+    image's styles, so no label matches its pixels. A model that still scores well is not learning
+    from the pictures."""
+    rng = np.random.default_rng(seed + 99)
+    items = [s.record.items for s in samples]
+    styles = [s.record.styles for s in samples]
+    for sample, k, j in zip(
+        samples, rng.permutation(len(samples)), rng.permutation(len(samples)), strict=True
+    ):
+        sample.record.items = items[k]
+        sample.record.styles = styles[j]
+
+
+def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
+    progress = progress or Progress()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    samples, data_summary = load_samples(config.data, config.limit)
+    if not samples:
+        raise ValueError(f"no labelled images with their pictures under {config.data}")
+    if config.shuffle_labels:
+        _shuffle(samples, config.seed)
+    backbone = Backbone()
+    progress.stage("features", len(samples))
+    cache = compute_features(
+        samples, backbone, set(config.models), set(config.mirror), on_progress=progress.advance
+    )
+    timings = {"features_s": round(time.perf_counter() - started, 1)}
+    history: list[dict] = []
+    state: dict = {"taxonomy_version": TAXONOMY_VERSION, "config": config.to_dict()}
+    metrics: dict = {}
+    run_config = {**config.to_dict(), "taxonomy_version": TAXONOMY_VERSION, "data_summary": data_summary}
+
+    if "detector" in config.models:
+        t = time.perf_counter()
+        features = cache.detector
+        splits = [samples[s].split for s in features.sample]
+        train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
+        val_samples = [
+            samples[i] for i in sorted({features.sample[r] for r in range(len(splits)) if splits[r] == "val"})
+        ]
+
+        def validate_detector(head: nn.Module) -> float:
+            if not val_samples:
+                return 0.0
+            result = evaluate_detector(head, samples, cache).get("val", {})
+            return result.get("mean", {}).get("AP50", 0.0)
+
+        keeper = _BestKeeper(
+            "detector", validate_detector, history, progress, every=max(1, config.detector_epochs // 6)
+        )
+        progress.stage("detector", config.detector_epochs)
+        head = keeper.restore(
+            train_detector(features, train_rows, config.detector_epochs, config.seed, keeper)
+        )
+        state["detector"] = head.state_dict()
+        metrics["detector"] = evaluate_detector(head, samples, cache)
+        timings["detector_s"] = round(time.perf_counter() - t, 1)
+
+    if "attributes" in config.models:
+        t = time.perf_counter()
+        crops = cache.crops
+        targets = build_attribute_targets(samples, crops.sample, crops.item, crops.region)
+        splits = [samples[s].split for s in crops.sample]
+        train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
+
+        def validate_attributes(head: nn.Module) -> float:
+            result = evaluate_attributes(head, samples, cache, targets).get("val")
+            if not result:
+                return 0.0
+            return float(np.mean([result["category"].get("top1", 0), result["color"].get("top1", 0)]))
+
+        keeper = _BestKeeper(
+            "attributes", validate_attributes, history, progress, every=max(1, config.attribute_epochs // 8)
+        )
+        progress.stage("attributes", config.attribute_epochs)
+        trained = train_attributes(
+            crops.values, targets, train_rows, config.attribute_epochs, config.seed, keeper
+        )
+        head = keeper.restore(trained.head)
+        state["attributes"] = head.state_dict()
+        run_config["imbalance_weights"] = trained.weights
+        metrics["attributes"] = evaluate_attributes(head, samples, cache, targets)
+        timings["attributes_s"] = round(time.perf_counter() - t, 1)
+
+    if "style" in config.models:
+        t = time.perf_counter()
+        person = cache.person
+        labels = [style_target(samples[s].record) for s in person.sample]
+        present = np.array([v is not None for v in labels])
+        targets = np.stack([v if v is not None else np.zeros(23, np.float32) for v in labels])
+        splits = [samples[s].split for s in person.sample]
+        train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
+
+        def validate_style(head: nn.Module) -> float:
+            return evaluate_style(head, samples, cache).get("val", {}).get("mAP", 0.0)
+
+        keeper = _BestKeeper(
+            "style", validate_style, history, progress, every=max(1, config.style_epochs // 10)
+        )
+        progress.stage("style", config.style_epochs)
+        head = keeper.restore(
+            train_style(person.values, targets, present, train_rows, config.style_epochs, config.seed, keeper)
+        )
+        state["style"] = head.state_dict()
+        metrics["style"] = evaluate_style(head, samples, cache)
+        timings["style_s"] = round(time.perf_counter() - t, 1)
+
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    run_config["timings"] = timings
+    torch.save(state, out / "heads.pt")
+    (out / "config.json").write_text(
+        json.dumps(run_config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+    (out / "metrics.json").write_text(
+        json.dumps(_clean(metrics), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
+    (out / "report.md").write_text(markdown_report(metrics, f"Run {out.name}"), encoding="utf-8")
+    return {"metrics": metrics, "headline": headline(metrics), "timings": timings, "data": data_summary}
+
+
+def _clean(value: object) -> object:
+    """JSON-safe: NaN becomes null."""
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    if isinstance(value, float) and np.isnan(value):
+        return None
+    return value
