@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -77,3 +80,40 @@ def test_tagger_finds_the_labelled_garments(unseen: Path) -> None:
         for predicted in record.items:
             assert "category" in predicted.attributes and "color" in predicted.attributes
     assert matched / total >= 0.6, f"{matched}/{total}"
+
+
+def _kfashion(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "kfashion", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_eval_and_predict_commands(unseen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "metrics.json"
+    result = _kfashion(
+        "eval", "--data", str(unseen), "--models", str(MODELS), "--split", "all", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(out.read_text(encoding="utf-8"))
+    assert set(metrics) == {"detector", "attributes", "style"}
+    assert "category top-3" in result.stdout
+    images = sorted(unseen.rglob("*.jpg"))[:2]
+    sheet = tmp_path / "predicted.png"
+    result = _kfashion("predict", *map(str, images), "--models", str(MODELS), "--out", str(sheet))
+    assert result.returncode == 0, result.stderr
+    views = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(views) == 2 and all(v["styles"][0]["style"] for v in views)
+    assert sheet.stat().st_size > 10_000
+
+
+def test_bootstrap_command_end_to_end(tmp_path: Path) -> None:
+    """The real `models bootstrap` at a tiny size: generate, train, evaluate, export, list."""
+    models = tmp_path / "models"
+    result = _kfashion(
+        "models", "bootstrap", "--count", "30", "--out", str(models), "--work", str(tmp_path / "w")
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "w" / "run" / "report.md").is_file()
+    manifest = load_manifest(models)
+    assert check_files(models, manifest) == dict.fromkeys(("detector", "attributes", "style"), "ok")
+    assert all(entry.storage in ("fp32", "fp16", "int8") for entry in manifest.models.values())

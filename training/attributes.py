@@ -12,8 +12,6 @@ so neighbours share what shoppers search by; the proxy weights are dropped after
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +22,7 @@ from torch.nn import functional as F
 from shared.heads import EMBEDDING_DIM, MULTI_HEADS, SINGLE_HEADS, heads, region_masks
 from training.backbone import COLOUR_FEATURES, POOLED_DIM, Backbone, PooledBackbone
 from training.data import Sample, multi_target, single_target
+from training.loop import EpochHook, fit, positive_weights
 
 EMBEDDING_SCALE = 16.0
 
@@ -119,13 +118,6 @@ def class_weights(targets: np.ndarray, size: int) -> np.ndarray:
     )
 
 
-def positive_weights(vectors: np.ndarray, present: np.ndarray) -> np.ndarray:
-    rows = vectors[present]
-    positives = rows.sum(axis=0)
-    negatives = len(rows) - positives
-    return np.clip(np.sqrt(negatives / np.maximum(positives, 1.0)), 1.0, 10.0).astype(np.float32)
-
-
 def masked_logits(key: str, logits: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """Labels not valid for the item's region cannot win (category, length, ...)."""
     valid = torch.from_numpy(region_masks(key))[region]
@@ -144,7 +136,7 @@ def train_attributes(
     rows: np.ndarray,
     epochs: int,
     seed: int,
-    on_epoch: Callable[[int, float, nn.Module], None] | None = None,
+    on_epoch: EpochHook | None = None,
     batch_size: int = 256,
     lr: float = 2e-3,
 ) -> TrainedAttributes:
@@ -158,53 +150,50 @@ def train_attributes(
         for k in SINGLE_HEADS
     }
     multi_w = {
-        k: positive_weights(targets.multi[k][rows], targets.multi_present[k][rows]) for k in MULTI_HEADS
+        k: positive_weights(targets.multi[k][rows][targets.multi_present[k][rows]]) for k in MULTI_HEADS
     }
-    optimizer = torch.optim.AdamW([*head.parameters(), proxies], lr=lr, weight_decay=1e-4)
-    steps = max(1, epochs * math.ceil(len(rows) / batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
     x_all = torch.from_numpy(features)
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        head.train()
-        total = 0.0
-        order = rows[rng.permutation(len(rows))]
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            if len(batch) < 2:
-                continue
-            outputs = head(x_all[batch])
-            region = torch.from_numpy(targets.region[batch])
-            loss = torch.zeros(())
-            for index, h in enumerate(heads()):
-                logits = outputs[index]
-                if h.multi:
-                    present = torch.from_numpy(targets.multi_present[h.key][batch])
-                    if present.any():
-                        loss = loss + F.binary_cross_entropy_with_logits(
-                            logits[present],
-                            torch.from_numpy(targets.multi[h.key][batch])[present],
-                            pos_weight=torch.from_numpy(multi_w[h.key]),
-                        )
-                else:
-                    target = torch.from_numpy(targets.single[h.key][batch])
-                    if (target >= 0).any():
-                        loss = loss + F.cross_entropy(
-                            masked_logits(h.key, logits, region),
-                            target,
-                            ignore_index=-1,
-                            weight=torch.from_numpy(single_w[h.key]),
-                        )
-            pair_target = torch.tensor([pair_id[targets.pair_key[r]] for r in batch])
-            cosine = outputs[-1] @ F.normalize(proxies, dim=1).T
-            loss = loss + F.cross_entropy(EMBEDDING_SCALE * cosine, pair_target)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        if on_epoch:
-            on_epoch(epoch, total / max(len(order), 1), head)
+
+    def batch_loss(batch: np.ndarray) -> torch.Tensor:
+        outputs = head(x_all[batch])
+        region = torch.from_numpy(targets.region[batch])
+        loss = torch.zeros(())
+        for index, h in enumerate(heads()):
+            logits = outputs[index]
+            if h.multi:
+                present = torch.from_numpy(targets.multi_present[h.key][batch])
+                if present.any():
+                    loss = loss + F.binary_cross_entropy_with_logits(
+                        logits[present],
+                        torch.from_numpy(targets.multi[h.key][batch])[present],
+                        pos_weight=torch.from_numpy(multi_w[h.key]),
+                    )
+            else:
+                target = torch.from_numpy(targets.single[h.key][batch])
+                if (target >= 0).any():
+                    loss = loss + F.cross_entropy(
+                        masked_logits(h.key, logits, region),
+                        target,
+                        ignore_index=-1,
+                        weight=torch.from_numpy(single_w[h.key]),
+                    )
+        pair_target = torch.tensor([pair_id[targets.pair_key[r]] for r in batch])
+        cosine = outputs[-1] @ F.normalize(proxies, dim=1).T
+        return loss + F.cross_entropy(EMBEDDING_SCALE * cosine, pair_target)
+
+    fit(
+        head,
+        [*head.parameters(), proxies],
+        rows,
+        epochs,
+        seed,
+        batch_loss,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=1e-4,
+        min_batch=2,
+        on_epoch=on_epoch,
+    )
     weights = {k: v.round(3).tolist() for k, v in {**single_w, **multi_w}.items()}
     return TrainedAttributes(head.eval(), weights)
 

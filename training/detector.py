@@ -10,7 +10,6 @@ a lookup and a per-region NMS.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -22,6 +21,7 @@ from shared.preprocess import DETECTOR_SIZE
 from shared.taxonomy import REGIONS
 from training.backbone import C3_CHANNELS, C4_CHANNELS, C5_CHANNELS, Backbone, PyramidBackbone
 from training.features import DetectorFeatures
+from training.loop import EpochHook, fit
 
 STRIDE = 8
 GRID = DETECTOR_SIZE // STRIDE
@@ -161,7 +161,7 @@ def train_detector(
     train_rows: np.ndarray,
     epochs: int,
     seed: int,
-    on_epoch: Callable[[int, float, nn.Module], None] | None = None,
+    on_epoch: EpochHook | None = None,
     channels: int = 64,
     batch_size: int = 32,
     lr: float = 3e-3,
@@ -169,28 +169,25 @@ def train_detector(
     torch.manual_seed(seed)
     head = DetectorHead(channels)
     targets = [build_targets(features.boxes[r], features.regions[r]) for r in range(len(features.sample))]
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
-    steps = max(1, epochs * math.ceil(len(train_rows) / batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.15)
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        head.train()
-        total, count = 0.0, 0
-        order = train_rows[rng.permutation(len(train_rows))]
-        for start in range(0, len(order), batch_size):
-            rows = order[start : start + batch_size]
-            heat_logits, box = head(*_batch_maps(features, rows))
-            heat_target = torch.from_numpy(np.stack([targets[r][0] for r in rows]))
-            loss = detector_loss(heat_logits, box, heat_target, [targets[r][1] for r in rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(rows)
-            count += len(rows)
-        if on_epoch:
-            on_epoch(epoch, total / max(count, 1), head)
-    return head.eval()
+
+    def batch_loss(rows: np.ndarray) -> torch.Tensor:
+        heat_logits, box = head(*_batch_maps(features, rows))
+        heat_target = torch.from_numpy(np.stack([targets[r][0] for r in rows]))
+        return detector_loss(heat_logits, box, heat_target, [targets[r][1] for r in rows])
+
+    return fit(
+        head,
+        head.parameters(),
+        train_rows,
+        epochs,
+        seed,
+        batch_loss,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=1e-4,
+        warmup=0.15,
+        on_epoch=on_epoch,
+    )
 
 
 @torch.no_grad()

@@ -5,9 +5,6 @@ learned label embeddings into one classifier per style, applied to the person cr
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-
 import numpy as np
 import torch
 from torch import nn
@@ -15,6 +12,7 @@ from torch.nn import functional as F
 
 from shared.taxonomy import STYLE
 from training.backbone import POOLED_DIM, Backbone, PooledBackbone
+from training.loop import EpochHook, fit, positive_weights
 
 CO_OCCURRENCE_THRESHOLD = 0.4  # ML-GCN's tau: keep an edge i->j when P(j | i) >= tau
 SELF_WEIGHT = 0.8  # ML-GCN's re-weighting (p = 0.2 to the neighbours)
@@ -80,39 +78,32 @@ def train_style(
     rows: np.ndarray,
     epochs: int,
     seed: int,
-    on_epoch: Callable[[int, float, nn.Module], None] | None = None,
+    on_epoch: EpochHook | None = None,
     batch_size: int = 128,
     lr: float = 2e-3,
 ) -> StyleHead:
     torch.manual_seed(seed)
     rows = rows[present[rows]]
     head = StyleHead(correlation_matrix(targets[rows]))
-    positives = targets[rows].sum(axis=0)
-    pos_weight = torch.from_numpy(
-        np.clip(np.sqrt((len(rows) - positives) / np.maximum(positives, 1)), 1, 10).astype(np.float32)
-    )
-    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=5e-4)
-    steps = max(1, epochs * math.ceil(len(rows) / batch_size))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=0.1)
+    pos_weight = torch.from_numpy(positive_weights(targets[rows]))
     x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        head.train()
-        total = 0.0
-        order = rows[rng.permutation(len(rows))]
-        for start in range(0, len(order), batch_size):
-            batch = order[start : start + batch_size]
-            if len(batch) < 2:
-                continue
-            loss = F.binary_cross_entropy_with_logits(head(x_all[batch]), y_all[batch], pos_weight=pos_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            total += loss.item() * len(batch)
-        if on_epoch:
-            on_epoch(epoch, total / max(len(order), 1), head)
-    return head.eval()
+
+    def batch_loss(batch: np.ndarray) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(head(x_all[batch]), y_all[batch], pos_weight=pos_weight)
+
+    return fit(
+        head,
+        head.parameters(),
+        rows,
+        epochs,
+        seed,
+        batch_loss,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=5e-4,
+        min_batch=2,
+        on_epoch=on_epoch,
+    )
 
 
 @torch.no_grad()
