@@ -442,7 +442,7 @@ def models_bootstrap(
         bool, typer.Option(help="int8 or fp16 weights where the test loss is under 1 point")
     ] = True,
 ) -> None:
-    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 15 minutes on
+    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 20 minutes on
     2 CPU cores)."""
     from training.data import load_samples
     from training.export import export_run
