@@ -62,3 +62,14 @@ def masked_softmax(logits: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # no overflow for large |x|
+
+
+def head_probabilities(logits: dict[str, np.ndarray], region: np.ndarray) -> dict[str, np.ndarray]:
+    """Per head, for items whose region indices (REGIONS order) are `region`: a softmax over the labels
+    valid for each item's region, or sigmoids for multi-label heads."""
+    return {
+        h.key: sigmoid(logits[h.key])
+        if h.multi
+        else masked_softmax(logits[h.key], region_masks(h.key)[region])
+        for h in heads()
+    }

@@ -41,3 +41,17 @@ def test_masked_softmax_and_sigmoid_are_safe() -> None:
     assert probabilities[0, 2] > probabilities[0, 0]
     assert (probabilities[1] == 0).all()  # no valid label: nothing, not NaN
     assert sigmoid(np.array([-1e4, 0.0, 1e4])).tolist() == [0.0, 0.5, 1.0]
+
+
+def test_head_probabilities_respect_each_items_region() -> None:
+    from shared.heads import head_probabilities
+    from shared.taxonomy import CATEGORY, REGIONS
+
+    rng = np.random.default_rng(0)
+    logits = {h.key: rng.normal(size=(2, h.size)) for h in heads()}
+    probabilities = head_probabilities(logits, np.array([REGIONS.index("top"), REGIONS.index("onepiece")]))
+    top, onepiece = probabilities["category"]
+    assert np.isclose(top.sum(), 1) and np.isclose(onepiece.sum(), 1)
+    assert {CATEGORY.labels[i].ko for i in np.flatnonzero(onepiece)} == {"드레스", "점프수트"}
+    assert probabilities["sleeve"].shape == (2, 5) and np.isclose(probabilities["sleeve"][0].sum(), 1)
+    assert ((probabilities["print"] > 0) & (probabilities["print"] < 1)).all()  # independent sigmoids

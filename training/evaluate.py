@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from shared.heads import MULTI_HEADS, SINGLE_HEADS, heads, masked_softmax, region_masks, sigmoid
+from shared.heads import MULTI_HEADS, SINGLE_HEADS, head_probabilities, heads
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import AttributeHead, AttributeTargets, predict_attributes
 from training.data import SPLITS, Sample, style_target
@@ -22,11 +22,13 @@ def _rows(split_of_row: list[str], flipped: list[bool], split: str) -> np.ndarra
     )
 
 
-def evaluate_detector(head: DetectorHead, samples: list[Sample], cache: FeatureCache) -> dict:
+def evaluate_detector(
+    head: DetectorHead, samples: list[Sample], cache: FeatureCache, only: tuple[str, ...] = SPLITS
+) -> dict:
     features = cache.detector
     splits = [samples[s].split for s in features.sample]
     result = {}
-    for split in SPLITS:
+    for split in only:
         rows = _rows(splits, features.flipped, split)
         if not len(rows):
             continue
@@ -59,28 +61,21 @@ def _image_size(sample: Sample) -> tuple[int, int]:
     return (image.width or 10**6, image.height or 10**6)
 
 
-def attribute_probabilities(logits: dict[str, np.ndarray], region: np.ndarray) -> dict[str, np.ndarray]:
-    """Per head: softmax over the region's valid labels, or sigmoid for multi-label heads."""
-    out = {}
-    for h in heads():
-        if h.multi:
-            out[h.key] = sigmoid(logits[h.key])
-        else:
-            out[h.key] = masked_softmax(logits[h.key], region_masks(h.key)[region])
-    return out
-
-
 def evaluate_attributes(
-    head: AttributeHead, samples: list[Sample], cache: FeatureCache, targets: AttributeTargets
+    head: AttributeHead,
+    samples: list[Sample],
+    cache: FeatureCache,
+    targets: AttributeTargets,
+    only: tuple[str, ...] = SPLITS,
 ) -> dict:
     crops = cache.crops
     splits = [samples[s].split for s in crops.sample]
     logits, embeddings = predict_attributes(head, crops.values)
-    probabilities = attribute_probabilities(logits, targets.region)
+    probabilities = head_probabilities(logits, targets.region)
     names = {h.key: [lb.ko for lb in h.attribute.labels] for h in heads()}
     result: dict = {}
     train_rows = _rows(splits, crops.flipped, "train")
-    for split in SPLITS:
+    for split in only:
         rows = _rows(splits, crops.flipped, split)
         if not len(rows):
             continue
@@ -105,12 +100,14 @@ def evaluate_attributes(
     return result
 
 
-def evaluate_style(head: StyleHead, samples: list[Sample], cache: FeatureCache) -> dict:
+def evaluate_style(
+    head: StyleHead, samples: list[Sample], cache: FeatureCache, only: tuple[str, ...] = SPLITS
+) -> dict:
     person = cache.person
     splits = [samples[s].split for s in person.sample]
     scores = predict_styles(head, person.values)
     result = {}
-    for split in SPLITS:
+    for split in only:
         rows = _rows(splits, person.flipped, split)
         labelled = [(r, t) for r in rows if (t := style_target(samples[person.sample[r]].record)) is not None]
         if not labelled:

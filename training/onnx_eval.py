@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from shared.detection import decode_detections
-from shared.heads import MULTI_HEADS, SINGLE_HEADS, heads
+from shared.heads import MULTI_HEADS, SINGLE_HEADS, head_probabilities, heads, sigmoid
 from shared.imaging import decode_image
 from shared.preprocess import DETECTOR_SIZE, crop_box, letterbox, to_tensor, union_box
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.data import Sample, multi_target, single_target, style_target
-from training.evaluate import attribute_probabilities
 from training.features import ort_session
 from training.metrics import classification_metrics, detection_metrics, multilabel_metrics, retrieval_metrics
 
@@ -102,7 +101,7 @@ def evaluate_onnx(
         else:
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys)
     if "style" in sessions and persons:
-        scores = _sigmoid(_run_batched(sessions["style"], persons)[0])
+        scores = sigmoid(_run_batched(sessions["style"], persons)[0])
         result["style"] = multilabel_metrics(scores, np.stack(person_targets), [lb.ko for lb in STYLE.labels])
     return result
 
@@ -129,13 +128,9 @@ def _run_batched(session, images: list[np.ndarray]) -> list[np.ndarray]:
     return [np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0]))]
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-x))
-
-
 def _attribute_metrics(logits: dict[str, np.ndarray], items: list) -> dict:
     region = np.array([REGIONS.index(it.region) for it in items])
-    probabilities = attribute_probabilities(logits, region)
+    probabilities = head_probabilities(logits, region)
     result: dict = {}
     for h in heads():
         labels = [lb.ko for lb in h.attribute.labels]

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 
 from shared.detection import decode_detections
-from shared.heads import heads, masked_softmax, region_mask, sigmoid
+from shared.heads import head_probabilities, heads, region_mask, sigmoid
 from shared.labels import ImageInfo, Item, LabelRecord, StyleLabel
 from shared.manifest import load_manifest
 from shared.preprocess import DETECTOR_SIZE, crop_box, letterbox, to_tensor, union_box
-from shared.taxonomy import STYLE
+from shared.taxonomy import REGIONS, STYLE
 from training.features import ort_session
 
 MULTI_THRESHOLD = 0.5
@@ -61,24 +61,20 @@ class Tagger:
                     strict=True,
                 )
             )
+            regions = np.array([REGIONS.index(d.region) for d in detections])
+            probabilities = head_probabilities(outputs, regions)
             for k, detection in enumerate(detections):
                 attributes: dict[str, str | list[str]] = {}
                 for h in heads():
-                    mask = region_mask(h.key, detection.region)
-                    if not mask.any():
+                    if not region_mask(h.key, detection.region).any():
                         continue
-                    logits = outputs[h.key][k]
+                    p = probabilities[h.key][k]
                     if h.multi:
-                        chosen = [
-                            h.attribute.labels[i].ko
-                            for i in np.flatnonzero(sigmoid(logits) >= MULTI_THRESHOLD)
-                        ]
+                        chosen = [h.attribute.labels[i].ko for i in np.flatnonzero(p >= MULTI_THRESHOLD)]
                         if chosen:
                             attributes[h.key] = chosen
                     else:
-                        attributes[h.key] = h.attribute.labels[
-                            int(np.argmax(masked_softmax(logits, mask)))
-                        ].ko
+                        attributes[h.key] = h.attribute.labels[int(np.argmax(p))].ko
                 record.items.append(Item(detection.region, detection.box, [], attributes))
         person = crop_box(pixels, union_box([d.box for d in detections], pixels.shape[1], pixels.shape[0]))
         scores = sigmoid(self.sessions["style"].run(None, {"image": to_tensor(person[None])})[0][0])

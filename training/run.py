@@ -161,7 +161,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         def validate_detector(head: nn.Module) -> float:
             if not val_samples:
                 return 0.0
-            result = evaluate_detector(head, samples, cache).get("val", {})
+            result = evaluate_detector(head, samples, cache, only=("val",)).get("val", {})
             return result.get("mean", {}).get("AP50", 0.0)
 
         keeper = _BestKeeper(
@@ -183,7 +183,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
         def validate_attributes(head: nn.Module) -> float:
-            result = evaluate_attributes(head, samples, cache, targets).get("val")
+            result = evaluate_attributes(head, samples, cache, targets, only=("val",)).get("val")
             if not result:
                 return 0.0
             return float(np.mean([result["category"].get("top1", 0), result["color"].get("top1", 0)]))
@@ -211,7 +211,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
         def validate_style(head: nn.Module) -> float:
-            return evaluate_style(head, samples, cache).get("val", {}).get("mAP", 0.0)
+            return evaluate_style(head, samples, cache, only=("val",)).get("val", {}).get("mAP", 0.0)
 
         keeper = _BestKeeper(
             "style", validate_style, history, progress, every=max(1, config.style_epochs // 10)
