@@ -31,8 +31,13 @@ class Head:
         return self.attribute.size
 
 
-def heads() -> list[Head]:
-    return [Head(key, ATTRIBUTES[key], key in MULTI_HEADS) for key in HEADS]
+@cache
+def heads() -> tuple[Head, ...]:
+    return tuple(Head(key, ATTRIBUTES[key], key in MULTI_HEADS) for key in HEADS)
+
+
+def head(key: str) -> Head:
+    return heads()[HEADS.index(key)]
 
 
 @cache

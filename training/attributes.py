@@ -20,8 +20,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from shared.heads import EMBEDDING_DIM, MULTI_HEADS, SINGLE_HEADS, heads, region_masks
+from shared.heads import head as head_spec
+from shared.labels import Item
 from training.backbone import COLOUR_FEATURES, POOLED_DIM, Backbone, PooledBackbone
-from training.data import Sample, multi_target, single_target
+from training.data import multi_target, region_index, retrieval_key, single_target
 from training.loop import EpochHook, fit, positive_weights
 
 EMBEDDING_SCALE = 16.0
@@ -86,17 +88,14 @@ class AttributeTargets:
     pair_key: list[str]  # "category|color" for retrieval
 
 
-def build_targets(
-    samples: list[Sample], sample_rows: list[int], item_rows: list[int], region_rows: list[int]
-) -> AttributeTargets:
-    items = [samples[s].record.items[i] for s, i in zip(sample_rows, item_rows, strict=True)]
+def build_targets(items: list[Item]) -> AttributeTargets:
     single = {
         k: np.array([single_target(k, it.region, it.attributes.get(k)) for it in items], np.int64)
         for k in SINGLE_HEADS
     }
     multi, present = {}, {}
     for key in MULTI_HEADS:
-        size = next(h.size for h in heads() if h.key == key)
+        size = head_spec(key).size
         vectors = [multi_target(key, it.attributes.get(key)) for it in items]
         present[key] = np.array([v is not None for v in vectors])
         multi[key] = (
@@ -104,8 +103,8 @@ def build_targets(
             if vectors
             else np.zeros((0, size), np.float32)
         )
-    pair = [f"{it.attributes.get('category')}|{it.attributes.get('color')}" for it in items]
-    return AttributeTargets(single, multi, present, np.array(region_rows, np.int64), pair)
+    region = np.array([region_index(it.region) for it in items], np.int64)
+    return AttributeTargets(single, multi, present, region, [retrieval_key(it) for it in items])
 
 
 def class_weights(targets: np.ndarray, size: int) -> np.ndarray:
@@ -145,10 +144,7 @@ def train_attributes(
     pairs = sorted(set(targets.pair_key[r] for r in rows))
     pair_id = {p: i for i, p in enumerate(pairs)}
     proxies = nn.Parameter(torch.randn(len(pairs), EMBEDDING_DIM) * 0.1)
-    single_w = {
-        k: class_weights(targets.single[k][rows], next(h.size for h in heads() if h.key == k))
-        for k in SINGLE_HEADS
-    }
+    single_w = {k: class_weights(targets.single[k][rows], head_spec(k).size) for k in SINGLE_HEADS}
     multi_w = {
         k: positive_weights(targets.multi[k][rows][targets.multi_present[k][rows]]) for k in MULTI_HEADS
     }

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.heads import heads, region_mask
-from shared.labels import LabelError, LabelRecord, iter_records
+from shared.heads import head, region_mask
+from shared.labels import Item, LabelError, LabelRecord, iter_records
 from shared.taxonomy import REGIONS, STYLE
 
 SPLITS = ("train", "val", "test")
@@ -69,10 +69,9 @@ def load_samples(root: str | Path, limit: int | None = None) -> tuple[list[Sampl
 
 def single_target(key: str, region: str, value: object) -> int:
     """Label id of a single-valued attribute, or -1 (missing, unknown, or not valid for the region)."""
-    head = next(h for h in heads() if h.key == key)
     if not isinstance(value, str):
         return -1
-    label = head.attribute.lookup(value)
+    label = head(key).attribute.lookup(value)
     if label is None or not region_mask(key, region)[label.id]:
         return -1
     return label.id
@@ -80,13 +79,13 @@ def single_target(key: str, region: str, value: object) -> int:
 
 def multi_target(key: str, values: object) -> np.ndarray | None:
     """Multi-hot vector of a list-valued attribute, or None when the attribute is missing."""
-    head = next(h for h in heads() if h.key == key)
+    spec = head(key)
     if not isinstance(values, list) or not values:
         return None
-    vector = np.zeros(head.size, np.float32)
+    vector = np.zeros(spec.size, np.float32)
     known = False
     for value in values:
-        label = head.attribute.lookup(value)
+        label = spec.attribute.lookup(value)
         if label is not None:
             vector[label.id] = 1.0
             known = True
@@ -102,6 +101,12 @@ def style_target(record: LabelRecord) -> np.ndarray | None:
             if label is not None:
                 vector[label.id] = 1.0
     return vector if vector.any() else None
+
+
+def retrieval_key(item: Item) -> str:
+    """What a retrieval hit must share with its query: category and colour (the generated data has no
+    garment identities)."""
+    return f"{item.attributes.get('category')}|{item.attributes.get('color')}"
 
 
 def region_index(region: str) -> int:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from shared.detection import Detection, xywh_to_xyxy
 from shared.heads import MULTI_HEADS, SINGLE_HEADS, head_probabilities, heads
+from shared.labels import Item
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import AttributeHead, AttributeTargets, predict_attributes
 from training.data import SPLITS, Sample, style_target
@@ -34,31 +36,53 @@ def evaluate_detector(
             continue
         sizes = [_image_size(samples[features.sample[r]]) for r in rows]
         predictions = predict_detections(head, features, rows, sizes)
-        truth = []
-        for r in rows:
-            items = [it for it in samples[features.sample[r]].record.items if it.box]
-            boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (it.box for it in items)], np.float64)
-            truth.append(
-                (boxes.reshape(-1, 4), np.array([REGIONS.index(it.region) for it in items], np.int64))
-            )
-        predicted = [
-            (
-                np.array(
-                    [[d.box[0], d.box[1], d.box[0] + d.box[2], d.box[1] + d.box[3]] for d in dets], np.float64
-                ).reshape(-1, 4),
-                np.array([REGIONS.index(d.region) for d in dets], np.int64),
-                np.array([d.score for d in dets], np.float64),
-            )
-            for dets in predictions
-        ]
+        truth = [detection_truth(samples[features.sample[r]].record.items) for r in rows]
+        predicted = [detection_arrays(dets) for dets in predictions]
         result[split] = detection_metrics(truth, predicted, REGIONS)
     return result
+
+
+def detection_truth(items: list[Item]) -> tuple[np.ndarray, np.ndarray]:
+    """Labelled boxes (corner format) and region indices of an image, as detection_metrics takes them."""
+    boxed = [it for it in items if it.box]
+    boxes = np.array([[x, y, x + w, y + h] for x, y, w, h in (it.box for it in boxed)], np.float64)
+    return boxes.reshape(-1, 4), np.array([REGIONS.index(it.region) for it in boxed], np.int64)
+
+
+def detection_arrays(detections: list[Detection]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Predicted boxes (corner format), region indices and scores of an image."""
+    boxes = xywh_to_xyxy(np.array([d.box for d in detections], np.float64))
+    return (
+        boxes.astype(np.float64),
+        np.array([REGIONS.index(d.region) for d in detections], np.int64),
+        np.array([d.score for d in detections], np.float64),
+    )
 
 
 def _image_size(sample: Sample) -> tuple[int, int]:
     """(width, height) for clipping boxes; a label without a size clips nothing."""
     image = sample.record.image
     return (image.width or 10**6, image.height or 10**6)
+
+
+def attribute_metrics(
+    probabilities: dict[str, np.ndarray], targets: AttributeTargets, rows: np.ndarray
+) -> dict:
+    """Per head, on the given rows: top-1/top-3 for single-label heads, multi-label metrics over the rows
+    that carry a multi-label attribute."""
+    result: dict = {}
+    for h in heads():
+        names = [lb.ko for lb in h.attribute.labels]
+        if h.multi:
+            present = rows[targets.multi_present[h.key][rows]]
+            result[h.key] = multilabel_metrics(
+                probabilities[h.key][present], targets.multi[h.key][present], names
+            )
+        else:
+            result[h.key] = classification_metrics(
+                probabilities[h.key][rows], targets.single[h.key][rows], names
+            )
+    return result
 
 
 def evaluate_attributes(
@@ -72,23 +96,13 @@ def evaluate_attributes(
     splits = [samples[s].split for s in crops.sample]
     logits, embeddings = predict_attributes(head, crops.values)
     probabilities = head_probabilities(logits, targets.region)
-    names = {h.key: [lb.ko for lb in h.attribute.labels] for h in heads()}
     result: dict = {}
     train_rows = _rows(splits, crops.flipped, "train")
     for split in only:
         rows = _rows(splits, crops.flipped, split)
         if not len(rows):
             continue
-        split_result: dict = {}
-        for key in SINGLE_HEADS:
-            split_result[key] = classification_metrics(
-                probabilities[key][rows], targets.single[key][rows], names[key]
-            )
-        for key in MULTI_HEADS:
-            present = rows[targets.multi_present[key][rows]]
-            split_result[key] = multilabel_metrics(
-                probabilities[key][present], targets.multi[key][present], names[key]
-            )
+        split_result = attribute_metrics(probabilities, targets, rows)
         keys = [targets.pair_key[r] for r in rows]
         if split == "train":
             split_result["retrieval"] = retrieval_metrics(embeddings[rows], keys)

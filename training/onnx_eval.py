@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 
 from shared.detection import decode_detections
-from shared.heads import MULTI_HEADS, SINGLE_HEADS, head_probabilities, heads, sigmoid
+from shared.heads import head_probabilities, sigmoid
 from shared.imaging import decode_image
 from shared.preprocess import DETECTOR_SIZE, crop_box, letterbox, to_tensor, union_box
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
-from training.data import Sample, multi_target, single_target, style_target
+from training.attributes import build_targets
+from training.data import Sample, retrieval_key, style_target
+from training.evaluate import attribute_metrics, detection_arrays, detection_truth
 from training.features import ort_session
-from training.metrics import classification_metrics, detection_metrics, multilabel_metrics, retrieval_metrics
+from training.metrics import detection_metrics, multilabel_metrics, retrieval_metrics
 
 BATCH = 16
 
@@ -56,24 +58,8 @@ def evaluate_onnx(
                 pixels.shape[0],
                 score_threshold=0.05,
             )
-            truth.append(
-                (
-                    np.array(
-                        [[x, y, x + w, y + h] for x, y, w, h in (it.box for it in items)], np.float64
-                    ).reshape(-1, 4),
-                    np.array([REGIONS.index(it.region) for it in items], np.int64),
-                )
-            )
-            predicted.append(
-                (
-                    np.array(
-                        [[d.box[0], d.box[1], d.box[0] + d.box[2], d.box[1] + d.box[3]] for d in detections],
-                        np.float64,
-                    ).reshape(-1, 4),
-                    np.array([REGIONS.index(d.region) for d in detections], np.int64),
-                    np.array([d.score for d in detections], np.float64),
-                )
-            )
+            truth.append(detection_truth(items))
+            predicted.append(detection_arrays(detections))
         if "attributes" in sessions:
             for item in items:
                 crops.append(crop_box(pixels, item.box))
@@ -91,8 +77,11 @@ def evaluate_onnx(
     if "attributes" in sessions and crops:
         session = sessions["attributes"]
         logits = dict(zip([o.name for o in session.get_outputs()], _run_batched(session, crops), strict=True))
-        result["attributes"] = _attribute_metrics(logits, crop_meta)
-        keys = [_pair_key(it) for it in crop_meta]
+        targets = build_targets(crop_meta)
+        result["attributes"] = attribute_metrics(
+            head_probabilities(logits, targets.region), targets, np.arange(len(crop_meta))
+        )
+        keys = targets.pair_key
         queries = logits["embedding"]
         if gallery:
             gallery_crops, gallery_keys = _gallery_crops(gallery, limits)
@@ -106,10 +95,6 @@ def evaluate_onnx(
     return result
 
 
-def _pair_key(item) -> str:
-    return f"{item.attributes.get('category')}|{item.attributes.get('color')}"
-
-
 def _gallery_crops(gallery: list[Sample], limits: ImageLimits) -> tuple[list[np.ndarray], list[str]]:
     crops, keys = [], []
     for sample in gallery:
@@ -117,7 +102,7 @@ def _gallery_crops(gallery: list[Sample], limits: ImageLimits) -> tuple[list[np.
         for item in sample.record.items:
             if item.box:
                 crops.append(crop_box(pixels, item.box))
-                keys.append(_pair_key(item))
+                keys.append(retrieval_key(item))
     return crops, keys
 
 
@@ -126,22 +111,3 @@ def _run_batched(session, images: list[np.ndarray]) -> list[np.ndarray]:
     for start in range(0, len(images), BATCH):
         outputs.append(session.run(None, {"image": to_tensor(np.stack(images[start : start + BATCH]))}))
     return [np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0]))]
-
-
-def _attribute_metrics(logits: dict[str, np.ndarray], items: list) -> dict:
-    region = np.array([REGIONS.index(it.region) for it in items])
-    probabilities = head_probabilities(logits, region)
-    result: dict = {}
-    for h in heads():
-        labels = [lb.ko for lb in h.attribute.labels]
-        if h.key in SINGLE_HEADS:
-            targets = np.array([single_target(h.key, it.region, it.attributes.get(h.key)) for it in items])
-            result[h.key] = classification_metrics(probabilities[h.key], targets, labels)
-        elif h.key in MULTI_HEADS:
-            vectors = [multi_target(h.key, it.attributes.get(h.key)) for it in items]
-            keep = [i for i, v in enumerate(vectors) if v is not None]
-            if keep:
-                result[h.key] = multilabel_metrics(
-                    probabilities[h.key][keep], np.stack([vectors[i] for i in keep]), labels
-                )
-    return result

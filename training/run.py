@@ -178,7 +178,9 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
     if "attributes" in config.models:
         t = time.perf_counter()
         crops = cache.crops
-        targets = build_attribute_targets(samples, crops.sample, crops.item, crops.region)
+        targets = build_attribute_targets(
+            [samples[s].record.items[i] for s, i in zip(crops.sample, crops.item, strict=True)]
+        )
         splits = [samples[s].split for s in crops.sample]
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
