@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from shared.manifest import load_manifest
-from training.features import ort_session
+from shared.runtime import onnx_session
 
 
 def _time(session, batch: np.ndarray, repeats: int) -> np.ndarray:
@@ -40,7 +40,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}, 2 threads")
     for name, entry in manifest.models.items():
-        session = ort_session(args.models / entry.file, threads=2)
+        session = onnx_session(args.models / entry.file, threads=2)
         size = int(entry.inputs[0].shape[2])
         one = _time(session, rng.standard_normal((1, 3, size, size)).astype(np.float32), args.repeats)
         eight = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
 import time
@@ -375,24 +376,81 @@ def predict(
         Path | None, typer.Option("--models", help="models folder (default: settings)")
     ] = None,
 ) -> None:
-    """Tag images with the installed models; prints one `labels show`-style JSON object per image."""
-    from training.predict import Tagger
+    """Tag images with the installed models, through the same pipeline as /tagging; prints one
+    `labels show`-style JSON object per image."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from gateway.exports import result_record
+    from gateway.ports import ImageInput, LocalServices
+    from gateway.tagging import TaggingPipeline
 
     _check_paths(images)
-    tagger = Tagger(models_dir or load_settings().models_dir)
-    limits = load_settings().image
+    settings = load_settings(**({"models_dir": models_dir} if models_dir else {}))
+    services = LocalServices(settings, CollectorRegistry())
+    services.start()
+    pipeline = TaggingPipeline(services, settings)
     drawn = []
     for path in images:
         try:
-            pixels = decode_image(path.read_bytes(), limits, str(path)).pixels
+            data = path.read_bytes()
+            pixels = decode_image(data, settings.image, str(path)).pixels
         except ApiError as error:
             err.print(f"[red]{error.message}")
             continue
-        record = tagger.tag(pixels, path.name)
+        result = asyncio.run(pipeline.tag(ImageInput(path.name, data, pixels)))
+        record = result_record(result)
         sys.stdout.write(json.dumps(record_view(record, str(path)), ensure_ascii=False) + "\n")
         drawn.append((pixels, record))
     if out and drawn:
         _write_sheet(drawn, out)
+
+
+SERVICES = ("gateway", "detector", "attributes", "style")
+
+
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(min=1, max=65535)] = 8000,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    service: Annotated[
+        str | None,
+        typer.Option(help="run one service: gateway, detector, attributes or style (default: all in one)"),
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="where jobs and results are stored")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
+    detector_url: Annotated[str | None, typer.Option(help="gateway: the detector service's URL")] = None,
+    attributes_url: Annotated[str | None, typer.Option(help="gateway: the attribute service's URL")] = None,
+    style_url: Annotated[str | None, typer.Option(help="gateway: the style service's URL")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
+) -> None:
+    """Serve the API. Embedded by default: the gateway and every model service in this process. With
+    --service, one service of a microservice deployment (the gateway then calls the others by URL)."""
+    import uvicorn
+
+    if service is not None and service not in SERVICES:
+        err.print(f"[red]unknown service {service!r}; choose from {', '.join(SERVICES)}")
+        raise typer.Exit(2)
+    overrides: dict = {}
+    if data_dir:
+        overrides["data_dir"] = data_dir
+    if models_dir:
+        overrides["models_dir"] = models_dir
+    settings = load_settings(**overrides)
+    urls = {"detector": detector_url, "attributes": attributes_url, "style": style_url}
+    if any(urls.values()):
+        settings.services = settings.services.model_copy(update={k: v for k, v in urls.items() if v})
+    if service in (None, "gateway"):
+        if service is None and settings.services.remote:
+            err.print("[red]service URLs are set: run the gateway with --service gateway, or unset them")
+            raise typer.Exit(2)
+        if service == "gateway" and not settings.services.remote:
+            err.print("[yellow]no service URLs: the gateway runs the models in-process (embedded)")
+        from gateway.app import create_app
+    else:
+        create_app = importlib.import_module(f"services.{service}.app").create_app
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
 
 
 @models_app.command("list")

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine. Until the gateway lands (issue 4) it generates a K-Fashion-format
-# dataset of 1,000 images with a contact sheet to look at. Extra arguments go to `kfashion synth`.
+# The main job on a fresh machine: the embedded server (the gateway and every model service in one process,
+# SQLite and files under data/, ONNX Runtime on the CPU) on http://127.0.0.1:8000, with the committed
+# bootstrap models. Extra arguments go to `kfashion serve` (e.g. --port 9000 --host 0.0.0.0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec .venv/bin/kfashion synth --count 1000 --out data/synth --seed 0 --preview data/synth-preview.png "$@"
+exec .venv/bin/kfashion serve --data-dir data "$@"

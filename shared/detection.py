@@ -61,17 +61,19 @@ def decode_detections(
     max_items: int = 20,
     nms_iou: float = 0.6,
 ) -> list[Detection]:
-    """Items of one image from its output maps: peaks (R, H, W), size and offset (2, H, W)."""
+    """Items of one image from its output maps: peaks (R, H, W); size and offset (2R, H, W) with
+    channels 2r, 2r+1 for region r, or (2, H, W) shared by all regions (models before per-region boxes)."""
     regions, ys, xs = np.nonzero(peaks >= score_threshold)
     if regions.size == 0:
         return []
     scores = peaks[regions, ys, xs]
     order = np.argsort(-scores)[: max_items * 4]
     regions, ys, xs, scores = regions[order], ys[order], xs[order], scores[order]
-    cx = (xs + offset[0, ys, xs]) * stride
-    cy = (ys + offset[1, ys, xs]) * stride
-    w = np.maximum(size[0, ys, xs], 0) * stride
-    h = np.maximum(size[1, ys, xs], 0) * stride
+    first = 2 * regions if size.shape[0] == 2 * peaks.shape[0] else np.zeros_like(regions)
+    cx = (xs + offset[first, ys, xs]) * stride
+    cy = (ys + offset[first + 1, ys, xs]) * stride
+    w = np.maximum(size[first, ys, xs], 0) * stride
+    h = np.maximum(size[first + 1, ys, xs], 0) * stride
     boxes = placement.to_image(np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1))
     boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, image_width)
     boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], 0, image_height)

@@ -5,6 +5,7 @@ and passed in. Example: KFASHION_IMAGE__MAX_BYTES=10000000.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -21,12 +22,66 @@ class ImageLimits(BaseModel):
     formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
 
 
+class RuntimeSettings(BaseModel):
+    backend: Literal["onnxruntime", "triton"] = "onnxruntime"
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
+    threads: int = Field(0, ge=0, description="ONNX Runtime threads per model; 0: one per core")
+    max_batch: int = Field(32, gt=0, description="largest batch sent in one model call")
+    triton_url: str = "127.0.0.1:8000"
+    triton_protocol: Literal["http", "grpc"] = "http"
+    triton_timeout_s: float = Field(30.0, gt=0)
+
+
+class DetectorSettings(BaseModel):
+    """None: the value the model was exported with (its manifest)."""
+
+    score_threshold: float | None = Field(None, gt=0, lt=1)
+    nms_iou: float | None = Field(None, gt=0, le=1)
+    max_items: int | None = Field(None, gt=0)
+
+
+class ServiceUrls(BaseModel):
+    """Where the gateway finds the model services. All unset: embedded (the services run in-process)."""
+
+    detector: str | None = None
+    attributes: str | None = None
+    style: str | None = None
+    timeout_s: float = Field(30.0, gt=0)
+    retries: int = Field(2, ge=0, description="extra tries on connection errors")
+
+    @property
+    def remote(self) -> bool:
+        return any((self.detector, self.attributes, self.style))
+
+
+class GatewaySettings(BaseModel):
+    url_hosts: list[str] = Field(
+        default_factory=list, description="hosts /tagging may fetch image URLs from; empty: none"
+    )
+    url_timeout_s: float = Field(10.0, gt=0)
+    sync_max_images: int = Field(32, gt=0, description="more images than this must go to /tagging/jobs")
+    job_max_images: int = Field(20_000, gt=0)
+    archive_max_entries: int = Field(5_000, gt=0)
+    concurrency: int = Field(2, gt=0, description="images tagged at the same time")
+    top_k: int = Field(3, gt=0, le=50, description="labels listed per attribute")
+    draw_size: int = Field(800, ge=64, le=4096, description="default longest side of drawn images")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
 
     data_dir: Path = Field(Path("data"), description="everything the embedded server stores lives under it")
     models_dir: Path = Field(Path("models"), description="ONNX models and their manifest.json")
     image: ImageLimits = ImageLimits()
+    runtime: RuntimeSettings = RuntimeSettings()
+    detector: DetectorSettings = DetectorSettings()
+    services: ServiceUrls = ServiceUrls()
+    gateway: GatewaySettings = GatewaySettings()
+    database: str | None = Field(None, description="SQLAlchemy URL; default SQLite under data_dir")
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{(self.data_dir / 'kfashion.db').resolve()}"
 
 
 def load_settings(**overrides: object) -> Settings:

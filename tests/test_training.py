@@ -17,8 +17,9 @@ import pytest
 import torch
 
 from shared.manifest import Manifest, load_manifest
+from shared.runtime import onnx_session
 from training.backbone import Backbone, PooledBackbone, PyramidBackbone
-from training.features import export_onnx, ort_session
+from training.features import export_onnx
 from training.run import TrainConfig, train_run
 from training.synth.dataset import generate_dataset
 
@@ -87,7 +88,7 @@ def test_backbone_onnx_equals_torch(tmp_path: Path) -> None:
         with torch.no_grad():
             expected = module(image)
         expected = expected if isinstance(expected, tuple) else (expected,)
-        actual = ort_session(path).run(None, {"image": image.numpy()})
+        actual = onnx_session(path).run(None, {"image": image.numpy()})
         for e, a in zip(expected, actual, strict=True):
             assert np.abs(e.numpy() - a).max() < 1e-4
 

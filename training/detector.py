@@ -2,7 +2,9 @@
 focal loss) on a feature pyramid over the pretrained backbone.
 
 Per region it predicts a heat map of object centres (focal loss on Gaussian targets), the box size
-(log of width and height in cells) and the sub-cell offset of the centre, at stride 8. The exported
+(log of width and height in cells) and the sub-cell offset of the centre, at stride 8. Size and offset
+are predicted per region: an open jacket and the top under it share a centre cell, and one shared size
+there cannot be both boxes. The exported
 graph already keeps only local peaks (3x3 max-pool), so decoding (shared.detection) is a threshold,
 a lookup and a per-region NMS.
 """
@@ -46,7 +48,8 @@ class DetectorHead(nn.Module):
         self.lateral5 = nn.Conv2d(C5_CHANNELS, channels, 1)
         self.smooth = _conv(channels, channels)
         self.heat = nn.Sequential(_conv(channels, channels), nn.Conv2d(channels, len(REGIONS), 1))
-        self.box = nn.Sequential(_conv(channels, channels), nn.Conv2d(channels, 4, 1))  # log w, log h, dx, dy
+        # Per region (log w, log h), then per region (dx, dy).
+        self.box = nn.Sequential(_conv(channels, channels), nn.Conv2d(channels, 4 * len(REGIONS), 1))
         nn.init.constant_(self.heat[-1].bias, math.log(PRIOR / (1 - PRIOR)))
 
     def forward(
@@ -60,8 +63,9 @@ class DetectorHead(nn.Module):
 
 
 class Detector(nn.Module):
-    """The served model: image (N, 3, 320, 320) -> peaks (N, 4, 40, 40), size (N, 2, 40, 40),
-    offset (N, 2, 40, 40) and heat (N, 4, 40, 40), the centre probabilities before peak picking."""
+    """The served model: image (N, 3, 320, 320) -> peaks (N, 4, 40, 40), size (N, 8, 40, 40) and
+    offset (N, 8, 40, 40) (channels 2r, 2r+1 for region r), and heat (N, 4, 40, 40), the centre
+    probabilities before peak picking."""
 
     def __init__(self, backbone: Backbone, head: DetectorHead):
         super().__init__()
@@ -79,8 +83,9 @@ def outputs_from_head(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     heat = torch.sigmoid(heat_logits)
     peaks = heat * (F.max_pool2d(heat, 3, stride=1, padding=1) == heat).to(heat.dtype)
-    size = torch.exp(box[:, 0:2].clamp(max=6.0))
-    offset = box[:, 2:4]
+    pairs = 2 * len(REGIONS)
+    size = torch.exp(box[:, :pairs].clamp(max=6.0))
+    offset = box[:, pairs:]
     return peaks, size, offset
 
 
@@ -134,15 +139,19 @@ def detector_loss(
     objects: list[list[tuple[int, int, int, np.ndarray]]],
 ) -> torch.Tensor:
     loss = focal_loss(heat_logits, heat_target)
-    rows, ys, xs, values = [], [], [], []
+    rows, channels, ys, xs, values = [], [], [], [], []
+    pairs = 2 * len(REGIONS)
     for row, row_objects in enumerate(objects):
-        for _, y, x, value in row_objects:
+        for region, y, x, value in row_objects:
             rows.append(row)
+            # This region's (log w, log h) and (dx, dy) channels.
+            channels.append([2 * region, 2 * region + 1, pairs + 2 * region, pairs + 2 * region + 1])
             ys.append(y)
             xs.append(x)
             values.append(value)
     if rows:
-        predicted = box[torch.tensor(rows), :, torch.tensor(ys), torch.tensor(xs)]
+        at = box[torch.tensor(rows), :, torch.tensor(ys), torch.tensor(xs)]  # (objects, 4R)
+        predicted = torch.gather(at, 1, torch.tensor(channels))
         target = torch.from_numpy(np.stack(values))
         loss = loss + F.l1_loss(predicted[:, :2], target[:, :2]) + F.l1_loss(predicted[:, 2:], target[:, 2:])
     return loss

@@ -23,13 +23,14 @@ from torch import nn
 from shared.heads import heads
 from shared.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec, sha256_of
 from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, preprocessing_manifest, to_tensor
+from shared.runtime import onnx_session
 from shared.taxonomy import REGIONS, STYLE, TAXONOMY_VERSION
 from training.attributes import OUTPUT_NAMES as ATTRIBUTE_OUTPUTS
 from training.attributes import AttributeHead, AttributeModel
 from training.backbone import Backbone
 from training.data import Sample
 from training.detector import GRID, STRIDE, Detector, DetectorHead
-from training.features import export_onnx, ort_session
+from training.features import export_onnx
 from training.style import StyleHead, StyleModel
 
 TOLERANCE = 1e-4  # largest absolute difference allowed between torch and ONNX Runtime outputs
@@ -64,8 +65,8 @@ def build_models(state: dict) -> dict[str, Built]:
             ["peaks", "size", "offset", "heat"],
             [
                 ["batch", len(REGIONS), GRID, GRID],
-                ["batch", 2, GRID, GRID],
-                ["batch", 2, GRID, GRID],
+                ["batch", 2 * len(REGIONS), GRID, GRID],
+                ["batch", 2 * len(REGIONS), GRID, GRID],
                 ["batch", len(REGIONS), GRID, GRID],
             ],
             "letterbox",
@@ -135,7 +136,7 @@ def verify(module: nn.Module, onnx_path: Path, inputs: np.ndarray, names: list[s
     with torch.no_grad():
         expected = module(torch.from_numpy(inputs))
     expected = [e.numpy() for e in (expected if isinstance(expected, tuple) else (expected,))]
-    actual = dict(zip(names, ort_session(onnx_path).run(None, {"image": inputs}), strict=True))
+    actual = dict(zip(names, onnx_session(onnx_path).run(None, {"image": inputs}), strict=True))
     worst = 0.0
     for name, want in zip(names, expected, strict=True):
         difference = np.abs(want - actual[name])

@@ -12,13 +12,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from shared.imaging import decode_image
 from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, Letterbox, crop_box, letterbox, to_tensor, union_box
+from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from training.backbone import Backbone, PooledBackbone, PyramidBackbone
 from training.data import Sample, region_index
@@ -51,16 +52,6 @@ def export_onnx(
             dynamo=False,
             external_data=False,
         )
-
-
-def ort_session(path: Path | bytes, threads: int = 0) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    options.log_severity_level = 3
-    return ort.InferenceSession(
-        str(path) if isinstance(path, Path) else path, options, providers=["CPUExecutionProvider"]
-    )
 
 
 @dataclass
@@ -103,7 +94,7 @@ class FeatureCache:
 class _Batcher:
     """Collects inputs and runs the ONNX backbone when a batch is full."""
 
-    def __init__(self, session: ort.InferenceSession, sink: Callable[[list[np.ndarray]], None]):
+    def __init__(self, session: Any, sink: Callable[[list[np.ndarray]], None]):
         self.session, self.sink, self.pending = session, sink, []
 
     def add(self, pixels: np.ndarray) -> None:
@@ -140,11 +131,11 @@ def compute_features(
             PooledBackbone(backbone), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE), pooled_path, ["pooled"]
         )
         pyramid = _Batcher(
-            ort_session(pyramid_path),
+            onnx_session(pyramid_path),
             lambda out: [cache.detector.maps[k].append(out[k].astype(np.float16)) for k in range(3)],
         )
-        crops = _Batcher(ort_session(pooled_path), lambda out: cache.crops.chunks.append(out[0]))
-        person = _Batcher(ort_session(pooled_path), lambda out: cache.person.chunks.append(out[0]))
+        crops = _Batcher(onnx_session(pooled_path), lambda out: cache.crops.chunks.append(out[0]))
+        person = _Batcher(onnx_session(pooled_path), lambda out: cache.person.chunks.append(out[0]))
         for index, sample in enumerate(samples):
             pixels = decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
             mirrors = (False, True) if mirror and sample.split == "train" else (False,)

@@ -16,12 +16,12 @@ from shared.detection import decode_detections
 from shared.heads import head_probabilities, sigmoid
 from shared.imaging import decode_image
 from shared.preprocess import DETECTOR_SIZE, crop_box, letterbox, to_tensor, union_box
+from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
 from training.data import Sample, retrieval_key, style_target
 from training.evaluate import attribute_metrics, detection_arrays, detection_truth
-from training.features import ort_session
 from training.metrics import detection_metrics, multilabel_metrics, retrieval_metrics
 
 BATCH = 16
@@ -36,7 +36,7 @@ def evaluate_onnx(
 ) -> dict:
     """Metrics of the given model files (keys: detector, attributes, style) on `samples`. Retrieval
     searches `gallery`'s items (the training split), or the samples' own items leave-one-out."""
-    sessions = {name: ort_session(path) for name, path in files.items()}
+    sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
     truth, predicted = [], []
     crops, crop_meta, persons, person_targets = [], [], [], []

@@ -1,0 +1,229 @@
+"""The public API: /tagging (now, for up to gateway.sync_max_images images) and /tagging/jobs (large
+inputs, in the background), over the model services in-process (embedded) or over HTTP."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from enum import StrEnum
+from pathlib import PurePosixPath
+
+from fastapi import FastAPI, File, Form, Query, UploadFile
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from gateway.exports import drawn_jpeg, to_csv, to_xlsx
+from gateway.inputs import Source, upload_sources, url_sources
+from gateway.jobs import JobStore, JobWorker, database_engine
+from gateway.ports import SERVICE_NAMES, model_services
+from gateway.tagging import Tagged, TaggingPipeline
+from shared.envelope import success
+from shared.errors import ApiError, ErrorCode
+from shared.imaging import decode_image
+from shared.service import create_service_app
+from shared.settings import Settings, load_settings
+
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+    xlsx = "xlsx"
+    image = "image"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app, state = create_service_app(
+        "gateway",
+        "K-Fashion Serve",
+        "Fashion photo tagging over the K-Fashion taxonomy. Every response is the envelope "
+        '{"resultCode", "resultMessage", "body", "responseDate"}.',
+    )
+    services = model_services(settings, state.registry)
+    pipeline = TaggingPipeline(services, settings)
+    store = JobStore(database_engine(settings.database_url), settings.data_dir / "jobs")
+
+    async def tag_for_job(source: Source, options: dict) -> dict:
+        tagged = await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
+        return tagged.result
+
+    worker = JobWorker(store, tag_for_job, settings.gateway.concurrency)
+    state.startup.append(services.start)
+    state.ready_check = services.readiness
+
+    state.started.append(worker.start)
+
+    async def _stop() -> None:
+        await worker.stop()
+        await pipeline.close()
+        await services.close()
+
+    state.shutdown.append(_stop)
+
+    async def collect(files: list[UploadFile] | None, urls: list[str] | None, limit: int) -> list[Source]:
+        """Every source of a request, checked before anything is fetched, tagged or written."""
+        url_list = [u for u in (urls or []) if u.strip()]
+        sources = url_sources(url_list, settings.gateway)
+        uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
+        sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources
+        if not sources:
+            raise ApiError(
+                ErrorCode.EMPTY_REQUEST,
+                "no images: send files (multipart field 'files', repeated; zip archives too) or 'urls'",
+            )
+        if len(sources) > limit:
+            hint = " use POST /tagging/jobs" if limit == settings.gateway.sync_max_images else ""
+            raise ApiError(
+                ErrorCode.TOO_MANY_FILES,
+                f"{len(sources)} images is over the limit of {limit} for this request;{hint}",
+                {"images": len(sources), "limit": limit},
+            )
+        return sources
+
+    @app.post(
+        "/tagging", tags=["tagging"], summary="tag images now: every garment, its attributes, the styles"
+    )
+    async def tagging(
+        files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
+        urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
+        format: Format = Query(Format.json, description="json, csv, xlsx, or image (drawn; zip if several)"),
+        size: int = Query(settings.gateway.draw_size, ge=64, le=4096, description="drawn image longest side"),
+        top_k: int = Query(settings.gateway.top_k, ge=1, le=50),
+        embedding: bool = Query(False, description="include each item's embedding vector"),
+    ) -> Response:
+        services.ensure_ready()
+        sources = await collect(files, urls, settings.gateway.sync_max_images)
+        tagged = await pipeline.tag_all(sources, top_k, embedding)
+        if len(tagged) == 1 and tagged[0].failed:
+            error = tagged[0].result["error"]
+            raise ApiError(ErrorCode(error["code"]), error["message"], error.get("details"))
+        return respond([t.result for t in tagged], format, tagged, size)
+
+    def respond(results: list[dict], format: Format, tagged: list[Tagged] | None, size: int) -> Response:
+        if format == Format.csv:
+            return Response(
+                to_csv(results), media_type="text/csv; charset=utf-8", headers=_attachment("tagging.csv")
+            )
+        if format == Format.xlsx:
+            return Response(to_xlsx(results), media_type=XLSX_TYPE, headers=_attachment("tagging.xlsx"))
+        if format == Format.image:
+            drawn = [
+                (t.result["file"], drawn_jpeg(t.image.pixels, t.result, size))
+                for t in tagged or []
+                if t.image
+            ]
+            if len(drawn) == 1:
+                return Response(drawn[0][1], media_type="image/jpeg")
+            return Response(_zip_of(drawn), media_type="application/zip", headers=_attachment("tagged.zip"))
+        counts = {"total": len(results), "failed": sum(r["status"] == "failed" for r in results)}
+        counts["done"] = counts["total"] - counts["failed"]
+        return _json(success({"results": results, "counts": counts}))
+
+    @app.post("/tagging/jobs", tags=["tagging"], status_code=202, summary="tag many images in the background")
+    async def create_job(
+        files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
+        urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
+        top_k: int = Form(settings.gateway.top_k, ge=1, le=50),
+        embedding: bool = Form(False),
+    ) -> Response:
+        sources = await collect(files, urls, settings.gateway.job_max_images)
+        job_id = await run_in_threadpool(store.create, sources, {"top_k": top_k, "embedding": embedding})
+        worker.wake.set()
+        job = await run_in_threadpool(store.get, job_id)
+        return _json(success(job | _links(job_id), status=202), 202)
+
+    @app.get("/tagging/jobs/{job_id}", tags=["tagging"], summary="a job's status and counts")
+    async def job_status(job_id: str) -> Response:
+        job = await run_in_threadpool(store.get, job_id)
+        return _json(success(job | _links(job_id)))
+
+    @app.get("/tagging/jobs/{job_id}/results", tags=["tagging"], summary="results so far: json, csv or xlsx")
+    async def job_results(job_id: str, format: Format = Query(Format.json)) -> Response:
+        if format == Format.image:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED, "drawn images: GET /tagging/jobs/{id}/images/{position}"
+            )
+        results = await run_in_threadpool(store.results, job_id)
+        if format == Format.json:
+            job = await run_in_threadpool(store.get, job_id)
+            return _json(success({"job": job, "results": results}))
+        finished = [r for r in results if r["status"] != "pending"]
+        return respond(finished, format, None, settings.gateway.draw_size)
+
+    @app.get("/tagging/jobs/{job_id}/images/{position}", tags=["tagging"], summary="one image, items drawn")
+    async def job_image(
+        job_id: str, position: int, size: int = Query(settings.gateway.draw_size, ge=64, le=4096)
+    ) -> Response:
+        result = await run_in_threadpool(store.result, job_id, position)
+        if result.get("status") != "done":
+            raise ApiError(
+                ErrorCode.NOT_FOUND,
+                f"image {position} of job {job_id} is {result.get('status')}, not tagged",
+                {"status": result.get("status")},
+            )
+        data = await run_in_threadpool(store.input_bytes, job_id, position)
+        if data is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"the input of image {position} is not stored")
+        pixels = decode_image(data, settings.image, result["file"]).pixels
+        return Response(await run_in_threadpool(drawn_jpeg, pixels, result, size), media_type="image/jpeg")
+
+    @app.delete("/tagging/jobs/{job_id}", tags=["tagging"], summary="delete a job, its inputs and results")
+    async def delete_job(job_id: str) -> Response:
+        await run_in_threadpool(store.delete, job_id)
+        return _json(success({"id": job_id, "deleted": True}))
+
+    @app.get("/services", tags=["operations"], summary="the model services and whether each is ready")
+    def list_services() -> Response:
+        ready, details = services.readiness()
+        return _json(success({"ready": ready, **details}))
+
+    @app.get("/services/{name}", tags=["operations"], summary="one model service")
+    def service_status(name: str) -> Response:
+        if name not in SERVICE_NAMES:
+            raise ApiError(
+                ErrorCode.UNKNOWN_SERVICE,
+                f"unknown service {name!r}; the services are {', '.join(SERVICE_NAMES)}",
+                {"service": name, "services": list(SERVICE_NAMES)},
+            )
+        ready, details = services.readiness()
+        if "services" in details:
+            return _json(success({"name": name, **details["services"][name]}))
+        return _json(success({"name": name, "ready": ready, "mode": details["mode"]}))
+
+    return app
+
+
+def _json(envelope: dict, status: int = 200) -> Response:
+    return JSONResponse(envelope, status_code=status)
+
+
+def _links(job_id: str) -> dict:
+    base = f"/tagging/jobs/{job_id}"
+    return {
+        "links": {
+            "status": base,
+            "json": f"{base}/results",
+            "csv": f"{base}/results?format=csv",
+            "xlsx": f"{base}/results?format=xlsx",
+            "image": f"{base}/images/{{position}}?size=800",
+        }
+    }
+
+
+def _attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def _zip_of(files: list[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        seen: set[str] = set()
+        for index, (name, data) in enumerate(files):
+            entry = f"{PurePosixPath(name).stem}.jpg"
+            if entry in seen:
+                entry = f"{PurePosixPath(name).stem}_{index}.jpg"
+            seen.add(entry)
+            archive.writestr(entry, data)
+    return buffer.getvalue()

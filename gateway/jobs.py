@@ -1,0 +1,299 @@
+"""Tagging jobs: large inputs stored first, tagged in the background, results kept per image.
+
+Each image is a row that goes from pending to done or failed in its own transaction, and its input
+bytes wait on disk until then, so a worker killed at any moment resumes after a restart where it
+stopped: nothing done is redone, nothing is lost, and there is never a second result for an image.
+A job's status and counts are read from its rows, never kept apart from them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+
+from gateway.inputs import Source
+from shared.envelope import DATE_FORMAT
+from shared.errors import ApiError, ErrorCode
+
+log = logging.getLogger("kfashion.jobs")
+
+metadata = MetaData()
+jobs_table = Table(
+    "tagging_jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("created", DateTime, nullable=False),
+    Column("options", JSON, nullable=False),
+)
+items_table = Table(
+    "tagging_job_items",
+    metadata,
+    Column("job_id", String(32), ForeignKey("tagging_jobs.id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("name", String(1024), nullable=False),
+    Column("url", String(2048)),
+    Column("status", String(16), nullable=False, index=True),  # pending, done, failed
+    Column("result", JSON),
+    Column("finished", DateTime),
+)
+
+PENDING, DONE, FAILED = "pending", "done", "failed"
+
+
+def database_engine(url: str) -> Engine:
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the worker's writes
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class JobStore:
+    def __init__(self, engine: Engine, blob_dir: Path):
+        self.engine = engine
+        self.blob_dir = blob_dir
+        metadata.create_all(engine)
+
+    def _input_path(self, job_id: str, position: int) -> Path:
+        return self.blob_dir / job_id / f"{position:06d}"
+
+    def create(self, sources: list[Source], options: dict) -> str:
+        """Store every input, then the job's rows in one transaction; sources that already failed
+        (a bad archive entry) are stored as failed with their reason."""
+        job_id = uuid.uuid4().hex
+        staging = self.blob_dir / f".{job_id}.partial"
+        staging.mkdir(parents=True)
+        try:
+            rows = []
+            for position, source in enumerate(sources):
+                if source.data is not None and source.error is None:
+                    (staging / f"{position:06d}").write_bytes(source.data)
+                rows.append(
+                    {
+                        "job_id": job_id,
+                        "position": position,
+                        "name": source.name,
+                        "url": source.url,
+                        "status": FAILED if source.error else PENDING,
+                        "result": _failed(source.name, source.error) if source.error else None,
+                        "finished": None,  # set only by the worker: a job is running once one is
+                    }
+                )
+            staging.rename(self.blob_dir / job_id)
+            with self.engine.begin() as db:
+                db.execute(insert(jobs_table).values(id=job_id, created=_now(), options=options))
+                db.execute(insert(items_table), rows)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            shutil.rmtree(self.blob_dir / job_id, ignore_errors=True)
+            raise
+        return job_id
+
+    def get(self, job_id: str) -> dict:
+        with self.engine.connect() as db:
+            job = db.execute(select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
+            if job is None:
+                raise ApiError(ErrorCode.NOT_FOUND, f"no tagging job {job_id}", {"job_id": job_id})
+            counts = dict(
+                db.execute(
+                    select(items_table.c.status, func.count())
+                    .where(items_table.c.job_id == job_id)
+                    .group_by(items_table.c.status)
+                ).all()
+            )
+            last = db.execute(
+                select(func.max(items_table.c.finished)).where(items_table.c.job_id == job_id)
+            ).scalar()
+        total = sum(counts.values())
+        pending = counts.get(PENDING, 0)
+        status = "done" if pending == 0 else ("running" if last else "queued")
+        return {
+            "id": job_id,
+            "status": status,
+            "counts": {
+                "total": total,
+                "done": counts.get(DONE, 0),
+                "failed": counts.get(FAILED, 0),
+                "pending": pending,
+            },
+            "created": job["created"].strftime(DATE_FORMAT),
+            "updated": last.strftime(DATE_FORMAT) if last else None,
+            "options": job["options"],
+        }
+
+    def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
+        """The oldest job's waiting images first."""
+        query = (
+            select(items_table.c.job_id, items_table.c.position, items_table.c.name, items_table.c.url)
+            .join(jobs_table, jobs_table.c.id == items_table.c.job_id)
+            .where(items_table.c.status == PENDING)
+            .order_by(jobs_table.c.created, items_table.c.job_id, items_table.c.position)
+            .limit(limit + len(exclude))
+        )
+        with self.engine.connect() as db:
+            rows = [dict(r) for r in db.execute(query).mappings()]
+        return [r for r in rows if (r["job_id"], r["position"]) not in exclude][:limit]
+
+    def options(self, job_id: str) -> dict:
+        with self.engine.connect() as db:
+            return db.execute(select(jobs_table.c.options).where(jobs_table.c.id == job_id)).scalar() or {}
+
+    def input_bytes(self, job_id: str, position: int) -> bytes | None:
+        path = self._input_path(job_id, position)
+        return path.read_bytes() if path.is_file() else None
+
+    def finish(self, job_id: str, position: int, result: dict) -> bool:
+        """Record an image's result once; False when it was already recorded."""
+        status = FAILED if result.get("status") == "failed" else DONE
+        with self.engine.begin() as db:
+            changed = db.execute(
+                update(items_table)
+                .where(
+                    items_table.c.job_id == job_id,
+                    items_table.c.position == position,
+                    items_table.c.status == PENDING,
+                )
+                .values(status=status, result=result, finished=_now())
+            ).rowcount
+        return changed == 1
+
+    def results(self, job_id: str) -> list[dict]:
+        self.get(job_id)  # 404 for an unknown job
+        query = (
+            select(items_table.c.position, items_table.c.name, items_table.c.status, items_table.c.result)
+            .where(items_table.c.job_id == job_id)
+            .order_by(items_table.c.position)
+        )
+        with self.engine.connect() as db:
+            return [
+                {"position": r.position, **(r.result or {"file": r.name, "status": PENDING})}
+                for r in db.execute(query)
+            ]
+
+    def result(self, job_id: str, position: int) -> dict:
+        with self.engine.connect() as db:
+            row = db.execute(
+                select(items_table.c.result, items_table.c.status).where(
+                    items_table.c.job_id == job_id, items_table.c.position == position
+                )
+            ).first()
+        if row is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"job {job_id} has no image {position}")
+        return row.result or {"status": row.status}
+
+    def delete(self, job_id: str) -> None:
+        self.get(job_id)
+        with self.engine.begin() as db:
+            db.execute(delete(items_table).where(items_table.c.job_id == job_id))
+            db.execute(delete(jobs_table).where(jobs_table.c.id == job_id))
+        shutil.rmtree(self.blob_dir / job_id, ignore_errors=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _failed(name: str, error: ApiError) -> dict:
+    return {"file": name, "status": FAILED, "error": error.to_dict()}
+
+
+TagOne = Callable[[Source, dict], Awaitable[dict]]
+
+
+class JobWorker:
+    """Tags pending images of every job, a few at a time, until stopped; wakes up when a job arrives.
+    A model service that is down leaves the image pending (tried again later), never failed."""
+
+    def __init__(self, store: JobStore, tag_one: TagOne, concurrency: int, idle_s: float = 1.0):
+        self.store = store
+        self.tag_one = tag_one
+        self.concurrency = concurrency
+        self.idle_s = idle_s
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._in_flight: set[tuple[str, int]] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        running: set[asyncio.Task] = set()
+        while True:
+            room = self.concurrency - len(running)
+            batch = (
+                await asyncio.to_thread(self.store.pending, room, set(self._in_flight)) if room > 0 else []
+            )
+            for row in batch:
+                self._in_flight.add((row["job_id"], row["position"]))
+                task = asyncio.create_task(self._one(row))
+                running.add(task)
+                task.add_done_callback(running.discard)
+            if batch and len(running) < self.concurrency:
+                continue
+            woken = asyncio.create_task(self.wake.wait())
+            await asyncio.wait({woken, *running}, timeout=self.idle_s, return_when=asyncio.FIRST_COMPLETED)
+            woken.cancel()
+            self.wake.clear()
+
+    async def _one(self, row: dict) -> None:
+        key = (row["job_id"], row["position"])
+        try:
+            data = await asyncio.to_thread(self.store.input_bytes, *key)
+            source = Source(row["name"], data=data, url=row["url"])
+            if data is None and not row["url"]:
+                source.error = ApiError(ErrorCode.NOT_FOUND, f"{row['name']}: the stored input is missing")
+            options = await asyncio.to_thread(self.store.options, row["job_id"])
+            try:
+                result = await self.tag_one(source, options)
+            except ApiError as error:
+                if error.code == ErrorCode.SERVICE_UNAVAILABLE:
+                    log.warning("job %s image %s waits: %s", *key, error.message)
+                    await asyncio.sleep(self.idle_s)
+                    return
+                result = _failed(row["name"], error)
+            except Exception:
+                log.exception("job %s image %s failed", *key)
+                result = _failed(row["name"], ApiError(ErrorCode.INTERNAL_ERROR, "tagging this image failed"))
+            await asyncio.to_thread(self.store.finish, *key, result)
+        finally:
+            self._in_flight.discard(key)

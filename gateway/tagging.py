@@ -1,0 +1,111 @@
+"""The /tagging pipeline, one path for every input and both run modes:
+decode -> detect -> crop -> attributes and style (at the same time) -> one result per image."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import httpx2
+
+from gateway.inputs import Source, fetch
+from gateway.ports import ImageInput, ModelServices
+from services.attributes.model import label_values
+from shared.errors import ApiError, ErrorCode
+from shared.imaging import decode_image
+from shared.settings import Settings
+from shared.taxonomy import REGIONS
+
+log = logging.getLogger("kfashion.gateway")
+
+
+@dataclass
+class Tagged:
+    """One source's outcome: a result (done or failed) and, when decoded, the image for drawing."""
+
+    result: dict
+    image: ImageInput | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.result["status"] == "failed"
+
+
+def failed_result(name: str, error: ApiError) -> dict:
+    return {"file": name, "status": "failed", "error": error.to_dict()}
+
+
+class TaggingPipeline:
+    def __init__(self, services: ModelServices, settings: Settings):
+        self.services = services
+        self.settings = settings
+        self.http = httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s)
+
+    async def tag(self, image: ImageInput, top_k: int | None = None, embedding: bool = False) -> dict:
+        items = await self.services.detect(image)
+        described, style = await asyncio.gather(
+            self.services.describe(image, items, top_k or self.settings.gateway.top_k),
+            self.services.style(image, [item["box"] for item in items]),
+        )
+        full_items = []
+        for item, description in zip(items, described, strict=True):
+            full = {**item, "attributes": description["attributes"], "color": description["color"]}
+            if embedding:
+                full["embedding"] = description["embedding"]
+            full_items.append(full)
+        # The seed's per-region summary: the best-scoring item of each region, as the label JSON writes it.
+        regions: dict[str, dict] = {}
+        for region in REGIONS:
+            best = max(
+                (i for i in full_items if i["region"] == region), key=lambda i: i["score"], default=None
+            )
+            regions[region] = label_values(best["attributes"]) if best else {}
+        return {
+            "file": image.name,
+            "status": "done",
+            "width": int(image.pixels.shape[1]),
+            "height": int(image.pixels.shape[0]),
+            **style,
+            **regions,
+            "items": full_items,
+        }
+
+    async def load(self, source: Source) -> ImageInput:
+        if source.error:
+            raise source.error
+        data = (
+            source.data
+            if source.data is not None
+            else await fetch(self.http, source.url or "", self.settings.image)
+        )
+        decoded = decode_image(data, self.settings.image, source.name)
+        return ImageInput(source.name, data, decoded.pixels)
+
+    async def tag_source(self, source: Source, top_k: int | None = None, embedding: bool = False) -> Tagged:
+        """A failure of this source (bad file, unreachable URL) is its result; a service that is down or
+        an unexpected error is raised, since it is not the file's fault."""
+        try:
+            image = await self.load(source)
+        except ApiError as error:
+            return Tagged(failed_result(source.name, error))
+        return Tagged(await self.tag(image, top_k, embedding), image)
+
+    async def tag_all(
+        self, sources: list[Source], top_k: int | None = None, embedding: bool = False
+    ) -> list[Tagged]:
+        limit = asyncio.Semaphore(self.settings.gateway.concurrency)
+
+        async def one(source: Source) -> Tagged:
+            async with limit:
+                try:
+                    return await self.tag_source(source, top_k, embedding)
+                except ApiError as error:
+                    if error.code == ErrorCode.SERVICE_UNAVAILABLE:
+                        raise
+                    return Tagged(failed_result(source.name, error))
+
+        return list(await asyncio.gather(*(one(s) for s in sources)))
+
+    async def close(self) -> None:
+        await self.http.aclose()

@@ -1,0 +1,59 @@
+"""Garment detection: images in, items (region, box in original pixels, score) out, one model call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from shared.detection import Detection, decode_detections
+from shared.preprocess import letterbox, to_tensor
+from shared.runtime import ModelRuntime
+from shared.settings import DetectorSettings
+
+MODEL = "detector"
+
+
+class Detector:
+    def __init__(self, runtime: ModelRuntime, settings: DetectorSettings):
+        entry = runtime.entry(MODEL)
+        post = entry.postprocessing
+        self.runtime = runtime
+        self.input_size = int(entry.preprocessing["input_size"])
+        self.stride = int(post["stride"])
+        self.score_threshold = settings.score_threshold or float(post["score_threshold"])
+        self.nms_iou = settings.nms_iou or float(post.get("nms_iou", 0.6))
+        self.max_items = settings.max_items or int(post.get("max_items", 20))
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
+        """Items of each RGB image, best first; all images go through the model in one batch."""
+        if not images:
+            return []
+        inputs, placements = zip(*(letterbox(pixels, self.input_size) for pixels in images), strict=True)
+        out = self.runtime.infer(MODEL, to_tensor(np.stack(inputs)), ["peaks", "size", "offset"])
+        return [
+            decode_detections(
+                out["peaks"][i],
+                out["size"][i],
+                out["offset"][i],
+                self.stride,
+                placements[i],
+                pixels.shape[1],
+                pixels.shape[0],
+                score_threshold=self.score_threshold,
+                max_items=self.max_items,
+                nms_iou=self.nms_iou,
+            )
+            for i, pixels in enumerate(images)
+        ]
+
+    def describe(self) -> dict:
+        return {"score_threshold": self.score_threshold, "nms_iou": self.nms_iou, "max_items": self.max_items}
+
+
+def detection_json(detection: Detection) -> dict:
+    return {
+        "region": detection.region,
+        "box": [round(v, 1) for v in detection.box],
+        "score": round(detection.score, 4),
+    }

@@ -1,0 +1,54 @@
+"""The job store on SQLite and on the real PostgreSQL: one result per image, counts from the rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.inputs import Source
+from gateway.jobs import JobStore, database_engine
+from shared.errors import ApiError, ErrorCode
+from tests.databases import database_url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
+    engine = database_engine(database_url(request.param, tmp_path))
+    yield JobStore(engine, tmp_path / "jobs")
+    engine.dispose()
+
+
+def test_images_finish_once_and_counts_follow_the_rows(store: JobStore, tmp_path: Path) -> None:
+    bad = ApiError(ErrorCode.UNSUPPORTED_ARCHIVE_ENTRY, "a.zip/readme.txt: not an image file")
+    sources = [Source("a.jpg", b"1"), Source("a.zip/readme.txt", error=bad), Source("b.jpg", b"22")]
+    job_id = store.create(sources, {"top_k": 3})
+    assert store.get(job_id)["counts"] == {"total": 3, "done": 0, "failed": 1, "pending": 2}
+    assert store.get(job_id)["status"] == "queued"
+    assert store.input_bytes(job_id, 2) == b"22" and store.input_bytes(job_id, 1) is None
+    mine = [r for r in store.pending(100, set()) if r["job_id"] == job_id]
+    assert [r["position"] for r in mine] == [0, 2]
+    assert store.finish(job_id, 0, {"file": "a.jpg", "status": "done", "items": []})
+    assert not store.finish(job_id, 0, {"file": "a.jpg", "status": "done", "items": [1]})  # once only
+    assert store.get(job_id)["status"] == "running"
+    assert all(r["position"] != 0 for r in store.pending(100, set()) if r["job_id"] == job_id)
+    store.finish(job_id, 2, {"file": "b.jpg", "status": "failed", "error": {"code": "CORRUPT_IMAGE"}})
+    job = store.get(job_id)
+    assert job["status"] == "done" and job["counts"] == {"total": 3, "done": 1, "failed": 2, "pending": 0}
+    results = store.results(job_id)
+    assert [r["position"] for r in results] == [0, 1, 2]
+    assert results[0]["items"] == [] and results[1]["error"]["code"] == "UNSUPPORTED_ARCHIVE_ENTRY"
+    store.delete(job_id)
+    with pytest.raises(ApiError) as raised:
+        store.get(job_id)
+    assert raised.value.code == ErrorCode.NOT_FOUND
+    assert not (tmp_path / "jobs" / job_id).exists()
+
+
+def test_pending_skips_images_in_flight(store: JobStore) -> None:
+    job_id = store.create([Source(f"{k}.jpg", b"x") for k in range(4)], {})
+    mine = lambda rows: [r["position"] for r in rows if r["job_id"] == job_id]  # noqa: E731
+    first = mine(store.pending(1000, set()))
+    assert first == [0, 1, 2, 3]
+    assert mine(store.pending(1000, {(job_id, 0), (job_id, 1)})) == [2, 3]
+    store.delete(job_id)
