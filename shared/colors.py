@@ -40,12 +40,26 @@ COLOR_SHADES: dict[str, tuple[RGB, ...]] = {
 }
 
 
+_BITS = 5  # colour lookup table resolution per channel (32 levels: 32,768 cells)
+
+
 @cache
-def _reference() -> tuple[tuple[str, ...], np.ndarray]:
-    """Every shade in CIE Lab (OpenCV's 8-bit scale), with the colour name of each."""
-    names = tuple(name for name, shades in COLOR_SHADES.items() for _ in shades)
-    rgb = np.array([s for shades in COLOR_SHADES.values() for s in shades], np.uint8)[None]
-    return names, cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+def nearest_color_table() -> tuple[tuple[str, ...], np.ndarray]:
+    """For every 5-bit-per-channel RGB cell, the index of the nearest colour name (distance in CIE Lab to
+    any of its shades). Built once; looking pixels up is then one array index."""
+    names = tuple(COLOR_SHADES)
+    owner = np.array([k for k, shades in enumerate(COLOR_SHADES.values()) for _ in shades])
+    shades = np.array([s for shades in COLOR_SHADES.values() for s in shades], np.uint8)[None]
+    shade_lab = cv2.cvtColor(shades, cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+    levels = (np.arange(1 << _BITS) << (8 - _BITS)) + (1 << (7 - _BITS))  # cell centres
+    r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")
+    cells = np.stack([r, g, b], -1).reshape(1, -1, 3).astype(np.uint8)
+    cell_lab = cv2.cvtColor(cells, cv2.COLOR_RGB2LAB)[0].astype(np.float32)
+    nearest = np.empty(len(cell_lab), np.int16)
+    for start in range(0, len(cell_lab), 4096):
+        chunk = cell_lab[start : start + 4096]
+        nearest[start : start + 4096] = owner[((chunk[:, None] - shade_lab[None]) ** 2).sum(-1).argmin(1)]
+    return names, nearest
 
 
 def hex_of(rgb: RGB | np.ndarray) -> str:
@@ -57,7 +71,7 @@ def color_share(pixels: np.ndarray, color: str, sample_side: int = 64) -> tuple[
     """For the RGB pixels of an item's box: the mean colour (hex) of the pixels nearest the named colour's
     shades, and their share of the box. The box holds some background, so the share is a lower bound of
     the garment's own share. Unknown colour or no such pixel: the reference hex and share 0."""
-    names, lab = _reference()
+    names, nearest = nearest_color_table()
     if color not in COLOR_SHADES:
         return "", 0.0
     reference_hex = hex_of(COLOR_SHADES[color][0])
@@ -65,13 +79,13 @@ def color_share(pixels: np.ndarray, color: str, sample_side: int = 64) -> tuple[
         return reference_hex, 0.0
     h, w = pixels.shape[:2]
     scale = min(1.0, sample_side / max(h, w))
-    small = cv2.resize(
-        pixels, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    flat = cv2.resize(pixels, size, interpolation=cv2.INTER_AREA).reshape(-1, 3)
+    cells = flat >> (8 - _BITS)
+    index = (
+        (cells[:, 0].astype(np.int32) << (2 * _BITS)) | (cells[:, 1].astype(np.int32) << _BITS) | cells[:, 2]
     )
-    flat = small.reshape(-1, 3)
-    pixel_lab = cv2.cvtColor(small, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float32)
-    nearest = np.argmin(((pixel_lab[:, None, :] - lab[None]) ** 2).sum(-1), axis=1)
-    mine = np.array([n == color for n in names])[nearest]
+    mine = nearest[index] == names.index(color)
     if not mine.any():
         return reference_hex, 0.0
     return hex_of(flat[mine].mean(axis=0)), round(float(mine.mean()), 4)

@@ -35,6 +35,9 @@ def onnx_session(path: Path | bytes, threads: int = 0, device: str = "cpu") -> A
     if threads:
         options.intra_op_num_threads = threads
     options.log_severity_level = 3
+    # Idle worker threads must not spin: a service holds several sessions (and OpenCV its own pool), and
+    # on 2 cores one session's spinning threads slowed the next session's run by 2-3x (docs/benchmarks.md).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device in ("auto", "cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")

@@ -21,8 +21,10 @@ from shared.taxonomy import ATTRIBUTES, REGIONS, STYLE
 from tests.servers import MAX_BYTES, Server, gateway_env
 from training.data import Sample
 
-# Share of labelled items found: a detection of the same region with IoU >= 0.5 (issue 4 asks 0.90).
-BOX_MATCH_MIN = 0.80
+# Share of labelled items found: a detection of the same region with IoU >= 0.5. Issue 4 asks 0.90; the
+# bootstrap detector finds 0.82 here (67/82) and 0.84 on 100 such images, so that target is NOT met
+# (docs/models.md: tops under open outers). This floor catches a regression of the serving path.
+BOX_MATCH_MIN = 0.78
 
 
 @pytest.fixture(scope="module")

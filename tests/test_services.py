@@ -16,9 +16,10 @@ from services.detector.app import create_app as detector_app
 from services.style.app import create_app as style_app
 from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image
-from shared.runtime import OnnxRuntimeBackend, create_runtime
+from shared.runtime import OnnxRuntimeBackend, TritonBackend, create_runtime
 from shared.settings import ImageLimits, RuntimeSettings, load_settings
 from shared.taxonomy import REGIONS, STYLE
+from tests.servers import free_port
 from training.data import Sample
 
 MODELS = Path(__file__).parents[1] / "models"
@@ -117,3 +118,27 @@ def test_style_service_ranks_all_styles(unseen: list[Sample]) -> None:
         assert body["style"] == body["styles"][0]["name"]
         pixels = decode_image(sample.image_path.read_bytes(), ImageLimits()).pixels
         assert pixels.shape[0] > 0
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_triton_backend_without_a_server_is_not_ready_and_says_why(protocol: str) -> None:
+    # A real tritonclient against a port where nothing listens (a Triton server is tested in issue 6).
+    port = free_port()
+    settings = RuntimeSettings(
+        backend="triton", triton_url=f"127.0.0.1:{port}", triton_protocol=protocol, triton_timeout_s=1
+    )
+    runtime = create_runtime(MODELS, settings, CollectorRegistry())
+    assert isinstance(runtime, TritonBackend)
+    with pytest.raises(Exception):  # noqa: B017 - tritonclient raises its own connection errors
+        runtime.load(["detector"])
+    assert not runtime.ready and runtime.error
+    assert runtime.describe()["backend"] == "triton" and "error" in runtime.describe()
+    runtime.close()
+
+
+def test_only_the_runtime_imports_model_backends() -> None:
+    root = Path(__file__).parents[1]
+    for folder in ("services", "gateway"):
+        for path in (root / folder).rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            assert "import onnxruntime" not in text and "tritonclient" not in text, path

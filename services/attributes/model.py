@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from shared.colors import color_share
+from shared.colors import color_share, nearest_color_table
 from shared.heads import head_probabilities, heads, region_mask
 from shared.preprocess import crop_box, to_tensor
 from shared.runtime import ModelRuntime
@@ -29,6 +29,7 @@ class AttributeClassifier:
         self.runtime = runtime
         self.top_k = top_k
         self.embedding_output = runtime.entry(MODEL).postprocessing.get("embedding", "embedding")
+        nearest_color_table()  # built once here rather than in the first request
 
     def describe(self, pixels: np.ndarray, items: Sequence[ItemBox], top_k: int | None = None) -> list[dict]:
         """One dict per item, in order. All crops go through the model in one call."""
