@@ -1,0 +1,255 @@
+"""A vector index with ids, exact attribute filtering and two regimes, chosen by size.
+
+- Small (up to `flat_limit` vectors): exact inner-product search (FAISS flat).
+- Large: IVF-PQ (product quantisation, as seed 002) proposes candidates, which are re-ranked exactly with
+  the stored vectors: PQ codes alone cap recall (docs/benchmarks.md), the re-ranking restores it.
+
+Vectors are L2-normalised embeddings, so inner product is cosine similarity. Filters are id sets applied
+inside the search (a FAISS IDSelector), never after it: when at least k allowed vectors exist, k come back.
+Adding and removing by id never rebuilds; `rebuild` (re)trains the IVF-PQ index from the stored vectors and
+can run in a background thread while queries go on against the previous index.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    dim: int
+    flat_limit: int = 50_000  # up to this many vectors: exact search
+    exact_subset_limit: int = 20_000  # a filter allowing at most this many: exact over the allowed ones
+    nprobe: int = 128  # inverted lists scanned per query (of up to 4,096)
+    refine_factor: int = 20  # candidates re-ranked exactly: k * refine_factor
+    pq_bytes: int = 32  # bytes per vector in the PQ codes (sub-quantisers of 8 bits)
+    train_sample: int = 100_000
+
+
+class VectorIndex:
+    def __init__(self, config: IndexConfig, versions: dict[str, str] | None = None):
+        self.config = config
+        self.versions = dict(versions or {})  # taxonomy and model versions the vectors come from
+        self._lock = threading.RLock()
+        self._ids = np.empty(0, np.int64)
+        self._vectors = np.empty((0, config.dim), np.float32)
+        self._row: dict[int, int] = {}
+        self._ivf: faiss.IndexIVFPQ | None = None
+        self._pending: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # changes during a rebuild
+        self._rebuilding = False
+
+    # ------------------------------------------------------------------ contents
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def kind(self) -> str:
+        return "ivf-pq" if self._ivf is not None else "flat"
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors by id."""
+        ids = np.asarray(ids, np.int64).ravel()
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.config.dim)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("ids must be unique within one add")
+        with self._lock:
+            self.remove(ids[np.isin(ids, self._ids)])
+            base = len(self._ids)
+            self._ids = np.concatenate([self._ids, ids])
+            self._vectors = np.concatenate([self._vectors, vectors])
+            self._row.update({int(i): base + k for k, i in enumerate(ids)})
+            if self._ivf is not None:
+                self._ivf.add_with_ids(vectors, ids)
+            if self._rebuilding:
+                self._pending.append(("add", ids, vectors))
+
+    def remove(self, ids: np.ndarray) -> int:
+        """Remove vectors by id (unknown ids are ignored); returns how many were removed."""
+        ids = np.asarray(ids, np.int64).ravel()
+        with self._lock:
+            present = [int(i) for i in ids if int(i) in self._row]
+            if not present:
+                return 0
+            keep = np.ones(len(self._ids), bool)
+            keep[[self._row[i] for i in present]] = False
+            self._ids, self._vectors = self._ids[keep], self._vectors[keep]
+            self._row = {int(i): k for k, i in enumerate(self._ids)}
+            selector = faiss.IDSelectorBatch(np.array(present, np.int64))
+            if self._ivf is not None:
+                self._ivf.remove_ids(selector)
+            if self._rebuilding:
+                self._pending.append(("remove", np.array(present, np.int64), None))
+            return len(present)
+
+    def vector(self, item_id: int) -> np.ndarray | None:
+        row = self._row.get(int(item_id))
+        return None if row is None else self._vectors[row].copy()
+
+    # ------------------------------------------------------------------ search
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (queries, k), best first; id -1 and score -inf where fewer than k exist.
+        `allowed`: only these ids may be returned."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.config.dim)
+        with self._lock:
+            if allowed is None:
+                rows = None
+            else:
+                wanted = np.asarray(allowed, np.int64).ravel()
+                rows = np.array([self._row[int(i)] for i in wanted if int(i) in self._row], np.int64)
+                if self._ivf is None or len(rows) <= self.config.exact_subset_limit:
+                    return self._exact(queries, k, rows)
+            if self._ivf is None:
+                return self._exact(queries, k, None)
+            return self._approximate(queries, k, None if rows is None else self._ids[rows])
+
+    def _exact(self, queries: np.ndarray, k: int, rows: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        vectors = self._vectors if rows is None else self._vectors[rows]
+        ids = self._ids if rows is None else self._ids[rows]
+        scores_out = np.full((len(queries), k), -np.inf, np.float32)
+        ids_out = np.full((len(queries), k), -1, np.int64)
+        if len(ids) == 0:
+            return scores_out, ids_out
+        scores = queries @ vectors.T  # (queries, n)
+        take = min(k, len(ids))
+        top = np.argpartition(-scores, take - 1, axis=1)[:, :take]
+        order = np.take_along_axis(scores, top, 1).argsort(axis=1)[:, ::-1]
+        top = np.take_along_axis(top, order, 1)
+        scores_out[:, :take] = np.take_along_axis(scores, top, 1)
+        ids_out[:, :take] = ids[top]
+        return scores_out, ids_out
+
+    def _approximate(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        candidates = k * self.config.refine_factor
+        nprobe = self.config.nprobe
+        while True:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
+            if allowed is not None:
+                selector = faiss.IDSelectorBatch(allowed)
+                params.sel = selector
+            _, found = self._ivf.search(queries, candidates, params=params)
+            # Enough candidates for every query, or every list already probed: re-rank.
+            enough = (found >= 0).sum(1).min() >= min(k, len(allowed) if allowed is not None else len(self))
+            if enough or nprobe >= self._ivf.nlist:
+                break
+            nprobe = min(self._ivf.nlist, nprobe * 4)
+        scores_out = np.full((len(queries), k), -np.inf, np.float32)
+        ids_out = np.full((len(queries), k), -1, np.int64)
+        for q, row_ids in enumerate(found):
+            row_ids = row_ids[row_ids >= 0]
+            rows = np.array([self._row[int(i)] for i in row_ids], np.int64)
+            exact = self._vectors[rows] @ queries[q]
+            order = np.argsort(-exact)[:k]
+            scores_out[q, : len(order)] = exact[order]
+            ids_out[q, : len(order)] = row_ids[order]
+        return scores_out, ids_out
+
+    # ------------------------------------------------------------------ (re)building
+
+    def needs_rebuild(self) -> bool:
+        large = len(self) > self.config.flat_limit
+        return large != (self._ivf is not None) and not self._rebuilding
+
+    def rebuild(self, seed: int = 0) -> None:
+        """Train an IVF-PQ index on the current vectors (or drop it when small). Queries keep using the
+        previous state meanwhile; changes made during the build are replayed before the swap."""
+        with self._lock:
+            if len(self) <= self.config.flat_limit:
+                self._ivf = None
+                return
+            self._rebuilding = True
+            self._pending = []
+            ids, vectors = self._ids.copy(), self._vectors.copy()
+        try:
+            index = self._train(vectors, seed)
+            index.add_with_ids(vectors, ids)
+            with self._lock:
+                for change, change_ids, change_vectors in self._pending:
+                    if change == "add":
+                        index.remove_ids(faiss.IDSelectorBatch(change_ids))
+                        index.add_with_ids(change_vectors, change_ids)
+                    else:
+                        index.remove_ids(faiss.IDSelectorBatch(change_ids))
+                self._ivf = index
+        finally:
+            with self._lock:
+                self._rebuilding = False
+                self._pending = []
+
+    def _train(self, vectors: np.ndarray, seed: int) -> faiss.IndexIVFPQ:
+        dim = self.config.dim
+        nlist = max(16, min(4096, 2 ** round(math.log2(4 * math.sqrt(len(vectors))))))
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, self.config.pq_bytes, 8, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = vectors[rng.choice(len(vectors), min(len(vectors), self.config.train_sample), replace=False)]
+        index.cp.seed = seed
+        index.pq.cp.seed = seed
+        index.train(sample)
+        return index
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: Path) -> None:
+        """Vectors, ids and the trained index, written next to each other and swapped in at once."""
+        folder = Path(folder)
+        staging = folder.with_name(folder.name + ".partial")
+        staging.mkdir(parents=True, exist_ok=True)
+        with self._lock:
+            np.save(staging / "ids.npy", self._ids)
+            np.save(staging / "vectors.npy", self._vectors)
+            if self._ivf is not None:
+                faiss.write_index(self._ivf, str(staging / "ivfpq.faiss"))
+            meta = {"format": FORMAT, "dim": self.config.dim, "count": len(self), "kind": self.kind}
+            (staging / "meta.json").write_text(json.dumps(meta | {"versions": self.versions}, indent=1))
+        if folder.exists():
+            old = folder.with_name(folder.name + ".old")
+            folder.rename(old)
+            staging.rename(folder)
+            for path in old.iterdir():
+                path.unlink()
+            old.rmdir()
+        else:
+            staging.rename(folder)
+
+    @classmethod
+    def load(cls, folder: Path, config: IndexConfig, versions: dict[str, str]) -> VectorIndex | None:
+        """The saved index, or None when it is missing, damaged, or built from other versions (the caller
+        then rebuilds it from the database)."""
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            if (
+                meta.get("format") != FORMAT
+                or meta.get("dim") != config.dim
+                or meta.get("versions") != versions
+            ):
+                return None
+            index = cls(config, versions)
+            ids = np.load(folder / "ids.npy")
+            vectors = np.load(folder / "vectors.npy")
+            if len(ids) != meta["count"] or vectors.shape != (len(ids), config.dim):
+                return None
+            index._ids, index._vectors = ids, vectors
+            index._row = {int(i): k for k, i in enumerate(ids)}
+            if (folder / "ivfpq.faiss").is_file():
+                index._ivf = faiss.read_index(str(folder / "ivfpq.faiss"))
+                if index._ivf.ntotal != len(ids):
+                    return None
+            return index
+        except (OSError, ValueError, KeyError, RuntimeError):
+            return None
