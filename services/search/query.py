@@ -1,0 +1,104 @@
+"""Text queries to taxonomy tags, in Korean or English: "블랙 미니 스커트", "black mini skirt",
+"블랙미니스커트" and "#스트리트" / "#street" become the same tags. Words the taxonomy does not know are kept
+for the free-text (TF-IDF) match over the catalog's tags."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from functools import cache
+
+from shared.taxonomy import ATTRIBUTES, REGION_KO, REGIONS, STYLE, Attribute, normalize_key
+
+# When a word names values of several attributes, the first attribute in this order wins.
+QUERY_ATTRIBUTES: tuple[str, ...] = (
+    "category",
+    "color",
+    "length",
+    "sleeve",
+    "print",
+    "material",
+    "detail",
+    "neckline",
+    "collar",
+    "fit",
+)
+MAX_WORDS_PER_LABEL = 3  # "3/4 sleeve", "off the shoulder": labels of up to three words
+
+
+@dataclass
+class ParsedQuery:
+    tags: dict[str, list[str]] = field(default_factory=dict)  # attribute key, "style" or "region" -> ko
+    words: list[str] = field(default_factory=list)  # not in the taxonomy
+
+    def add(self, key: str, value: str) -> None:
+        values = self.tags.setdefault(key, [])
+        if value not in values:
+            values.append(value)
+
+
+def _region(text: str) -> str | None:
+    key = normalize_key(text)
+    for region in REGIONS:
+        if key in (normalize_key(region), normalize_key(REGION_KO[region])):
+            return region
+    return None
+
+
+def _match(text: str, hashtag: bool) -> tuple[str, str] | None:
+    """(key, Korean value) of a word or phrase; a hashtag prefers a style."""
+    order: list[tuple[str, Attribute]] = [(key, ATTRIBUTES[key]) for key in QUERY_ATTRIBUTES]
+    order = [("style", STYLE), *order] if hashtag else [*order, ("style", STYLE)]
+    for key, attribute in order:
+        label = attribute.lookup(text)
+        if label is not None:
+            return key, label.ko
+    region = _region(text)
+    return ("region", region) if region else None
+
+
+@cache
+def _known_keys() -> tuple[str, ...]:
+    """Every normalised label name and alias, longest first (for splitting words written together)."""
+    keys = {normalize_key(r) for r in (*REGIONS, *REGION_KO.values())}
+    for attribute in (STYLE, *(ATTRIBUTES[k] for k in QUERY_ATTRIBUTES)):
+        keys.update(attribute._index)
+    return tuple(sorted((k for k in keys if len(k) >= 2), key=len, reverse=True))
+
+
+def _split_joined(word: str) -> list[str] | None:
+    """A word that is several labels written together ("블랙미니스커트"), split greedily; None if not."""
+    rest, parts = normalize_key(word), []
+    while rest:
+        prefix = next((k for k in _known_keys() if rest.startswith(k)), None)
+        if prefix is None:
+            return None
+        parts.append(prefix)
+        rest = rest[len(prefix) :]
+    return parts if len(parts) > 1 else None
+
+
+def parse_query(text: str) -> ParsedQuery:
+    parsed = ParsedQuery()
+    tokens = [t for t in re.split(r"[\s,]+", text.strip()) if t and t != "#"]
+    position = 0
+    while position < len(tokens):
+        for size in range(min(MAX_WORDS_PER_LABEL, len(tokens) - position), 0, -1):
+            span = tokens[position : position + size]
+            hashtag = span[0].startswith("#")
+            found = _match(" ".join(t.lstrip("#") for t in span), hashtag)
+            if found:
+                parsed.add(*found)
+                position += size
+                break
+        else:
+            word = tokens[position].lstrip("#")
+            parts = _split_joined(word)
+            matches = [_match(part, False) for part in parts] if parts else []
+            if matches and all(matches):
+                for found in matches:
+                    parsed.add(*found)
+            else:
+                parsed.words.append(word)
+            position += 1
+    return parsed

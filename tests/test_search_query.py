@@ -1,0 +1,42 @@
+"""Text queries in Korean and English map to the same taxonomy tags."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.search.query import parse_query
+
+SAME_TAGS = [
+    ("블랙 미니 스커트", "black mini skirt", {"color": ["블랙"], "length": ["미니"], "category": ["스커트"]}),
+    ("블랙미니스커트", "Black Mini-Skirt", {"color": ["블랙"], "length": ["미니"], "category": ["스커트"]}),
+    ("#스트리트", "#street", {"style": ["스트리트"]}),
+    ("7부소매 니트", "3/4 sleeve knitwear", {"sleeve": ["7부소매"], "category": ["니트웨어"]}),
+]
+
+
+@pytest.mark.parametrize(("korean", "english", "tags"), SAME_TAGS)
+def test_korean_and_english_give_the_same_tags(korean: str, english: str, tags: dict) -> None:
+    assert parse_query(korean).tags == tags
+    assert parse_query(english).tags == tags
+    assert parse_query(korean).words == parse_query(english).words == []
+
+
+def test_unknown_words_are_kept_for_free_text_search() -> None:
+    parsed = parse_query("여름 휴가 #리조트 린넨 원피스")
+    assert parsed.tags == {
+        "style": ["리조트"],
+        "material": ["린넨"],
+        "category": ["드레스"],
+    }  # 원피스 = dress
+    assert parsed.words == ["여름", "휴가"]
+    assert parse_query("   ").tags == {} and parse_query("#").words == []
+
+
+def test_region_words() -> None:
+    # "top" alone is also a category (탑) in English, so the Korean region word is the unambiguous one.
+    assert parse_query("상의 화이트 셔츠").tags == {
+        "region": ["top"],
+        "color": ["화이트"],
+        "category": ["셔츠"],
+    }
+    assert parse_query("아우터").tags == {"region": ["outer"]}
