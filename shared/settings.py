@@ -67,6 +67,19 @@ class GatewaySettings(BaseModel):
     draw_size: int = Field(800, ge=64, le=4096, description="default longest side of drawn images")
 
 
+class StorageSettings(BaseModel):
+    """Stored files: a folder under data_dir (local) or an S3-compatible bucket (MinIO, S3)."""
+
+    backend: Literal["local", "s3"] = "local"
+    endpoint: str = Field("127.0.0.1:9000", description="host:port of the S3 endpoint")
+    bucket: str = "kfashion"
+    prefix: str = Field("", description="object name prefix, to share a bucket")
+    access_key: str | None = None
+    secret_key: str | None = None
+    secure: bool = Field(True, description="HTTPS")
+    region: str | None = None
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
 
@@ -77,6 +90,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = DetectorSettings()
     services: ServiceUrls = ServiceUrls()
     gateway: GatewaySettings = GatewaySettings()
+    storage: StorageSettings = StorageSettings()
     database: str | None = Field(None, description="SQLAlchemy URL; default SQLite under data_dir")
 
     @property

@@ -1,0 +1,70 @@
+"""Stored files on a local folder and on a real S3-protocol server (moto's, started on loopback here; it
+does not check credentials, so this tests the protocol, not authentication)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.blobs import BlobStore, LocalBlobStore, S3BlobStore, create_blob_store
+from shared.errors import ApiError, ErrorCode
+from shared.settings import StorageSettings
+from tests.servers import free_port
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
+
+
+def _s3(endpoint: str, prefix: str) -> StorageSettings:
+    return StorageSettings(
+        backend="s3", endpoint=endpoint, bucket="kfashion-test", prefix=prefix,
+        access_key="test", secret_key="test", secure=False, region="us-east-1",
+    )  # fmt: skip
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "local":
+        return create_blob_store(StorageSettings(), tmp_path)
+    return create_blob_store(_s3(request.getfixturevalue("s3_endpoint"), f"run-{tmp_path.name}"), tmp_path)
+
+
+def test_put_get_replace_list_delete(store: BlobStore) -> None:
+    assert isinstance(store, LocalBlobStore | S3BlobStore)
+    store.put("catalog/ab/abcd.jpg", b"\xff\xd8 image", "image/jpeg")
+    store.put("jobs/1/000000", b"input")
+    assert store.get("catalog/ab/abcd.jpg") == b"\xff\xd8 image"
+    store.put("jobs/1/000000", b"replaced")
+    assert store.get("jobs/1/000000") == b"replaced"
+    assert store.exists("jobs/1/000000") and not store.exists("jobs/1/000001")
+    assert sorted(store.keys()) == ["catalog/ab/abcd.jpg", "jobs/1/000000"]
+    assert list(store.keys("jobs/")) == ["jobs/1/000000"]
+    store.delete("jobs/1/000000")
+    assert not store.exists("jobs/1/000000") and list(store.keys("jobs/")) == []
+    with pytest.raises(ApiError) as raised:
+        store.get("jobs/1/000000")
+    assert raised.value.code == ErrorCode.NOT_FOUND
+
+
+@pytest.mark.parametrize("key", ["", "/etc/passwd", "a/../../b", "dir/", "a\\b"])
+def test_keys_cannot_leave_the_store(store: BlobStore, key: str) -> None:
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+
+
+def test_prefixes_share_a_bucket(s3_endpoint: str) -> None:
+    one = S3BlobStore(_s3(s3_endpoint, "tenant-one"))
+    two = S3BlobStore(_s3(s3_endpoint, "tenant-two"))
+    one.put("a.jpg", b"1")
+    assert not two.exists("a.jpg") and list(two.keys()) == []
+    assert list(one.keys()) == ["a.jpg"]
