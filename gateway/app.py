@@ -17,6 +17,7 @@ from gateway.inputs import Source, upload_sources, url_sources
 from gateway.jobs import JobStore, JobWorker, database_engine
 from gateway.ports import SERVICE_NAMES, model_services
 from gateway.tagging import Tagged, TaggingPipeline
+from shared.blobs import create_blob_store
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image
@@ -43,7 +44,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     services = model_services(settings, state.registry)
     pipeline = TaggingPipeline(services, settings)
-    store = JobStore(database_engine(settings.database_url), settings.data_dir / "jobs")
+    store = JobStore(
+        database_engine(settings.database_url), create_blob_store(settings.storage, settings.data_dir)
+    )
 
     async def tag_for_job(source: Source, options: dict) -> dict:
         tagged = await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from gateway.inputs import Source
+from shared.blobs import BlobStore
 from shared.envelope import DATE_FORMAT
 from shared.errors import ApiError, ErrorCode
 
@@ -83,25 +83,26 @@ def database_engine(url: str) -> Engine:
 
 
 class JobStore:
-    def __init__(self, engine: Engine, blob_dir: Path):
+    def __init__(self, engine: Engine, blobs: BlobStore):
         self.engine = engine
-        self.blob_dir = blob_dir
+        self.blobs = blobs
         metadata.create_all(engine)
 
-    def _input_path(self, job_id: str, position: int) -> Path:
-        return self.blob_dir / job_id / f"{position:06d}"
+    @staticmethod
+    def _input_key(job_id: str, position: int) -> str:
+        return f"jobs/{job_id}/{position:06d}"
 
     def create(self, sources: list[Source], options: dict) -> str:
         """Store every input, then the job's rows in one transaction; sources that already failed
         (a bad archive entry) are stored as failed with their reason."""
         job_id = uuid.uuid4().hex
-        staging = self.blob_dir / f".{job_id}.partial"
-        staging.mkdir(parents=True)
+        stored: list[str] = []
         try:
             rows = []
             for position, source in enumerate(sources):
                 if source.data is not None and source.error is None:
-                    (staging / f"{position:06d}").write_bytes(source.data)
+                    stored.append(self._input_key(job_id, position))
+                    self.blobs.put(stored[-1], source.data)
                 rows.append(
                     {
                         "job_id": job_id,
@@ -113,13 +114,12 @@ class JobStore:
                         "finished": None,  # set only by the worker: a job is running once one is
                     }
                 )
-            staging.rename(self.blob_dir / job_id)
             with self.engine.begin() as db:
                 db.execute(insert(jobs_table).values(id=job_id, created=_now(), options=options))
                 db.execute(insert(items_table), rows)
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            shutil.rmtree(self.blob_dir / job_id, ignore_errors=True)
+            for key in stored:  # the rows were not written: nothing refers to these inputs
+                self.blobs.delete(key)
             raise
         return job_id
 
@@ -173,8 +173,8 @@ class JobStore:
             return db.execute(select(jobs_table.c.options).where(jobs_table.c.id == job_id)).scalar() or {}
 
     def input_bytes(self, job_id: str, position: int) -> bytes | None:
-        path = self._input_path(job_id, position)
-        return path.read_bytes() if path.is_file() else None
+        key = self._input_key(job_id, position)
+        return self.blobs.get(key) if self.blobs.exists(key) else None
 
     def finish(self, job_id: str, position: int, result: dict) -> bool:
         """Record an image's result once; False when it was already recorded."""
@@ -220,7 +220,8 @@ class JobStore:
         with self.engine.begin() as db:
             db.execute(delete(items_table).where(items_table.c.job_id == job_id))
             db.execute(delete(jobs_table).where(jobs_table.c.id == job_id))
-        shutil.rmtree(self.blob_dir / job_id, ignore_errors=True)
+        for key in list(self.blobs.keys(f"jobs/{job_id}/")):
+            self.blobs.delete(key)
 
 
 def _now() -> datetime:

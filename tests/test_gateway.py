@@ -250,7 +250,8 @@ def test_unknown_service(embedded: Server) -> None:
 
 def test_a_rejected_job_writes_nothing(embedded: Server, unseen: list[Sample]) -> None:
     data_dir = Path(embedded.env["KFASHION_DATA_DIR"])
-    before = sorted(p.name for p in (data_dir / "jobs").iterdir()) if (data_dir / "jobs").exists() else []
+    stored = lambda: sorted(p for p in (data_dir / "blobs").rglob("*") if p.is_file())  # noqa: E731
+    before = stored()
     response = httpx2.post(
         f"{embedded.url}/tagging/jobs",
         files=_files(unseen[:2]),
@@ -258,8 +259,7 @@ def test_a_rejected_job_writes_nothing(embedded: Server, unseen: list[Sample]) -
         timeout=60,
     )
     assert response.status_code == 403 and response.json()["body"]["error"]["code"] == "HOST_NOT_ALLOWED"
-    after = sorted(p.name for p in (data_dir / "jobs").iterdir()) if (data_dir / "jobs").exists() else []
-    assert after == before
+    assert stored() == before
 
 
 def test_tables_and_drawn_images(embedded: Server, unseen: list[Sample]) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from gateway.inputs import Source
 from gateway.jobs import JobStore, database_engine
+from shared.blobs import LocalBlobStore
 from shared.errors import ApiError, ErrorCode
 from tests.databases import database_url
 
@@ -15,7 +16,7 @@ from tests.databases import database_url
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
     engine = database_engine(database_url(request.param, tmp_path))
-    yield JobStore(engine, tmp_path / "jobs")
+    yield JobStore(engine, LocalBlobStore(tmp_path / "blobs"))
     engine.dispose()
 
 
@@ -42,7 +43,7 @@ def test_images_finish_once_and_counts_follow_the_rows(store: JobStore, tmp_path
     with pytest.raises(ApiError) as raised:
         store.get(job_id)
     assert raised.value.code == ErrorCode.NOT_FOUND
-    assert not (tmp_path / "jobs" / job_id).exists()
+    assert list(store.blobs.keys(f"jobs/{job_id}/")) == []
 
 
 def test_pending_skips_images_in_flight(store: JobStore) -> None:
