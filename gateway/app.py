@@ -14,10 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from gateway.exports import drawn_jpeg, to_csv, to_xlsx
 from gateway.inputs import Source, upload_sources, url_sources
-from gateway.jobs import JobStore, JobWorker, database_engine
+from gateway.jobs import JobStore, JobWorker
 from gateway.ports import SERVICE_NAMES, model_services
 from gateway.tagging import Tagged, TaggingPipeline
 from shared.blobs import create_blob_store
+from shared.db import database_engine
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image

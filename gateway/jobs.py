@@ -14,21 +14,9 @@ import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    Column,
-    DateTime,
-    ForeignKey,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    create_engine,
     delete,
-    event,
     func,
     insert,
     select,
@@ -38,55 +26,22 @@ from sqlalchemy.engine import Engine
 
 from gateway.inputs import Source
 from shared.blobs import BlobStore
+from shared.db import migrate
 from shared.envelope import DATE_FORMAT
 from shared.errors import ApiError, ErrorCode
+from shared.schema import tagging_job_items, tagging_jobs
 
 log = logging.getLogger("kfashion.jobs")
 
-metadata = MetaData()
-jobs_table = Table(
-    "tagging_jobs",
-    metadata,
-    Column("id", String(32), primary_key=True),
-    Column("created", DateTime, nullable=False),
-    Column("options", JSON, nullable=False),
-)
-items_table = Table(
-    "tagging_job_items",
-    metadata,
-    Column("job_id", String(32), ForeignKey("tagging_jobs.id", ondelete="CASCADE"), primary_key=True),
-    Column("position", Integer, primary_key=True),
-    Column("name", String(1024), nullable=False),
-    Column("url", String(2048)),
-    Column("status", String(16), nullable=False, index=True),  # pending, done, failed
-    Column("result", JSON),
-    Column("finished", DateTime),
-)
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
-
-
-def database_engine(url: str) -> Engine:
-    if url.startswith("sqlite:///"):
-        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _sqlite_pragmas(connection: Any, _: Any) -> None:
-            cursor = connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")  # readers do not wait for the worker's writes
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.close()
-
-        return engine
-    return create_engine(url, pool_pre_ping=True)
 
 
 class JobStore:
     def __init__(self, engine: Engine, blobs: BlobStore):
         self.engine = engine
         self.blobs = blobs
-        metadata.create_all(engine)
+        migrate(engine)
 
     @staticmethod
     def _input_key(job_id: str, position: int) -> str:
@@ -115,8 +70,8 @@ class JobStore:
                     }
                 )
             with self.engine.begin() as db:
-                db.execute(insert(jobs_table).values(id=job_id, created=_now(), options=options))
-                db.execute(insert(items_table), rows)
+                db.execute(insert(tagging_jobs).values(id=job_id, created=_now(), options=options))
+                db.execute(insert(tagging_job_items), rows)
         except BaseException:
             for key in stored:  # the rows were not written: nothing refers to these inputs
                 self.blobs.delete(key)
@@ -125,18 +80,18 @@ class JobStore:
 
     def get(self, job_id: str) -> dict:
         with self.engine.connect() as db:
-            job = db.execute(select(jobs_table).where(jobs_table.c.id == job_id)).mappings().first()
+            job = db.execute(select(tagging_jobs).where(tagging_jobs.c.id == job_id)).mappings().first()
             if job is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no tagging job {job_id}", {"job_id": job_id})
             counts = dict(
                 db.execute(
-                    select(items_table.c.status, func.count())
-                    .where(items_table.c.job_id == job_id)
-                    .group_by(items_table.c.status)
+                    select(tagging_job_items.c.status, func.count())
+                    .where(tagging_job_items.c.job_id == job_id)
+                    .group_by(tagging_job_items.c.status)
                 ).all()
             )
             last = db.execute(
-                select(func.max(items_table.c.finished)).where(items_table.c.job_id == job_id)
+                select(func.max(tagging_job_items.c.finished)).where(tagging_job_items.c.job_id == job_id)
             ).scalar()
         total = sum(counts.values())
         pending = counts.get(PENDING, 0)
@@ -158,10 +113,15 @@ class JobStore:
     def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
         """The oldest job's waiting images first."""
         query = (
-            select(items_table.c.job_id, items_table.c.position, items_table.c.name, items_table.c.url)
-            .join(jobs_table, jobs_table.c.id == items_table.c.job_id)
-            .where(items_table.c.status == PENDING)
-            .order_by(jobs_table.c.created, items_table.c.job_id, items_table.c.position)
+            select(
+                tagging_job_items.c.job_id,
+                tagging_job_items.c.position,
+                tagging_job_items.c.name,
+                tagging_job_items.c.url,
+            )
+            .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
+            .where(tagging_job_items.c.status == PENDING)
+            .order_by(tagging_jobs.c.created, tagging_job_items.c.job_id, tagging_job_items.c.position)
             .limit(limit + len(exclude))
         )
         with self.engine.connect() as db:
@@ -170,7 +130,9 @@ class JobStore:
 
     def options(self, job_id: str) -> dict:
         with self.engine.connect() as db:
-            return db.execute(select(jobs_table.c.options).where(jobs_table.c.id == job_id)).scalar() or {}
+            return (
+                db.execute(select(tagging_jobs.c.options).where(tagging_jobs.c.id == job_id)).scalar() or {}
+            )
 
     def input_bytes(self, job_id: str, position: int) -> bytes | None:
         key = self._input_key(job_id, position)
@@ -181,11 +143,11 @@ class JobStore:
         status = FAILED if result.get("status") == "failed" else DONE
         with self.engine.begin() as db:
             changed = db.execute(
-                update(items_table)
+                update(tagging_job_items)
                 .where(
-                    items_table.c.job_id == job_id,
-                    items_table.c.position == position,
-                    items_table.c.status == PENDING,
+                    tagging_job_items.c.job_id == job_id,
+                    tagging_job_items.c.position == position,
+                    tagging_job_items.c.status == PENDING,
                 )
                 .values(status=status, result=result, finished=_now())
             ).rowcount
@@ -194,9 +156,14 @@ class JobStore:
     def results(self, job_id: str) -> list[dict]:
         self.get(job_id)  # 404 for an unknown job
         query = (
-            select(items_table.c.position, items_table.c.name, items_table.c.status, items_table.c.result)
-            .where(items_table.c.job_id == job_id)
-            .order_by(items_table.c.position)
+            select(
+                tagging_job_items.c.position,
+                tagging_job_items.c.name,
+                tagging_job_items.c.status,
+                tagging_job_items.c.result,
+            )
+            .where(tagging_job_items.c.job_id == job_id)
+            .order_by(tagging_job_items.c.position)
         )
         with self.engine.connect() as db:
             return [
@@ -207,8 +174,8 @@ class JobStore:
     def result(self, job_id: str, position: int) -> dict:
         with self.engine.connect() as db:
             row = db.execute(
-                select(items_table.c.result, items_table.c.status).where(
-                    items_table.c.job_id == job_id, items_table.c.position == position
+                select(tagging_job_items.c.result, tagging_job_items.c.status).where(
+                    tagging_job_items.c.job_id == job_id, tagging_job_items.c.position == position
                 )
             ).first()
         if row is None:
@@ -218,8 +185,8 @@ class JobStore:
     def delete(self, job_id: str) -> None:
         self.get(job_id)
         with self.engine.begin() as db:
-            db.execute(delete(items_table).where(items_table.c.job_id == job_id))
-            db.execute(delete(jobs_table).where(jobs_table.c.id == job_id))
+            db.execute(delete(tagging_job_items).where(tagging_job_items.c.job_id == job_id))
+            db.execute(delete(tagging_jobs).where(tagging_jobs.c.id == job_id))
         for key in list(self.blobs.keys(f"jobs/{job_id}/")):
             self.blobs.delete(key)
 

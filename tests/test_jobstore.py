@@ -5,17 +5,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from gateway.inputs import Source
-from gateway.jobs import JobStore, database_engine
+from gateway.jobs import JobStore
 from shared.blobs import LocalBlobStore
+from shared.db import database_engine
 from shared.errors import ApiError, ErrorCode
 from tests.databases import database_url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStore:
-    engine = database_engine(database_url(request.param, tmp_path))
+    engine = database_engine(database_url(request.param, tmp_path, request))
     yield JobStore(engine, LocalBlobStore(tmp_path / "blobs"))
     engine.dispose()
 
@@ -53,3 +55,23 @@ def test_pending_skips_images_in_flight(store: JobStore) -> None:
     assert first == [0, 1, 2, 3]
     assert mine(store.pending(1000, {(job_id, 0), (job_id, 1)})) == [2, 3]
     store.delete(job_id)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migrations_build_the_declared_schema(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from shared.db import migrate
+    from shared.schema import metadata
+
+    engine = database_engine(database_url(kind, tmp_path, request))
+    migrate(engine)
+    migrate(engine)  # again: nothing to do
+    with engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+        version = connection.execute(sa.text("select version_num from alembic_version")).scalar()
+    assert version == "0001"
+    engine.dispose()
