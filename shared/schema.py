@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Integer, MetaData, String, Table
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+)
 
 metadata = MetaData()
 
@@ -23,4 +34,37 @@ tagging_job_items = Table(
     Column("status", String(16), nullable=False, index=True),  # pending, done, failed
     Column("result", JSON),
     Column("finished", DateTime),
+)
+
+# The catalog (issue 5): each image stored once (by content hash), its tagging result, and its items with
+# their label-format attributes and search embeddings.
+catalog_images = Table(
+    "catalog_images",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("file_name", String(1024), nullable=False),
+    Column("blob_key", String(256), nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("style", String(32)),
+    Column("sub_style", String(32)),
+    Column("styles", JSON, nullable=False),  # [{"name", "name_en", "score"}] best first
+    Column("created", DateTime, nullable=False, index=True),
+    Column("versions", JSON, nullable=False),  # taxonomy and model versions that tagged it
+)
+catalog_items = Table(
+    "catalog_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "image_id", Integer, ForeignKey("catalog_images.id", ondelete="CASCADE"), nullable=False, index=True
+    ),
+    Column("region", String(16), nullable=False),
+    Column("box", JSON, nullable=False),
+    Column("score", Float, nullable=False),
+    Column("category", String(32), index=True),
+    Column("color", String(32), index=True),
+    Column("attributes", JSON, nullable=False),  # label-format values (Korean; lists for multi-valued)
+    Column("embedding", LargeBinary, nullable=False),  # float32 little-endian
 )
