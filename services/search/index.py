@@ -40,8 +40,11 @@ class VectorIndex:
         self.config = config
         self.versions = dict(versions or {})  # taxonomy and model versions the vectors come from
         self._lock = threading.RLock()
-        self._ids = np.empty(0, np.int64)
-        self._vectors = np.empty((0, config.dim), np.float32)
+        # Rows 0.._count-1 of growable buffers (capacity doubles), so an add or a removal costs its own
+        # size, not a copy of every stored vector.
+        self._id_store = np.empty(0, np.int64)
+        self._vector_store = np.empty((0, config.dim), np.float32)
+        self._count = 0
         self._row: dict[int, int] = {}
         self._ivf: faiss.IndexIVFPQ | None = None
         self._pending: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # changes during a rebuild
@@ -50,7 +53,25 @@ class VectorIndex:
     # ------------------------------------------------------------------ contents
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._count
+
+    @property
+    def _ids(self) -> np.ndarray:
+        return self._id_store[: self._count]
+
+    @property
+    def _vectors(self) -> np.ndarray:
+        return self._vector_store[: self._count]
+
+    def _reserve(self, extra: int) -> None:
+        needed = self._count + extra
+        if needed <= len(self._id_store):
+            return
+        capacity = max(needed, 2 * len(self._id_store), 1024)
+        ids = np.empty(capacity, np.int64)
+        vectors = np.empty((capacity, self.config.dim), np.float32)
+        ids[: self._count], vectors[: self._count] = self._ids, self._vectors
+        self._id_store, self._vector_store = ids, vectors
 
     @property
     def kind(self) -> str:
@@ -63,10 +84,12 @@ class VectorIndex:
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids must be unique within one add")
         with self._lock:
-            self.remove(ids[np.isin(ids, self._ids)])
-            base = len(self._ids)
-            self._ids = np.concatenate([self._ids, ids])
-            self._vectors = np.concatenate([self._vectors, vectors])
+            self.remove(np.array([i for i in ids if int(i) in self._row], np.int64))
+            self._reserve(len(ids))
+            base = self._count
+            self._id_store[base : base + len(ids)] = ids
+            self._vector_store[base : base + len(ids)] = vectors
+            self._count += len(ids)
             self._row.update({int(i): base + k for k, i in enumerate(ids)})
             if self._ivf is not None:
                 self._ivf.add_with_ids(vectors, ids)
@@ -80,10 +103,16 @@ class VectorIndex:
             present = [int(i) for i in ids if int(i) in self._row]
             if not present:
                 return 0
-            keep = np.ones(len(self._ids), bool)
-            keep[[self._row[i] for i in present]] = False
-            self._ids, self._vectors = self._ids[keep], self._vectors[keep]
-            self._row = {int(i): k for k, i in enumerate(self._ids)}
+            # Fill the holes left below the new end with the kept rows from above it.
+            end = self._count - len(present)
+            gone = {self._row.pop(i) for i in present}
+            holes = sorted(r for r in gone if r < end)
+            movers = [r for r in range(end, self._count) if r not in gone]
+            for hole, mover in zip(holes, movers, strict=True):
+                self._id_store[hole] = self._id_store[mover]
+                self._vector_store[hole] = self._vector_store[mover]
+                self._row[int(self._id_store[hole])] = hole
+            self._count = end
             selector = faiss.IDSelectorBatch(np.array(present, np.int64))
             if self._ivf is not None:
                 self._ivf.remove_ids(selector)
@@ -244,7 +273,7 @@ class VectorIndex:
             vectors = np.load(folder / "vectors.npy")
             if len(ids) != meta["count"] or vectors.shape != (len(ids), config.dim):
                 return None
-            index._ids, index._vectors = ids, vectors
+            index._id_store, index._vector_store, index._count = ids, vectors, len(ids)
             index._row = {int(i): k for k, i in enumerate(ids)}
             if (folder / "ivfpq.faiss").is_file():
                 index._ivf = faiss.read_index(str(folder / "ivfpq.faiss"))
