@@ -149,9 +149,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(
                 ErrorCode.VALIDATION_FAILED, "drawn images: GET /tagging/jobs/{id}/images/{position}"
             )
+        job = await run_in_threadpool(store.get, job_id)  # 404 for an unknown job
         results = await run_in_threadpool(store.results, job_id)
         if format == Format.json:
-            job = await run_in_threadpool(store.get, job_id)
             return _json(success({"job": job, "results": results}))
         finished = [r for r in results if r["status"] != "pending"]
         return respond(finished, format, None, settings.gateway.draw_size)

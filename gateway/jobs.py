@@ -111,13 +111,14 @@ class JobStore:
         }
 
     def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
-        """The oldest job's waiting images first."""
+        """The oldest job's waiting images first, each with its job's options."""
         query = (
             select(
                 tagging_job_items.c.job_id,
                 tagging_job_items.c.position,
                 tagging_job_items.c.name,
                 tagging_job_items.c.url,
+                tagging_jobs.c.options,
             )
             .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
             .where(tagging_job_items.c.status == PENDING)
@@ -128,15 +129,13 @@ class JobStore:
             rows = [dict(r) for r in db.execute(query).mappings()]
         return [r for r in rows if (r["job_id"], r["position"]) not in exclude][:limit]
 
-    def options(self, job_id: str) -> dict:
-        with self.engine.connect() as db:
-            return (
-                db.execute(select(tagging_jobs.c.options).where(tagging_jobs.c.id == job_id)).scalar() or {}
-            )
-
     def input_bytes(self, job_id: str, position: int) -> bytes | None:
-        key = self._input_key(job_id, position)
-        return self.blobs.get(key) if self.blobs.exists(key) else None
+        try:
+            return self.blobs.get(self._input_key(job_id, position))
+        except ApiError as error:
+            if error.code == ErrorCode.NOT_FOUND:
+                return None
+            raise
 
     def finish(self, job_id: str, position: int, result: dict) -> bool:
         """Record an image's result once; False when it was already recorded."""
@@ -154,7 +153,6 @@ class JobStore:
         return changed == 1
 
     def results(self, job_id: str) -> list[dict]:
-        self.get(job_id)  # 404 for an unknown job
         query = (
             select(
                 tagging_job_items.c.position,
@@ -250,9 +248,8 @@ class JobWorker:
             source = Source(row["name"], data=data, url=row["url"])
             if data is None and not row["url"]:
                 source.error = ApiError(ErrorCode.NOT_FOUND, f"{row['name']}: the stored input is missing")
-            options = await asyncio.to_thread(self.store.options, row["job_id"])
             try:
-                result = await self.tag_one(source, options)
+                result = await self.tag_one(source, row["options"] or {})
             except ApiError as error:
                 if error.code == ErrorCode.SERVICE_UNAVAILABLE:
                     log.warning("job %s image %s waits: %s", *key, error.message)

@@ -62,14 +62,14 @@ def decode_detections(
     nms_iou: float = 0.6,
 ) -> list[Detection]:
     """Items of one image from its output maps: peaks (R, H, W); size and offset (2R, H, W) with
-    channels 2r, 2r+1 for region r, or (2, H, W) shared by all regions (models before per-region boxes)."""
+    channels 2r, 2r+1 for region r."""
     regions, ys, xs = np.nonzero(peaks >= score_threshold)
     if regions.size == 0:
         return []
     scores = peaks[regions, ys, xs]
     order = np.argsort(-scores)[: max_items * 4]
     regions, ys, xs, scores = regions[order], ys[order], xs[order], scores[order]
-    first = 2 * regions if size.shape[0] == 2 * peaks.shape[0] else np.zeros_like(regions)
+    first = 2 * regions
     cx = (xs + offset[first, ys, xs]) * stride
     cy = (ys + offset[first + 1, ys, xs]) * stride
     w = np.maximum(size[first, ys, xs], 0) * stride

@@ -48,12 +48,13 @@ class AttributeClassifier:
                     continue
                 p = probabilities[h.key][index]
                 labels = h.attribute.labels
-                ranked = [int(i) for i in np.argsort(-p)[:k] if p[i] > 0]
+                order = np.argsort(-p)
+                ranked = [int(i) for i in order[:k] if p[i] > 0]
                 top = [
                     {"value": labels[i].ko, "value_en": labels[i].en, "score": _score(p[i])} for i in ranked
                 ]
                 if h.multi:
-                    chosen = [i for i in np.argsort(-p) if p[i] >= MULTI_THRESHOLD]
+                    chosen = [i for i in order if p[i] >= MULTI_THRESHOLD]
                     attributes[h.key] = {
                         "values": [
                             {"value": labels[i].ko, "value_en": labels[i].en, "score": _score(p[i])}
