@@ -12,8 +12,9 @@ from fastapi import FastAPI, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from gateway.catalog import SearchClient, catalog_router
 from gateway.exports import drawn_jpeg, to_csv, to_xlsx
-from gateway.inputs import Source, upload_sources, url_sources
+from gateway.inputs import Source, collect_sources
 from gateway.jobs import JobStore, JobWorker
 from gateway.ports import SERVICE_NAMES, model_services
 from gateway.tagging import Tagged, TaggingPipeline
@@ -48,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     store = JobStore(
         database_engine(settings.database_url), create_blob_store(settings.storage, settings.data_dir)
     )
+    search = SearchClient(settings)
+    app.include_router(catalog_router(settings, pipeline, search))
 
     async def tag_for_job(source: Source, options: dict) -> dict:
         tagged = await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
@@ -55,36 +58,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     worker = JobWorker(store, tag_for_job, settings.gateway.concurrency)
     state.startup.append(services.start)
-    state.ready_check = services.readiness
+    state.startup.append(search.start)
+
+    def readiness() -> tuple[bool, dict]:
+        ready, details = services.readiness()
+        search_ready, search_details = search.readiness()
+        return ready and search_ready, {**details, "search": search_details}
+
+    state.ready_check = readiness
 
     state.started.append(worker.start)
 
     async def _stop() -> None:
         await worker.stop()
+        await search.close()
         await pipeline.close()
         await services.close()
 
     state.shutdown.append(_stop)
-
-    async def collect(files: list[UploadFile] | None, urls: list[str] | None, limit: int) -> list[Source]:
-        """Every source of a request, checked before anything is fetched, tagged or written."""
-        url_list = [u for u in (urls or []) if u.strip()]
-        sources = url_sources(url_list, settings.gateway)
-        uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
-        sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources
-        if not sources:
-            raise ApiError(
-                ErrorCode.EMPTY_REQUEST,
-                "no images: send files (multipart field 'files', repeated; zip archives too) or 'urls'",
-            )
-        if len(sources) > limit:
-            hint = " use POST /tagging/jobs" if limit == settings.gateway.sync_max_images else ""
-            raise ApiError(
-                ErrorCode.TOO_MANY_FILES,
-                f"{len(sources)} images is over the limit of {limit} for this request;{hint}",
-                {"images": len(sources), "limit": limit},
-            )
-        return sources
 
     @app.post(
         "/tagging", tags=["tagging"], summary="tag images now: every garment, its attributes, the styles"
@@ -98,7 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedding: bool = Query(False, description="include each item's embedding vector"),
     ) -> Response:
         services.ensure_ready()
-        sources = await collect(files, urls, settings.gateway.sync_max_images)
+        sources = await collect_sources(files, urls, settings, settings.gateway.sync_max_images)
         tagged = await pipeline.tag_all(sources, top_k, embedding)
         if len(tagged) == 1 and tagged[0].failed:
             error = tagged[0].result["error"]
@@ -132,7 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         top_k: int = Form(settings.gateway.top_k, ge=1, le=50),
         embedding: bool = Form(False),
     ) -> Response:
-        sources = await collect(files, urls, settings.gateway.job_max_images)
+        sources = await collect_sources(files, urls, settings, settings.gateway.job_max_images)
         job_id = await run_in_threadpool(store.create, sources, {"top_k": top_k, "embedding": embedding})
         worker.wake.set()
         job = await run_in_threadpool(store.get, job_id)

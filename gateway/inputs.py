@@ -10,9 +10,10 @@ from pathlib import PurePosixPath
 from urllib.parse import urlsplit
 
 import httpx2
+from fastapi import UploadFile
 
 from shared.errors import ApiError, ErrorCode
-from shared.settings import GatewaySettings, ImageLimits
+from shared.settings import GatewaySettings, ImageLimits, Settings
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".mpo"})
 ZIP_MAGIC = b"PK\x03\x04"
@@ -136,3 +137,26 @@ async def fetch(client: httpx2.AsyncClient, url: str, limits: ImageLimits) -> by
         raise ApiError(
             ErrorCode.URL_FETCH_FAILED, f"{url}: {type(exc).__name__}: {exc}", {"url": url}
         ) from exc
+
+
+async def collect_sources(
+    files: list[UploadFile] | None, urls: list[str] | None, settings: Settings, limit: int
+) -> list[Source]:
+    """Every source of a request, checked before anything is fetched, tagged or written."""
+    url_list = [u for u in (urls or []) if u.strip()]
+    sources = url_sources(url_list, settings.gateway)
+    uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
+    sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources
+    if not sources:
+        raise ApiError(
+            ErrorCode.EMPTY_REQUEST,
+            "no images: send files (multipart field 'files', repeated; zip archives too) or 'urls'",
+        )
+    if len(sources) > limit:
+        hint = " use POST /tagging/jobs" if limit == settings.gateway.sync_max_images else ""
+        raise ApiError(
+            ErrorCode.TOO_MANY_FILES,
+            f"{len(sources)} images is over the limit of {limit} for this request;{hint}",
+            {"images": len(sources), "limit": limit},
+        )
+    return sources

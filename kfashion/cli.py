@@ -25,7 +25,7 @@ from shared.drawing import contact_sheet, draw_record
 from shared.errors import ApiError
 from shared.imaging import decode_image
 from shared.labels import LabelError, LabelRecord, iter_records, record_view
-from shared.settings import load_settings
+from shared.settings import Settings, load_settings
 from shared.taxonomy import ITEM_ATTRIBUTES, REGIONS, STYLE, TAXONOMY_VERSION
 
 app = typer.Typer(
@@ -40,6 +40,8 @@ models_app = typer.Typer(
     help="Installed models: list them, or bootstrap them from generated data.", no_args_is_help=True
 )
 app.add_typer(models_app, name="models")
+catalog_app = typer.Typer(help="The search catalog: add images to it.", no_args_is_help=True)
+app.add_typer(catalog_app, name="catalog")
 err = Console(stderr=True)
 
 PREVIEW_SAMPLES = 16
@@ -56,6 +58,12 @@ def progress_bar(console: Console | None = None) -> Progress:
         console=console or err,
         transient=False,
     )
+
+
+def _settings(data_dir: Path | None = None, models_dir: Path | None = None) -> Settings:
+    """The environment's settings, with the folders given on the command line."""
+    overrides = {"data_dir": data_dir, "models_dir": models_dir}
+    return load_settings(**{key: value for key, value in overrides.items() if value})
 
 
 def _check_paths(paths: list[Path]) -> None:
@@ -387,7 +395,7 @@ def predict(
     from gateway.tagging import TaggingPipeline
 
     _check_paths(images)
-    settings = load_settings(**({"models_dir": models_dir} if models_dir else {}))
+    settings = _settings(models_dir=models_dir)
     services = LocalServices(settings, CollectorRegistry())
     services.start()
     pipeline = TaggingPipeline(services, settings)
@@ -407,7 +415,7 @@ def predict(
         _write_sheet(drawn, out)
 
 
-SERVICES = ("gateway", "detector", "attributes", "style")
+SERVICES = ("gateway", "detector", "attributes", "style", "search")
 
 
 @app.command()
@@ -416,13 +424,16 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     service: Annotated[
         str | None,
-        typer.Option(help="run one service: gateway, detector, attributes or style (default: all in one)"),
+        typer.Option(
+            help="run one service: gateway, detector, attributes, style or search (default: all in one)"
+        ),
     ] = None,
     data_dir: Annotated[Path | None, typer.Option(help="where jobs and results are stored")] = None,
     models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
     detector_url: Annotated[str | None, typer.Option(help="gateway: the detector service's URL")] = None,
     attributes_url: Annotated[str | None, typer.Option(help="gateway: the attribute service's URL")] = None,
     style_url: Annotated[str | None, typer.Option(help="gateway: the style service's URL")] = None,
+    search_url: Annotated[str | None, typer.Option(help="gateway: the search service's URL")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level")] = "info",
 ) -> None:
     """Serve the API. Embedded by default: the gateway and every model service in this process. With
@@ -432,17 +443,12 @@ def serve(
     if service is not None and service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose from {', '.join(SERVICES)}")
         raise typer.Exit(2)
-    overrides: dict = {}
-    if data_dir:
-        overrides["data_dir"] = data_dir
-    if models_dir:
-        overrides["models_dir"] = models_dir
-    settings = load_settings(**overrides)
-    urls = {"detector": detector_url, "attributes": attributes_url, "style": style_url}
+    settings = _settings(data_dir, models_dir)
+    urls = {"detector": detector_url, "attributes": attributes_url, "style": style_url, "search": search_url}
     if any(urls.values()):
         settings.services = settings.services.model_copy(update={k: v for k, v in urls.items() if v})
     if service in (None, "gateway"):
-        if service is None and settings.services.remote:
+        if service is None and (settings.services.remote or settings.services.search):
             err.print("[red]service URLs are set: run the gateway with --service gateway, or unset them")
             raise typer.Exit(2)
         if service == "gateway" and not settings.services.remote:
@@ -451,6 +457,68 @@ def serve(
     else:
         create_app = importlib.import_module(f"services.{service}.app").create_app
     uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+
+
+@catalog_app.command("add")
+def catalog_add(
+    folder: Annotated[Path, typer.Argument(help="a folder of images, or a K-Fashion dataset tree")],
+    data_dir: Annotated[Path | None, typer.Option(help="the server's data dir (default: settings)")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
+    batch: Annotated[int, typer.Option(min=1, max=64, help="images tagged and stored per step")] = 8,
+    limit: Annotated[int | None, typer.Option(min=1, help="stop after this many images")] = None,
+) -> None:
+    """Tag every image under FOLDER and add it to the catalog (each stored once, by content), through the
+    same path as POST /catalog/images. Run it while the server is stopped (it opens the same database and
+    indexes), or post to a running server's /catalog/images instead."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from gateway.catalog import SearchClient, add_to_catalog
+    from gateway.inputs import IMAGE_SUFFIXES, Source
+    from gateway.ports import LocalServices
+    from gateway.tagging import TaggingPipeline
+
+    if not folder.is_dir():
+        err.print(f"[red]{folder} is not a folder")
+        raise typer.Exit(2)
+    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = paths[:limit] if limit else paths
+    if not paths:
+        err.print(f"[yellow]no images under {folder}")
+        raise typer.Exit(1)
+    settings = _settings(data_dir, models_dir)
+    services = LocalServices(settings, CollectorRegistry())
+    services.start()
+    pipeline = TaggingPipeline(services, settings)
+    search = SearchClient(settings)
+    search.start()
+    counts: Counter[str] = Counter()
+    failures: list[str] = []
+
+    async def run(bar: Progress, task: int) -> None:
+        try:
+            for start in range(0, len(paths), batch):
+                chunk = paths[start : start + batch]
+                sources = [Source(str(p.relative_to(folder)), p.read_bytes()) for p in chunk]
+                for result in await add_to_catalog(pipeline, search, sources):
+                    counts[result["status"]] += 1
+                    if result["status"] == "failed":
+                        failures.append(f"{result['file']}: {result['error']['message']}")
+                bar.advance(task, len(chunk))
+        finally:
+            await pipeline.close()
+            await search.close()
+
+    with progress_bar() as bar:
+        task = bar.add_task("catalog add", total=len(paths))
+        asyncio.run(run(bar, task))
+    for failure in failures:
+        err.print(f"[red]failed[/red] {failure}")
+    summary = {"images": len(paths), **{k: counts[k] for k in ("added", "exists", "failed")}}
+    sys.stdout.write(json.dumps(summary) + "\n")
+    if counts["failed"]:
+        raise typer.Exit(1)
 
 
 @models_app.command("list")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -109,3 +110,19 @@ def encode_jpeg(pixels: np.ndarray, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+EXIF_IFD = 0x8769
+EXIF_DATE_ORIGINAL = 36867
+EXIF_DATE = 306
+
+
+def capture_date(data: bytes) -> datetime | None:
+    """When the photo was taken, from its EXIF (DateTimeOriginal, else DateTime); None when absent."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            exif = image.getexif()
+            text = exif.get_ifd(EXIF_IFD).get(EXIF_DATE_ORIGINAL) or exif.get(EXIF_DATE)
+        return datetime.strptime(str(text).strip("\x00 "), "%Y:%m:%d %H:%M:%S") if text else None
+    except (OSError, ValueError, UnidentifiedImageError):
+        return None

@@ -50,8 +50,9 @@ catalog_images = Table(
     Column("style", String(32)),
     Column("sub_style", String(32)),
     Column("styles", JSON, nullable=False),  # [{"name", "name_en", "score"}] best first
-    Column("created", DateTime, nullable=False, index=True),
+    Column("created", DateTime, nullable=False, index=True),  # upload (UTC)
     Column("versions", JSON, nullable=False),  # taxonomy and model versions that tagged it
+    Column("captured", DateTime, index=True),  # the photo's EXIF capture date, when it has one
 )
 catalog_items = Table(
     "catalog_items",
@@ -67,4 +68,24 @@ catalog_items = Table(
     Column("color", String(32), index=True),
     Column("attributes", JSON, nullable=False),  # label-format values (Korean; lists for multi-valued)
     Column("embedding", LargeBinary, nullable=False),  # float32 little-endian
+)
+
+# Saved search and recommendation results (issue 5): named lists of catalog images or items (item_id 0:
+# the whole image).
+collections = Table(
+    "collections",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("created", DateTime, nullable=False),
+    Column("description", String(1024), nullable=False, server_default=""),
+)
+collection_entries = Table(
+    "collection_entries",
+    metadata,
+    Column("collection", String(128), ForeignKey("collections.name", ondelete="CASCADE"), primary_key=True),
+    Column("image_id", Integer, ForeignKey("catalog_images.id", ondelete="CASCADE"), primary_key=True),
+    Column("item_id", Integer, primary_key=True, server_default="0"),
+    Column("score", Float),
+    Column("note", String(1024), nullable=False, server_default=""),
+    Column("added", DateTime, nullable=False),
 )

@@ -41,16 +41,18 @@ class DetectorSettings(BaseModel):
 
 
 class ServiceUrls(BaseModel):
-    """Where the gateway finds the model services. All unset: embedded (the services run in-process)."""
+    """Where the gateway finds the services. Unset: embedded (that service runs in the gateway's process)."""
 
     detector: str | None = None
     attributes: str | None = None
     style: str | None = None
+    search: str | None = Field(None, description="the search service (catalog, search, recommend)")
     timeout_s: float = Field(30.0, gt=0)
     retries: int = Field(2, ge=0, description="extra tries on connection errors")
 
     @property
     def remote(self) -> bool:
+        """The model services run elsewhere."""
         return any((self.detector, self.attributes, self.style))
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, gateway_env
+from tests.servers import Server, free_port, gateway_env
 from training.data import Sample, load_samples
 from training.synth.dataset import generate_dataset
 
@@ -79,6 +79,18 @@ def image_host(
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A real S3-protocol server (moto's) on loopback, for the whole run; it does not check credentials."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    server.start()
+    yield f"127.0.0.1:{port}"
+    server.stop()
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ does not check credentials, so this tests the protocol, not authentication)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,6 @@ import pytest
 from shared.blobs import BlobStore, LocalBlobStore, S3BlobStore, create_blob_store
 from shared.errors import ApiError, ErrorCode
 from shared.settings import StorageSettings
-from tests.servers import free_port
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
-    server.start()
-    yield f"127.0.0.1:{port}"
-    server.stop()
 
 
 def _s3(endpoint: str, prefix: str) -> StorageSettings:

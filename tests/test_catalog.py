@@ -11,32 +11,8 @@ from services.search.catalog import CatalogStore
 from shared.blobs import LocalBlobStore
 from shared.db import database_engine
 from shared.errors import ApiError, ErrorCode
+from tests.catalog_data import VERSIONS, item, look
 from tests.databases import database_url
-
-VERSIONS = {"taxonomy": "kfashion-1+test", "attributes": "1"}
-
-
-def _attribute(value: str) -> dict:
-    return {"value": value, "value_en": "", "score": 0.9, "top_k": []}
-
-
-def _item(region: str, category: str, color: str, prints: list[str], seed: int) -> dict:
-    vector = np.random.default_rng(seed).normal(size=128)
-    return {
-        "region": region,
-        "box": [10, 20, 30, 40],
-        "score": 0.8,
-        "attributes": {
-            "category": _attribute(category),
-            "color": _attribute(color),
-            "print": {"values": [{"value": p, "value_en": "", "score": 0.7} for p in prints], "top_k": []},
-        },
-        "embedding": list(vector / np.linalg.norm(vector)),
-    }
-
-
-def _result(style: str, items: list[dict]) -> dict:
-    return {"width": 800, "height": 1000, "style": style, "sub_style": None, "styles": [], "items": items}
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -47,12 +23,12 @@ def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> CatalogStore:
 
 
 def test_images_are_stored_once_with_their_items(catalog: CatalogStore) -> None:
-    look = _result(
-        "스트리트", [_item("top", "티셔츠", "블랙", ["무지"], 1), _item("bottom", "스커트", "블랙", [], 2)]
+    tagged = look(
+        "스트리트", [item("top", "티셔츠", "블랙", ["무지"], 1), item("bottom", "스커트", "블랙", [], 2)]
     )
-    image_id, created = catalog.add("a.jpg", b"jpeg bytes A", look, VERSIONS)
+    image_id, created = catalog.add("a.jpg", b"jpeg bytes A", tagged, VERSIONS)
     assert created
-    assert catalog.add("copy-of-a.jpg", b"jpeg bytes A", look, VERSIONS) == (image_id, False)
+    assert catalog.add("copy-of-a.jpg", b"jpeg bytes A", tagged, VERSIONS) == (image_id, False)
     stored = catalog.get(image_id)
     assert stored["file_name"] == "a.jpg" and stored["style"] == "스트리트" and stored["versions"] == VERSIONS
     assert [(i["region"], i["category"], i["color"]) for i in stored["items"]] == [
@@ -61,17 +37,22 @@ def test_images_are_stored_once_with_their_items(catalog: CatalogStore) -> None:
     ]
     assert stored["items"][0]["attributes"] == {"category": "티셔츠", "color": "블랙", "print": ["무지"]}
     assert catalog.image_bytes(image_id) == b"jpeg bytes A"
-    ids, vectors = catalog.embeddings()
+    ids, image_ids, vectors = catalog.embeddings()
     assert list(ids) == [i["id"] for i in stored["items"]] and vectors.shape == (2, 128)
+    assert list(image_ids) == [image_id, image_id]
+    assert (
+        catalog.embeddings(image_id)[0].tolist() == list(ids)
+        and catalog.embeddings(image_id + 1)[0].size == 0
+    )
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 
 
 def test_filters_select_items_exactly(catalog: CatalogStore) -> None:
     first, _ = catalog.add(
-        "a.jpg", b"A", _result("스트리트", [_item("top", "티셔츠", "블랙", ["무지"], 1)]), VERSIONS
+        "a.jpg", b"A", look("스트리트", [item("top", "티셔츠", "블랙", ["무지"], 1)]), VERSIONS
     )
     second, _ = catalog.add(
-        "b.jpg", b"B", _result("리조트", [_item("top", "셔츠", "화이트", ["체크", "무지"], 2)]), VERSIONS
+        "b.jpg", b"B", look("리조트", [item("top", "셔츠", "화이트", ["체크", "무지"], 2)]), VERSIONS
     )
     top_a, top_b = (catalog.get(i)["items"][0]["id"] for i in (first, second))
     assert list(catalog.item_ids()) == [top_a, top_b]
@@ -83,7 +64,7 @@ def test_filters_select_items_exactly(catalog: CatalogStore) -> None:
 
 def test_delete_removes_the_image_its_items_and_bytes(catalog: CatalogStore) -> None:
     image_id, _ = catalog.add(
-        "a.jpg", b"A", _result("스트리트", [_item("top", "티셔츠", "블랙", [], 1)]), VERSIONS
+        "a.jpg", b"A", look("스트리트", [item("top", "티셔츠", "블랙", [], 1)]), VERSIONS
     )
     item_ids = catalog.delete(image_id)
     assert len(item_ids) == 1 and catalog.embeddings()[0].size == 0
@@ -91,4 +72,4 @@ def test_delete_removes_the_image_its_items_and_bytes(catalog: CatalogStore) -> 
         catalog.get(image_id)
     assert raised.value.code == ErrorCode.NOT_FOUND
     assert not list(catalog.blobs.keys("catalog/"))
-    assert catalog.add("a.jpg", b"A", _result("스트리트", []), VERSIONS)[1]  # can come back
+    assert catalog.add("a.jpg", b"A", look("스트리트", []), VERSIONS)[1]  # can come back

@@ -5,7 +5,6 @@ persistence that refuses an index built from other versions."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -117,19 +116,18 @@ def test_rebuild_runs_beside_changes(data: tuple) -> None:
     assert not np.isin(found, removed).any()
 
 
-def test_saved_index_loads_only_for_the_same_versions(
-    large: VectorIndex, data: tuple, tmp_path: Path
-) -> None:
+def test_saved_index_loads_only_for_the_same_versions(large: VectorIndex, data: tuple) -> None:
     _, _, queries = data
-    folder = tmp_path / "items"
-    large.save(folder)
-    large.save(folder)  # replacing a saved index
+    large.stamp = {"items": len(large)}
+    saved = large.dumps()
     config = large.config
-    loaded = VectorIndex.load(folder, config, VERSIONS)
+    loaded = VectorIndex.loads(saved, config, VERSIONS)
     assert loaded is not None and loaded.kind == "ivf-pq" and len(loaded) == len(large)
+    assert loaded.stamp == {"items": len(large)}
     np.testing.assert_array_equal(loaded.search(queries, 10)[1], large.search(queries, 10)[1])
-    assert VectorIndex.load(folder, config, VERSIONS | {"attributes": "2"}) is None
-    (folder / "ivfpq.faiss").unlink()
-    assert VectorIndex.load(folder, config, VERSIONS) is not None  # vectors alone: flat until rebuilt
-    (folder / "vectors.npy").unlink()
-    assert VectorIndex.load(folder, config, VERSIONS) is None
+    assert VectorIndex.loads(saved, config, VERSIONS | {"attributes": "2"}) is None
+    assert VectorIndex.loads(saved[: len(saved) // 2], config, VERSIONS) is None  # truncated
+    flat = VectorIndex(config, VERSIONS)
+    flat.add(np.arange(3), queries[:3])
+    reloaded = VectorIndex.loads(flat.dumps(), config, VERSIONS)
+    assert reloaded is not None and reloaded.kind == "flat" and reloaded.search(queries[:1], 1)[1][0, 0] == 0

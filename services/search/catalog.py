@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
@@ -17,6 +17,7 @@ from shared.blobs import BlobStore
 from shared.db import migrate
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
+from shared.imaging import capture_date
 from shared.schema import catalog_images, catalog_items
 
 
@@ -45,6 +46,7 @@ class CatalogStore:
             "sub_style": result.get("sub_style"),
             "styles": result.get("styles", []),
             "created": datetime.now(UTC).replace(tzinfo=None),
+            "captured": capture_date(data),
             "versions": versions,
         }
         try:
@@ -91,10 +93,8 @@ class CatalogStore:
             items = db.execute(
                 select(catalog_items).where(catalog_items.c.image_id == image_id).order_by(catalog_items.c.id)
             ).mappings()
-            return {
-                **{k: v for k, v in image.items() if k != "created"},
-                "created": image["created"].isoformat(sep=" ", timespec="seconds"),
-                "items": [{k: v for k, v in item.items() if k != "embedding"} for item in items],
+            return _image_json(image) | {
+                "items": [{k: v for k, v in item.items() if k != "embedding"} for item in items]
             }
 
     def image_bytes(self, image_id: int) -> bytes:
@@ -109,21 +109,173 @@ class CatalogStore:
         self.blobs.delete(image["blob_key"])
         return [item["id"] for item in image["items"]]
 
-    def embeddings(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every item's id and embedding, to (re)build the item index."""
+    def embeddings(self, image_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, their image ids, embeddings) of every item, or of one image's, for the indexes."""
+        query = select(catalog_items.c.id, catalog_items.c.image_id, catalog_items.c.embedding)
+        if image_id is not None:
+            query = query.where(catalog_items.c.image_id == image_id)
         with self.engine.connect() as db:
-            rows = db.execute(
-                select(catalog_items.c.id, catalog_items.c.embedding).order_by(catalog_items.c.id)
-            ).all()
+            rows = db.execute(query.order_by(catalog_items.c.id)).all()
         ids = np.array([r.id for r in rows], np.int64)
+        image_ids = np.array([r.image_id for r in rows], np.int64)
         vectors = np.frombuffer(b"".join(r.embedding for r in rows), "<f4").reshape(len(rows), EMBEDDING_DIM)
-        return ids, vectors.astype(np.float32)
+        return ids, image_ids, vectors.astype(np.float32)
+
+    def stamp(self) -> dict[str, int]:
+        """Which state the catalog is in, cheaply: an index saved with another stamp is out of date (an
+        item added, removed or replaced changes the count or the sum of ids, which only grow)."""
+        with self.engine.connect() as db:
+            items = db.execute(select(func.count(), func.coalesce(func.sum(catalog_items.c.id), 0))).one()
+            images = db.execute(select(func.count(), func.coalesce(func.sum(catalog_images.c.id), 0))).one()
+        return {
+            "items": items[0],
+            "item_ids": int(items[1]),
+            "images": images[0],
+            "image_ids": int(images[1]),
+        }
+
+    def list_images(self, offset: int = 0, limit: int = 50) -> tuple[int, list[dict]]:
+        """(total, one page of images, newest first, without their items)."""
+        with self.engine.connect() as db:
+            total = db.execute(select(func.count()).select_from(catalog_images)).scalar_one()
+            rows = db.execute(
+                select(catalog_images).order_by(catalog_images.c.id.desc()).offset(offset).limit(limit)
+            ).mappings()
+            return total, [_image_json(row) for row in rows]
+
+    def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
+        """Rename an image or correct its items' attributes (label-format values, already checked against
+        the taxonomy); other values of an item stay as they are."""
+        image = self.get(image_id)
+        known = {item["id"]: item for item in image["items"]}
+        unknown = sorted(set(item_values) - set(known))
+        if unknown:
+            raise ApiError(
+                ErrorCode.NOT_FOUND,
+                f"image {image_id} has no item {unknown[0]}",
+                {"image_id": image_id, "items": sorted(known)},
+            )
+        with self.engine.begin() as db:
+            if file_name:
+                db.execute(
+                    update(catalog_images).where(catalog_images.c.id == image_id).values(file_name=file_name)
+                )
+            for item_id, values in item_values.items():
+                merged = {**known[item_id]["attributes"], **values}
+                db.execute(
+                    update(catalog_items)
+                    .where(catalog_items.c.id == item_id)
+                    .values(attributes=merged, category=merged.get("category"), color=merged.get("color"))
+                )
+        return self.get(image_id)
+
+    def items(self, item_ids: Iterable[int]) -> dict[int, dict]:
+        """Items by id with their image's name, style and size (for search results)."""
+        wanted = [int(i) for i in item_ids]
+        if not wanted:
+            return {}
+        query = (
+            select(
+                catalog_items.c.id,
+                catalog_items.c.image_id,
+                catalog_items.c.region,
+                catalog_items.c.box,
+                catalog_items.c.score,
+                catalog_items.c.attributes,
+                catalog_images.c.file_name,
+                catalog_images.c.style,
+                catalog_images.c.sub_style,
+                catalog_images.c.width,
+                catalog_images.c.height,
+            )
+            .join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
+            .where(catalog_items.c.id.in_(wanted))
+        )
+        with self.engine.connect() as db:
+            return {row.id: dict(row._mapping) for row in db.execute(query)}
+
+    def looks(self) -> list[dict]:
+        """Every item's image, region, attributes and the image's styles: the looks the compatibility
+        statistics are counted from, and the documents of the text index."""
+        query = select(
+            catalog_items.c.id,
+            catalog_items.c.image_id,
+            catalog_items.c.region,
+            catalog_items.c.score,
+            catalog_items.c.attributes,
+            catalog_images.c.file_name,
+            catalog_images.c.style,
+            catalog_images.c.sub_style,
+        ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
+        with self.engine.connect() as db:
+            return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]
+
+    def trends(
+        self, period: str, fields: Iterable[str], by: str, start: datetime | None, end: datetime | None
+    ):
+        """Per period (day, week from Monday, month) of the upload (`created`) or capture date: how many
+        images, and how many items or images carry each value of each field."""
+        date_column = catalog_images.c[by]
+        query = select(
+            date_column.label("date"),
+            catalog_images.c.id.label("image_id"),
+            catalog_images.c.style,
+            catalog_images.c.sub_style,
+            catalog_items.c.region,
+            catalog_items.c.attributes,
+        ).outerjoin(catalog_items, catalog_items.c.image_id == catalog_images.c.id)
+        query = query.where(date_column.is_not(None))
+        if start:
+            query = query.where(date_column >= start)
+        if end:
+            query = query.where(date_column < end)
+        fields = list(fields)
+        periods: dict[str, dict] = {}
+        seen_images: set[int] = set()
+        with self.engine.connect() as db:
+            for row in db.execute(query.order_by(date_column, catalog_images.c.id)):
+                key = _period_start(row.date, period)
+                bucket = periods.setdefault(
+                    key, {"period": key, "images": 0, "items": 0, "counts": {f: {} for f in fields}}
+                )
+                if row.image_id not in seen_images:
+                    seen_images.add(row.image_id)
+                    bucket["images"] += 1
+                    if "style" in fields and row.style:
+                        _count(bucket["counts"]["style"], row.style)
+                if row.region is None:
+                    continue
+                bucket["items"] += 1
+                for field in fields:
+                    if field == "style":
+                        continue
+                    if field == "region":
+                        _count(bucket["counts"][field], row.region)
+                        continue
+                    value = row.attributes.get(field)
+                    for one in value if isinstance(value, list) else [value]:
+                        if one:
+                            _count(bucket["counts"][field], one)
+        for bucket in periods.values():
+            bucket["counts"] = {
+                field: dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+                for field, counts in bucket["counts"].items()
+            }
+        return list(periods.values())
 
     def item_ids(self, filters: dict[str, Iterable[str]] | None = None) -> np.ndarray:
         """Ids of the items whose values match every filter (any of the values given for a key): region,
         style (the image's main or sub-style), or any attribute key (multi-valued ones match any value)."""
+        return np.array([item_id for item_id, _ in self._matching(filters)], np.int64)
+
+    def image_ids(self, filters: dict[str, Iterable[str]] | None = None) -> np.ndarray:
+        """Images with at least one item matching every filter."""
+        return np.unique(np.array([image_id for _, image_id in self._matching(filters)], np.int64))
+
+    def _matching(self, filters: dict[str, Iterable[str]] | None) -> list[tuple[int, int]]:
         query = select(
             catalog_items.c.id,
+            catalog_items.c.image_id,
             catalog_items.c.region,
             catalog_items.c.attributes,
             catalog_images.c.style,
@@ -134,12 +286,12 @@ class CatalogStore:
         for key in ("region", "category", "color"):
             if key in wanted:
                 query = query.where(catalog_items.c[key].in_(sorted(wanted[key])))
-        matched = []
         with self.engine.connect() as db:
-            for row in db.execute(query.order_by(catalog_items.c.id)):
-                if all(_matches(row, key, values) for key, values in wanted.items()):
-                    matched.append(row.id)
-        return np.array(matched, np.int64)
+            return [
+                (row.id, row.image_id)
+                for row in db.execute(query.order_by(catalog_items.c.id))
+                if all(_matches(row, key, values) for key, values in wanted.items())
+            ]
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:
@@ -150,3 +302,24 @@ def _matches(row: object, key: str, values: set[str]) -> bool:
     value = row.attributes.get(key)
     present = set(value) if isinstance(value, list) else {value}
     return bool(present & values)
+
+
+def _image_json(image: object) -> dict:
+    row = dict(image)
+    for key in ("created", "captured"):
+        if row.get(key) is not None:
+            row[key] = row[key].isoformat(sep=" ", timespec="seconds")
+    return row
+
+
+def _count(counts: dict[str, int], value: str) -> None:
+    counts[value] = counts.get(value, 0) + 1
+
+
+def _period_start(moment: datetime, period: str) -> str:
+    day = moment.date()
+    if period == "week":
+        day = day - timedelta(days=day.weekday())
+    elif period == "month":
+        day = day.replace(day=1)
+    return day.isoformat()

@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
-from shared.taxonomy import ATTRIBUTES, REGION_KO, REGIONS, STYLE, Attribute, normalize_key
+from shared.errors import ApiError, ErrorCode
+from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGION_KO, REGIONS, STYLE, Attribute, normalize_key
 
 # When a word names values of several attributes, the first attribute in this order wins.
 QUERY_ATTRIBUTES: tuple[str, ...] = (
@@ -102,3 +103,47 @@ def parse_query(text: str) -> ParsedQuery:
                 parsed.words.append(word)
             position += 1
     return parsed
+
+
+def normalize_filters(raw: dict[str, object] | None) -> dict[str, list[str]]:
+    """Filters as the catalog reads them: keys region, style or an attribute (English or Korean key),
+    values Korean (English names and known variants accepted), one value or a list (any of them)."""
+    filters: dict[str, list[str]] = {}
+    for raw_key, raw_values in (raw or {}).items():
+        values = raw_values if isinstance(raw_values, list) else [raw_values]
+        key = str(raw_key)
+        if key == "region" or key == "부위":
+            key, lookup = "region", _region
+        elif key in ("style", "스타일"):
+            key, lookup = "style", lambda v: label.ko if (label := STYLE.lookup(v)) else None
+        else:
+            attribute = ATTRIBUTES.get(key) or ATTRIBUTES_BY_KO.get(key)
+            if attribute is None:
+                keys = ["region", "style", *ATTRIBUTES]
+                raise ApiError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"unknown filter {key!r}; filters are {', '.join(keys)}",
+                    {"filter": key, "filters": keys},
+                )
+            key = attribute.key
+            lookup = lambda v, a=attribute: label.ko if (label := a.lookup(v)) else None  # noqa: E731
+        for value in values:
+            found = lookup(str(value))
+            if found is None:
+                raise ApiError(
+                    ErrorCode.VALIDATION_FAILED,
+                    f"{value!r} is not a value of {key}",
+                    {"filter": key, "value": value},
+                )
+            if found not in filters.setdefault(key, []):
+                filters[key].append(found)
+    return filters
+
+
+def merge_filters(*parts: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Every part must hold: where two parts constrain one key, only values both allow remain."""
+    merged: dict[str, list[str]] = {}
+    for part in parts:
+        for key, values in part.items():
+            merged[key] = [v for v in merged[key] if v in values] if key in merged else list(values)
+    return merged

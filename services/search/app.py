@@ -1,0 +1,37 @@
+"""The search service: the catalog (database + blob store), its vector indexes, collections, trends and
+recommendations. The gateway tags photos and calls it (in-process when embedded, over HTTP otherwise)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.recommend.routes import recommend_router
+from services.search.catalog import CatalogStore
+from services.search.collections import CollectionStore
+from services.search.routes import CatalogContext, catalog_router
+from services.search.service import CatalogSearch, index_versions
+from shared.blobs import create_blob_store
+from shared.db import database_engine
+from shared.service import create_service_app
+from shared.settings import Settings, load_settings
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app, state = create_service_app(
+        "search",
+        "K-Fashion search",
+        "The catalog and its FAISS indexes: similar items and looks, text/tag queries, collections, "
+        "trends and outfit recommendations over tagged images.",
+    )
+    engine = database_engine(settings.database_url)
+    blobs = create_blob_store(settings.storage, settings.data_dir)
+    search = CatalogSearch(CatalogStore(engine, blobs), blobs, index_versions(settings.models_dir))
+    context = CatalogContext(settings, search, CollectionStore(engine))
+    app.include_router(catalog_router(context))
+    app.include_router(recommend_router(context))
+    state.startup.append(search.open)
+    state.ready_check = lambda: (search.ready.is_set(), search.describe())
+    state.shutdown.append(search.close)
+    state.shutdown.append(engine.dispose)
+    return app

@@ -1,0 +1,335 @@
+"""Catalog search: the catalog (database + blob store) and its vector indexes kept in step.
+
+Two indexes: items (one vector per garment) and looks (one per image: the mean of its items' vectors).
+Both are saved to the blob store (local disk or S3) a few seconds after a change and at shutdown, with the
+catalog state (stamp) and model versions they hold; at start a saved index that is missing, damaged, of
+other versions or of another catalog state is rebuilt from the database. Large indexes train IVF-PQ in a
+background thread while queries go on against the previous one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.search.catalog import CatalogStore
+from services.search.index import IndexConfig, VectorIndex
+from services.search.text import TextIndex, item_tags
+from shared.blobs import BlobStore
+from shared.errors import ApiError, ErrorCode
+from shared.heads import EMBEDDING_DIM
+from shared.manifest import load_manifest
+
+log = logging.getLogger("kfashion.search")
+INDEX_KEYS = {"items": "indexes/items.npz", "looks": "indexes/looks.npz"}
+FILTER_CACHE_SIZE = 64
+
+Filters = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: int  # item id (item search) or image id (look search)
+    score: float
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return vectors / np.maximum(norms, 1e-12)
+
+
+def look_vectors(image_ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One vector per image: the normalised mean of its items' vectors."""
+    images, inverse = np.unique(image_ids, return_inverse=True)
+    sums = np.zeros((len(images), vectors.shape[1]), np.float32)
+    np.add.at(sums, inverse, vectors)
+    return images, _normalised(sums).astype(np.float32)
+
+
+class CatalogSearch:
+    def __init__(
+        self,
+        catalog: CatalogStore,
+        blobs: BlobStore,
+        versions: dict[str, str],
+        config: IndexConfig | None = None,
+        save_delay_s: float = 5.0,
+        refresh_s: float = 10.0,
+    ):
+        self.catalog = catalog
+        self.blobs = blobs
+        self.versions = dict(versions)
+        self.config = config or IndexConfig(EMBEDDING_DIM)
+        self.save_delay_s = save_delay_s
+        self.refresh_s = refresh_s
+        self.indexes: dict[str, VectorIndex] = {}
+        self._lock = threading.RLock()  # one catalog change (database + indexes) at a time
+        self._dirty = threading.Event()
+        self._closing = threading.Event()
+        self._saver: threading.Thread | None = None
+        self._text: TextIndex | None = None
+        self._filter_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
+        self.ready = threading.Event()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def open(self) -> None:
+        stamp = self.catalog.stamp()
+        for kind, key in INDEX_KEYS.items():
+            index, reason = None, "missing"
+            if self.blobs.exists(key):
+                index = VectorIndex.loads(self.blobs.get(key), self.config, self.versions)
+                reason = "damaged or other versions" if index is None else "out of date"
+                if index is not None and index.stamp != stamp:
+                    index = None
+            if index is None:
+                self.rebuilt[kind] = reason
+                log.info("rebuilding the %s index from the database (%s)", kind, reason)
+            self.indexes[kind] = index or VectorIndex(self.config, self.versions)
+        if self.rebuilt:
+            item_ids, image_ids, vectors = self.catalog.embeddings()
+            if "items" in self.rebuilt:
+                self.indexes["items"].add(item_ids, vectors)
+            if "looks" in self.rebuilt:
+                self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+            self._changed(stamp)
+        self._rebuild_if_needed()
+        self._saver = threading.Thread(target=self._save_loop, name="index-saver", daemon=True)
+        self._saver.start()
+        self.ready.set()
+
+    def ensure_ready(self) -> None:
+        if not self.ready.is_set():
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                "the search indexes are still loading; try again in a few seconds",
+                {"service": "search"},
+            )
+
+    def describe(self) -> dict:
+        return {
+            "ready": self.ready.is_set(),
+            "indexes": {kind: {"kind": i.kind, "vectors": len(i)} for kind, i in self.indexes.items()},
+            "rebuilt_at_start": self.rebuilt,
+        }
+
+    def close(self) -> None:
+        if not self.ready.is_set():
+            return
+        self._closing.set()
+        if self._saver:
+            self._saver.join(timeout=30)
+        self.save()
+
+    def save(self) -> None:
+        with self._lock:
+            if not self._dirty.is_set():
+                return
+            self._dirty.clear()
+            blobs = {key: self.indexes[kind].dumps() for kind, key in INDEX_KEYS.items()}
+        for key, data in blobs.items():
+            self.blobs.put(key, data)
+
+    def _save_loop(self) -> None:
+        """Save a few seconds after a change; every `refresh_s`, pick up changes made by another writer
+        (`kfashion catalog add`, another replica) from the database."""
+        last_refresh = time.monotonic()
+        while not self._closing.is_set():
+            try:
+                if self._dirty.wait(timeout=0.5) and not self._closing.wait(self.save_delay_s):
+                    self.save()
+                if time.monotonic() - last_refresh >= self.refresh_s:
+                    last_refresh = time.monotonic()
+                    self.refresh_if_stale()
+            except Exception:  # retried on the next round; the database is whole
+                log.exception("saving or refreshing the indexes failed")
+
+    def refresh_if_stale(self) -> bool:
+        """Rebuild both indexes from the database if it changed behind this process's back. The database
+        is read without holding the lock; the swap happens only if nothing changed meanwhile."""
+        with self._lock:
+            stamp = self.catalog.stamp()
+            if stamp == self.indexes["items"].stamp:
+                return False
+        item_ids, image_ids, vectors = self.catalog.embeddings()
+        fresh = {kind: VectorIndex(self.config, self.versions) for kind in INDEX_KEYS}
+        fresh["items"].add(item_ids, vectors)
+        fresh["looks"].add(*look_vectors(image_ids, vectors))
+        with self._lock:
+            if self.catalog.stamp() != stamp:
+                return False  # changed again: the next round tries again
+            log.info("the catalog changed elsewhere: indexes rebuilt from the database")
+            self.indexes = fresh
+            self._changed(stamp)
+        self._rebuild_if_needed()
+        return True
+
+    def _changed(self, stamp: dict | None = None) -> None:
+        stamp = stamp or self.catalog.stamp()
+        for index in self.indexes.values():
+            index.stamp = stamp
+        self._text = None
+        self._filter_cache.clear()
+        self._dirty.set()
+
+    def _rebuild_if_needed(self) -> None:
+        for kind, index in self.indexes.items():
+            if index.needs_rebuild():
+                threading.Thread(
+                    target=self._rebuild, args=(kind,), name=f"{kind}-rebuild", daemon=True
+                ).start()
+
+    def _rebuild(self, kind: str) -> None:
+        try:
+            self.indexes[kind].rebuild()
+            with self._lock:
+                self._dirty.set()
+        except Exception:  # queries go on against the exact index; the next change tries again
+            log.exception("training the %s index failed", kind)
+
+    # ------------------------------------------------------------------ changes
+
+    def add(self, file_name: str, data: bytes, result: dict) -> tuple[int, bool]:
+        """Store a tagged image (with embeddings) and index its items; (image id, created)."""
+        with self._lock:
+            image_id, created = self.catalog.add(file_name, data, result, self.versions)
+            if created:
+                item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
+                self.indexes["items"].add(item_ids, vectors)
+                if len(item_ids):
+                    self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+                self._changed()
+        self._rebuild_if_needed()
+        return image_id, created
+
+    def delete(self, image_id: int) -> list[int]:
+        with self._lock:
+            item_ids = self.catalog.delete(image_id)
+            self.indexes["items"].remove(np.array(item_ids, np.int64))
+            self.indexes["looks"].remove(np.array([image_id], np.int64))
+            self._changed()
+        return item_ids
+
+    def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
+        with self._lock:
+            image = self.catalog.update(image_id, file_name, item_values)
+            self._text = None  # tags changed; vectors did not
+            self._filter_cache.clear()
+        return image
+
+    # ------------------------------------------------------------------ queries
+
+    def allowed_items(self, filters: Filters | None) -> np.ndarray | None:
+        if not filters:
+            return None
+        key = tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items()))
+        with self._lock:
+            cached = self._filter_cache.get(key)
+            if cached is None:
+                cached = self.catalog.item_ids(filters)
+                self._filter_cache[key] = cached
+                while len(self._filter_cache) > FILTER_CACHE_SIZE:
+                    self._filter_cache.popitem(last=False)
+            else:
+                self._filter_cache.move_to_end(key)
+            return cached
+
+    def similar_items(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:
+        allowed = self.allowed_items(filters)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        scores, ids = self.indexes["items"].search(np.asarray(vector, np.float32)[None], k, allowed)
+        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def similar_looks(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:
+        allowed = None if not filters else self.catalog.image_ids(filters)
+        if allowed is not None and len(allowed) == 0:
+            return []
+        query = _normalised(np.asarray(vector, np.float32)[None])
+        scores, ids = self.indexes["looks"].search(query, k, allowed)
+        return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+
+    def text_items(self, words: list[str], k: int, filters: Filters | None = None) -> list[Hit]:
+        """Items matching every filter (the query's taxonomy tags among them), ranked by the TF-IDF score
+        of the free words; with no free words, by detection confidence."""
+        allowed = self.allowed_items(filters)
+        if words:
+            with self._lock:
+                if self._text is None:
+                    self._text = TextIndex((row["id"], item_tags(row)) for row in self.catalog.looks())
+                text = self._text
+            ranked = sorted(text.scores(words, allowed).items(), key=lambda kv: (-kv[1], kv[0]))
+            return [Hit(i, s) for i, s in ranked[:k]]
+        ids = allowed if allowed is not None else self.catalog.item_ids()
+        confidence = {i: row["score"] for i, row in self.catalog.items(ids).items()}
+        ranked = sorted(confidence.items(), key=lambda kv: (-kv[1], kv[0]))
+        return [Hit(i, s) for i, s in ranked[:k]]
+
+    def item_results(self, hits: list[Hit]) -> list[dict]:
+        rows = self.catalog.items(h.id for h in hits)
+        return [_item_result(rows[h.id], h.score, rank) for rank, h in enumerate(hits, 1) if h.id in rows]
+
+    def look_results(self, hits: list[Hit]) -> list[dict]:
+        results = []
+        for rank, hit in enumerate(hits, 1):
+            try:
+                image = self.catalog.get(hit.id)
+            except ApiError:  # deleted between the search and now
+                continue
+            results.append(
+                {
+                    "rank": rank,
+                    "score": round(hit.score, 6),
+                    "image_id": image["id"],
+                    "file_name": image["file_name"],
+                    "style": image["style"],
+                    "sub_style": image["sub_style"],
+                    "items": [_item_summary(item) for item in image["items"]],
+                    "image_url": image_url(image["id"]),
+                }
+            )
+        return results
+
+
+def index_versions(models_dir: Path) -> dict[str, str]:
+    """What the vectors depend on: the taxonomy and the model that computes the embeddings."""
+    manifest = load_manifest(models_dir)
+    embedder = manifest.models["attributes"]
+    return {"taxonomy": manifest.taxonomy_version, "embedding": f"{embedder.version}+{embedder.sha256[:12]}"}
+
+
+def image_url(image_id: int) -> str:
+    return f"/catalog/images/{image_id}/file"
+
+
+def _item_summary(item: dict) -> dict:
+    return {
+        "item_id": item["id"],
+        "region": item["region"],
+        "box": item["box"],
+        "tags": item["attributes"],
+    }
+
+
+def _item_result(row: dict, score: float, rank: int) -> dict:
+    return {
+        "rank": rank,
+        "score": round(score, 6),
+        "image_id": row["image_id"],
+        "item_id": row["id"],
+        "file_name": row["file_name"],
+        "region": row["region"],
+        "box": row["box"],
+        "tags": row["attributes"],
+        "style": row["style"],
+        "sub_style": row["sub_style"],
+        "image_url": image_url(row["image_id"]),
+    }

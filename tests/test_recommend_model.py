@@ -1,0 +1,86 @@
+"""Compatibility learned from looks, and the parsing of attribute changes (no models, no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.recommend.model import Compatibility, target_regions
+from services.recommend.routes import parse_change
+from shared.errors import ApiError
+
+
+def _look(image_id: int, top: str, bottom: str, colour: str = "블랙") -> list[dict]:
+    return [
+        {
+            "image_id": image_id,
+            "region": "top",
+            "attributes": {"category": top, "color": colour},
+            "style": None,
+        },
+        {
+            "image_id": image_id,
+            "region": "bottom",
+            "attributes": {"category": bottom, "color": "블랙"},
+            "style": None,
+        },
+    ]
+
+
+def _looks() -> list[dict]:
+    # Blouses are worn with skirts, hoodies with jogger pants, never the other way round.
+    looks = []
+    for n in range(30):
+        looks += _look(n, "블라우스", "스커트") if n % 2 else _look(n, "후드티", "조거팬츠")
+    return looks
+
+
+def test_pairs_seen_together_score_above_pairs_never_seen() -> None:
+    compatibility = Compatibility(_looks())
+    blouse = {"region": "top", "attributes": {"category": "블라우스"}}
+    skirt = {"region": "bottom", "attributes": {"category": "스커트"}}
+    joggers = {"region": "bottom", "attributes": {"category": "조거팬츠"}}
+    assert compatibility.score(blouse, skirt) > 0.5
+    assert compatibility.score(blouse, joggers) < -0.5
+    assert -1 <= compatibility.score(blouse, joggers) < compatibility.score(blouse, skirt) <= 1
+    # Colour is always black below: independent of the top, so near zero, not a strong signal.
+    assert abs(compatibility.npmi(("top", "color", "블랙"), ("bottom", "color", "블랙"))) < 0.2
+    unknown = {"region": "bottom", "attributes": {"category": "청바지"}}
+    assert compatibility.score(blouse, unknown) < compatibility.score(blouse, skirt)
+    assert compatibility.score(blouse, {"region": "bottom", "attributes": {}}) == 0.0
+
+
+def test_an_empty_catalog_has_no_opinion() -> None:
+    compatibility = Compatibility([])
+    top = {"region": "top", "attributes": {"category": "블라우스"}}
+    assert compatibility.score(top, {"region": "bottom", "attributes": {"category": "스커트"}}) == 0.0
+
+
+def test_target_regions() -> None:
+    assert target_regions("top", None) == ["outer", "bottom"]
+    assert target_regions("onepiece", None) == ["outer"]
+    assert target_regions("top", ["bottom", "top"]) == ["bottom"]
+
+
+@pytest.mark.parametrize(
+    ("text", "attribute", "before", "to"),
+    [
+        ("length: 미니 -> 롱", "length", "미니", "롱"),
+        ("기장: mini -> long", "length", "mini", "롱"),
+        ("category: 셔츠 → 티셔츠", "category", "셔츠", "티셔츠"),
+        ("미니 -> 맥시", "length", "미니", "맥시"),
+        ("color: -> white", "color", None, "화이트"),
+        ({"attribute": "color", "to": "navy"}, "color", None, "네이비"),
+    ],
+)
+def test_changes_are_read_in_both_languages(
+    text: object, attribute: str, before: str | None, to: str
+) -> None:
+    change = parse_change(text)
+    assert (change.attribute, change.before, change.to) == (attribute, before, to)
+
+
+@pytest.mark.parametrize("text", ["length: 미니", "mood: happy -> sad", "length: 미니 -> 하늘색", "-> "])
+def test_bad_changes_are_rejected(text: str) -> None:
+    with pytest.raises(ApiError) as raised:
+        parse_change(text)
+    assert raised.value.status == 422

@@ -1,0 +1,156 @@
+"""The catalog and its indexes kept in step (services/search/service.py), without models: on SQLite and the
+real PostgreSQL, with the indexes on the local disk and on an S3-protocol server."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.search.catalog import CatalogStore
+from services.search.index import IndexConfig
+from services.search.service import INDEX_KEYS, CatalogSearch
+from shared.blobs import BlobStore, create_blob_store
+from shared.db import database_engine
+from shared.settings import StorageSettings
+from tests.catalog_data import VERSIONS, item, look
+from tests.databases import database_url
+
+COLOURS = ("블랙", "화이트", "네이비", "베이지")
+
+
+@dataclass
+class Stack:
+    engine: object
+    blobs: BlobStore
+
+    def open(self, versions: dict[str, str] = VERSIONS, config: IndexConfig | None = None) -> CatalogSearch:
+        search = CatalogSearch(CatalogStore(self.engine, self.blobs), self.blobs, versions, config, 0.05)
+        search.open()
+        return search
+
+
+@pytest.fixture(params=["sqlite-local", "sqlite-s3", "postgresql-local", "postgresql-s3"])
+def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
+    database, storage = request.param.split("-")
+    engine = database_engine(database_url(database, tmp_path, request))
+    settings = StorageSettings()
+    if storage == "s3":
+        settings = StorageSettings(
+            backend="s3", endpoint=request.getfixturevalue("s3_endpoint"), bucket="kfashion-service",
+            prefix=f"run-{tmp_path.name}", access_key="test", secret_key="test", secure=False,
+            region="us-east-1",
+        )  # fmt: skip
+    yield Stack(engine, create_blob_store(settings, tmp_path))
+    engine.dispose()
+
+
+def _fill(search: CatalogSearch, images: int, seed: int = 0) -> list[int]:
+    ids = []
+    for n in range(images):
+        colour = COLOURS[n % len(COLOURS)]
+        tagged = look(
+            "스트리트" if n % 2 else "모던",
+            [
+                item("top", "티셔츠", colour, [], seed + 2 * n),
+                item("bottom", "스커트", colour, [], seed + 2 * n + 1),
+            ],
+        )
+        ids.append(search.add(f"{n}.jpg", f"image {seed} {n}".encode(), tagged)[0])
+    return ids
+
+
+def test_indexes_follow_the_catalog_and_survive_reopening(stack: Stack) -> None:
+    search = stack.open()
+    assert search.rebuilt == {"items": "missing", "looks": "missing"}
+    image_ids = _fill(search, 12)
+    ids, _, vectors = search.catalog.embeddings()
+    assert len(search.indexes["items"]) == 24 and len(search.indexes["looks"]) == 12
+    hits = search.similar_items(vectors[5], 3)
+    assert hits[0].id == ids[5] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    black = search.similar_items(vectors[5], 50, {"color": ["블랙"]})
+    assert len(black) == 6 and {h.id for h in black} <= set(search.catalog.item_ids({"color": ["블랙"]}))
+    removed = search.delete(image_ids[2])
+    assert not {h.id for h in search.similar_items(vectors[4], 30)} & set(removed)
+    search.close()
+    assert all(stack.blobs.exists(key) for key in INDEX_KEYS.values())
+
+    reopened = stack.open()
+    assert reopened.rebuilt == {}
+    assert [h.id for h in reopened.similar_items(vectors[7], 5)] == [
+        h.id for h in search.similar_items(vectors[7], 5)
+    ]
+    reopened.close()
+
+
+def test_a_stale_or_foreign_index_is_rebuilt_from_the_database(stack: Stack) -> None:
+    first = stack.open()
+    _fill(first, 4)
+    first.close()
+    # Another writer added images while this index was saved: the stamps differ.
+    other = CatalogStore(stack.engine, stack.blobs)
+    other.add("late.jpg", b"late", look("모던", [item("outer", "코트", "블랙", [], 99)]), VERSIONS)
+    stale = stack.open()
+    assert stale.rebuilt == {"items": "out of date", "looks": "out of date"}
+    assert len(stale.indexes["items"]) == 9 and len(stale.indexes["looks"]) == 5
+    stale.close()
+    foreign = stack.open(versions=VERSIONS | {"attributes": "2"})
+    assert foreign.rebuilt == {"items": "damaged or other versions", "looks": "damaged or other versions"}
+    foreign.close()
+    stack.blobs.put(INDEX_KEYS["items"], b"not an index")
+    damaged = stack.open(versions=VERSIONS | {"attributes": "2"})
+    assert damaged.rebuilt == {"items": "damaged or other versions"}
+    assert len(damaged.indexes["items"]) == 9
+    damaged.close()
+
+
+def test_changes_made_elsewhere_are_picked_up(stack: Stack) -> None:
+    server = stack.open()
+    _fill(server, 3)
+    assert not server.refresh_if_stale()
+    elsewhere = stack.open()  # `kfashion catalog add` beside a running server
+    _fill(elsewhere, 2, seed=100)
+    elsewhere.close()
+    assert server.refresh_if_stale()
+    assert len(server.indexes["items"]) == 10 and len(server.indexes["looks"]) == 5
+    ids, _, vectors = server.catalog.embeddings()
+    assert server.similar_items(vectors[-1], 1)[0].id == ids[-1]
+    server.close()
+
+
+def test_large_catalogs_move_to_ivf_pq_and_keep_filters_exact(stack: Stack) -> None:
+    config = IndexConfig(128, flat_limit=200, exact_subset_limit=10, nprobe=8, train_sample=1_000)
+    search = stack.open(config=config)
+    _fill(search, 160)  # 320 items: over the flat limit
+    index = search.indexes["items"]
+    deadline = time.monotonic() + 60
+    while index.kind != "ivf-pq" and time.monotonic() < deadline:  # trained in a background thread
+        time.sleep(0.05)
+    assert index.kind == "ivf-pq"
+    ids, _, vectors = search.catalog.embeddings()
+    assert [h.id for h in search.similar_items(vectors[:1][0], 1)] == [ids[0]]
+    navy = set(search.catalog.item_ids({"color": ["네이비"], "region": ["top"]}))
+    found = search.similar_items(vectors[0], 25, {"color": ["네이비"], "region": ["top"]})
+    assert len(found) == min(25, len(navy)) and {h.id for h in found} <= navy
+    search.close()
+    reopened = stack.open(config=config)
+    assert reopened.rebuilt == {} and reopened.indexes["items"].kind == "ivf-pq"
+    reopened.close()
+
+
+def test_look_vectors_are_the_mean_of_their_items(stack: Stack) -> None:
+    search = stack.open()
+    _fill(search, 6)
+    _, image_ids, vectors = search.catalog.embeddings()
+    first = image_ids[0]
+    mean = vectors[image_ids == first].sum(0)
+    hits = search.similar_looks(mean, 2)
+    assert hits[0].id == first and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    modern = search.similar_looks(mean, 10, {"style": ["스트리트"]})
+    assert len(modern) == 3 and first not in {h.id for h in modern}
+    assert np.all(np.diff([h.score for h in hits]) <= 0)
+    search.close()

@@ -1,0 +1,64 @@
+"""Free words against the catalog's tags by TF-IDF, and filters named in either language."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from services.search.query import merge_filters, normalize_filters
+from services.search.text import TextIndex, item_tags
+from shared.errors import ApiError
+
+
+def _item(item_id: int, file_name: str, category: str, colour: str) -> tuple[int, list[str]]:
+    row = {
+        "id": item_id,
+        "region": "top",
+        "attributes": {"category": category, "color": colour, "print": ["스트라이프"]},
+        "style": "스트리트",
+        "sub_style": None,
+        "file_name": file_name,
+    }
+    return item_id, item_tags(row)
+
+
+def test_item_documents_hold_both_languages_and_file_words() -> None:
+    _, tags = _item(1, "jeju_vacation-2024.jpg", "셔츠", "블랙")
+    assert {"셔츠", "shirt", "블랙", "black", "스트라이프", "stripe", "스트리트", "street"} <= set(tags)
+    assert {"jeju", "vacation"} <= set(tags) and "2024" not in tags and "jpg" not in tags
+
+
+def test_exact_words_rank_first_and_unknown_words_match_nothing() -> None:
+    index = TextIndex(
+        [
+            _item(1, "jeju vacation.jpg", "셔츠", "블랙"),
+            _item(2, "office.jpg", "셔츠", "화이트"),
+            _item(3, "vacances.jpg", "티셔츠", "블랙"),
+        ]
+    )
+    scores = index.scores(["vacation"])
+    assert max(scores, key=scores.get) == 1 and 2 not in scores
+    assert 0 < scores[3] < scores[1] <= 1.0  # shares "va", "ca", ... with "vacances"
+    assert index.scores(["qqxqq"]) == {}
+    assert set(index.scores(["블랙진"], allowed=np.array([3]))) == {3}  # "블랙" in it
+
+
+def test_filters_accept_either_language_and_reject_unknowns() -> None:
+    assert normalize_filters(
+        {"color": "black", "카테고리": ["스커트", "skirt"], "style": "#street".lstrip("#")}
+    ) == {
+        "color": ["블랙"],
+        "category": ["스커트"],
+        "style": ["스트리트"],
+    }
+    assert normalize_filters({"region": ["하의", "top"]}) == {"region": ["bottom", "top"]}
+    for bad in ({"mood": "happy"}, {"color": "plaid"}, {"region": "hat"}):
+        with pytest.raises(ApiError) as raised:
+            normalize_filters(bad)
+        assert raised.value.status == 422 and raised.value.details
+
+
+def test_merged_filters_keep_only_what_both_allow() -> None:
+    merged = merge_filters({"color": ["블랙", "화이트"]}, {"color": ["화이트"], "region": ["top"]})
+    assert merged == {"color": ["화이트"], "region": ["top"]}
+    assert merge_filters({"color": ["블랙"]}, {"color": ["화이트"]}) == {"color": []}
