@@ -80,7 +80,7 @@ class LocalServices:
         return result[0]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
-        return self.runtime.ready, {"mode": self.mode, "runtime": self.runtime.describe()}
+        return self.runtime.healthy(), {"mode": self.mode, "runtime": self.runtime.describe()}
 
     def ensure_ready(self) -> None:
         if not self.runtime.ready:

@@ -556,6 +556,30 @@ def models_list(
         raise typer.Exit(1)
 
 
+@models_app.command("triton-repo")
+def models_triton_repo(
+    out: Annotated[Path, typer.Argument(help="the repository folder to write (models in it are replaced)")],
+    models_dir: Annotated[
+        Path | None, typer.Option("--models", help="models folder (default: settings)")
+    ] = None,
+    variant: Annotated[str, typer.Option(help="gpu (instances per GPU) or cpu")] = "gpu",
+    max_batch: Annotated[int, typer.Option(min=1, max=1024, help="Triton max_batch_size")] = 32,
+    instances: Annotated[int, typer.Option(min=1, max=64, help="model instances (per GPU for gpu)")] = 1,
+    queue_delay_us: Annotated[int, typer.Option(min=0, help="dynamic batching queue delay")] = 2_000,
+) -> None:
+    """Write a Triton model repository from the installed ONNX models: config.pbtxt (ONNX Runtime backend,
+    names and shapes from the manifest, dynamic batching, instance groups) and 1/model.onnx per model."""
+    from shared.triton_repo import Batching, write_repository
+
+    if variant not in ("gpu", "cpu"):
+        err.print(f"[red]unknown variant {variant!r}; choose gpu or cpu")
+        raise typer.Exit(2)
+    directory = models_dir or load_settings().models_dir
+    batching = Batching(max_batch_size=max_batch, instances=instances, queue_delay_us=queue_delay_us)
+    for config in write_repository(directory, out, variant, batching):  # type: ignore[arg-type]
+        sys.stdout.write(f"{config}\n")
+
+
 @models_app.command("bootstrap")
 def models_bootstrap(
     out: Annotated[Path, typer.Option(help="models folder to write")] = Path("models"),

@@ -78,6 +78,10 @@ class ModelRuntime(ABC):
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    def healthy(self) -> bool:
+        """Ready, and (for a remote runtime) its server answers now: what /readyz reports."""
+        return self.ready
+
     def entry(self, model: str) -> ModelEntry:
         if model not in self.manifest.models:
             raise ApiError(ErrorCode.NOT_FOUND, f"no model {model!r} in {self.models_dir}")
@@ -181,28 +185,71 @@ class TritonBackend(ModelRuntime):
         else:
             import tritonclient.http as client_module
         self._module = client_module
-        self._client = client_module.InferenceServerClient(
-            settings.triton_url,
-            **({"network_timeout": settings.triton_timeout_s} if settings.triton_protocol == "http" else {}),
-        )
+        # tritonclient's HTTP client (geventhttpclient) works only in the thread that made it, and the
+        # services call from a pool of threads: one client per thread. The gRPC client is thread-safe.
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._clients_lock = threading.Lock()
+
+    @property
+    def _client(self) -> Any:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            http = self.settings.triton_protocol == "http"
+            with self._clients_lock:
+                if not http and self._clients:
+                    client = self._clients[0]
+                else:
+                    client = self._module.InferenceServerClient(
+                        self.settings.triton_url,
+                        **({"network_timeout": self.settings.triton_timeout_s} if http else {}),
+                    )
+                    self._clients.append(client)
+            self._local.client = client
+        return client
 
     def _load(self, model: str, entry: ModelEntry) -> None:
+        """Wait (up to the timeout) for the server and the model: Triton may start after the service."""
         deadline = time.monotonic() + self.settings.triton_timeout_s
-        while not self._client.is_model_ready(model):
+        while True:
+            try:
+                if self._client.is_model_ready(model):
+                    return
+                problem = "no ready model"
+            except Exception as exc:  # the server is not up yet
+                problem = f"{type(exc).__name__}: {exc}"
             if time.monotonic() > deadline:
-                raise TimeoutError(f"Triton at {self.settings.triton_url} has no ready model {model!r}")
+                raise TimeoutError(f"Triton at {self.settings.triton_url}, model {model!r}: {problem}")
             time.sleep(0.5)
+
+    def healthy(self) -> bool:
+        if not self.ready:
+            return False
+        try:
+            return bool(self._client.is_server_ready())
+        except Exception:
+            return False
 
     def _run(self, model: str, batch: np.ndarray, outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
         names = self._output_names(model, outputs)
         request = self._module.InferInput(self.entry(model).inputs[0].name, list(batch.shape), "FP32")
         request.set_data_from_numpy(batch)
         wanted = [self._module.InferRequestedOutput(name) for name in names]
-        result = self._client.infer(model, [request], outputs=wanted)
+        try:
+            result = self._client.infer(model, [request], outputs=wanted)
+        except Exception as exc:  # tritonclient's errors, refused or reset connections: the server's fault
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"Triton at {self.settings.triton_url} failed to run {model}: {type(exc).__name__}: {exc}",
+                {"service": "triton", "url": self.settings.triton_url, "model": model},
+            ) from exc
         return {name: result.as_numpy(name) for name in names}
 
     def close(self) -> None:
-        self._client.close()
+        with self._clients_lock:
+            for client in self._clients:
+                client.close()
+            self._clients.clear()
 
 
 def create_runtime(

@@ -34,9 +34,10 @@ class ServiceState:
     def require_ready(self) -> None:
         ready, details = self.ready_check()
         if not ready:
+            problem = details.get("problem", "models are not loaded yet")
             raise ApiError(
                 ErrorCode.SERVICE_UNAVAILABLE,
-                f"{self.name} is starting: models are not loaded yet",
+                f"{self.name} is not ready: {problem}",
                 {"service": self.name, **details},
             )
 
@@ -97,4 +98,13 @@ def create_service_app(name: str, title: str, description: str) -> tuple[FastAPI
 
 
 def runtime_ready_check(runtime: Any) -> ReadyCheck:
-    return lambda: (runtime.ready, {"runtime": runtime.describe()})
+    def check() -> tuple[bool, dict[str, Any]]:
+        if runtime.healthy():
+            return True, {"runtime": runtime.describe()}
+        details: dict[str, Any] = {"runtime": runtime.describe()}
+        if runtime.ready:  # loaded, but its server does not answer (Triton)
+            url = runtime.settings.triton_url
+            details |= {"service": runtime.backend, "url": url, "problem": f"Triton at {url} does not answer"}
+        return False, details
+
+    return check
