@@ -42,6 +42,11 @@ models_app = typer.Typer(
 app.add_typer(models_app, name="models")
 catalog_app = typer.Typer(help="The search catalog: add images to it.", no_args_is_help=True)
 app.add_typer(catalog_app, name="catalog")
+stack_app = typer.Typer(
+    help="The microservice deployment on one machine: every service its own process.", no_args_is_help=True
+)
+app.add_typer(stack_app, name="stack")
+StackDir = Annotated[Path, typer.Option("--dir", help="the stack's folder: state, logs, local data")]
 err = Console(stderr=True)
 
 PREVIEW_SAMPLES = 16
@@ -519,6 +524,53 @@ def catalog_add(
     sys.stdout.write(json.dumps(summary) + "\n")
     if counts["failed"]:
         raise typer.Exit(1)
+
+
+@stack_app.command("up")
+def stack_up(
+    folder: StackDir = Path("data/stack"),
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the gateway's port")] = 8000,
+    triton: Annotated[bool, typer.Option(help="models on a Triton server (needs .venv-triton)")] = False,
+    database: Annotated[str | None, typer.Option(help="SQLAlchemy URL; default SQLite in the folder")] = None,
+    s3_endpoint: Annotated[
+        str | None, typer.Option(help="host:port of an S3 server; default local disk")
+    ] = None,
+    s3_bucket: Annotated[str, typer.Option()] = "kfashion",
+    s3_prefix: Annotated[str, typer.Option()] = "",
+    s3_access_key: Annotated[str | None, typer.Option(envvar="KFASHION_STORAGE__ACCESS_KEY")] = None,
+    s3_secret_key: Annotated[str | None, typer.Option(envvar="KFASHION_STORAGE__SECRET_KEY")] = None,
+) -> None:
+    """Start detector, attributes, style, search and the gateway as separate processes (and Triton with
+    --triton), wait until each is ready, and return; `kfashion stack down` stops them."""
+    from kfashion import stack
+
+    try:
+        started = stack.up(
+            folder, port, triton, database, s3_endpoint, s3_bucket, s3_prefix, s3_access_key, s3_secret_key
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(1) from exc
+    for process in started.processes:
+        err.print(f"{process.name:10} pid {process.pid:7}  {process.url}  log {process.log}")
+    sys.stdout.write(json.dumps({"gateway": started.gateway_url, "folder": started.folder}) + "\n")
+
+
+@stack_app.command("down")
+def stack_down(folder: StackDir = Path("data/stack")) -> None:
+    """Stop every process of the stack."""
+    from kfashion import stack
+
+    stopped = stack.down(folder)
+    sys.stdout.write(json.dumps({"stopped": stopped}) + "\n")
+
+
+@stack_app.command("status")
+def stack_status(folder: StackDir = Path("data/stack")) -> None:
+    """Each process of the stack: pid, URL, alive."""
+    from kfashion import stack
+
+    sys.stdout.write(json.dumps(stack.status(folder)) + "\n")
 
 
 @models_app.command("list")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ from shared.blobs import LocalBlobStore
 from shared.db import database_engine
 from shared.errors import ApiError, ErrorCode
 from tests.databases import database_url
+from tests.servers import ROOT
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -74,4 +77,25 @@ def test_migrations_build_the_declared_schema(
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         version = connection.execute(sa.text("select version_num from alembic_version")).scalar()
     assert version == "0003"
+    engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_processes_starting_together_migrate_once(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A gateway and a search service start at the same moment on one new database: both must come up."""
+    url = database_url(kind, tmp_path, request)
+    script = (
+        "import sys; from shared.db import database_engine, migrate; migrate(database_engine(sys.argv[1]))"
+    )
+    processes = [
+        subprocess.Popen([sys.executable, "-c", script, url], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert [p.returncode for p in processes] == [0, 0, 0, 0], errors
+    engine = database_engine(url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.text("select count(*) from alembic_version")).scalar() == 1
     engine.dispose()
