@@ -6,10 +6,11 @@ from __future__ import annotations
 import io
 import zipfile
 from enum import StrEnum
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 
 from fastapi import FastAPI, File, Form, Query, UploadFile
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
 from gateway.catalog import SearchClient, catalog_router
@@ -25,7 +26,9 @@ from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image
 from shared.service import create_service_app
 from shared.settings import Settings, load_settings
+from shared.taxonomy import taxonomy_json
 
+CONSOLE = Path(__file__).parent / "console"  # the web console: static files, no build step
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
@@ -163,6 +166,35 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ApiError(ErrorCode.NOT_FOUND, f"the input of image {position} is not stored")
         pixels = decode_image(data, settings.image, result["file"]).pixels
         return Response(await run_in_threadpool(drawn_jpeg, pixels, result, size), media_type="image/jpeg")
+
+    @app.get("/tagging/jobs/{job_id}/images", tags=["tagging"], summary="every tagged image, drawn, as a zip")
+    async def job_images(
+        job_id: str, size: int = Query(settings.gateway.draw_size, ge=64, le=4096)
+    ) -> Response:
+        def drawn_all() -> bytes:
+            files = []
+            for result in store.results(job_id):
+                if result.get("status") != "done":
+                    continue
+                data = store.input_bytes(job_id, result["position"])
+                if data is not None:
+                    pixels = decode_image(data, settings.image, result["file"]).pixels
+                    files.append((result["file"], drawn_jpeg(pixels, result, size)))
+            return _zip_of(files)
+
+        await run_in_threadpool(store.get, job_id)  # 404 for an unknown job
+        data = await run_in_threadpool(drawn_all)
+        return Response(data, media_type="application/zip", headers=_attachment(f"{job_id}-drawn.zip"))
+
+    @app.get("/taxonomy", tags=["operations"], summary="every class with Korean and English names")
+    def get_taxonomy() -> Response:
+        return _json(success(taxonomy_json()))
+
+    @app.get("/", include_in_schema=False)
+    def console() -> FileResponse:
+        return FileResponse(CONSOLE / "index.html", media_type="text/html; charset=utf-8")
+
+    app.mount("/console", StaticFiles(directory=CONSOLE), name="console")
 
     @app.delete("/tagging/jobs/{job_id}", tags=["tagging"], summary="delete a job, its inputs and results")
     async def delete_job(job_id: str) -> Response:

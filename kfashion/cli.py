@@ -26,7 +26,7 @@ from shared.errors import ApiError
 from shared.imaging import decode_image
 from shared.labels import LabelError, LabelRecord, iter_records, record_view
 from shared.settings import Settings, load_settings
-from shared.taxonomy import ITEM_ATTRIBUTES, REGIONS, STYLE, TAXONOMY_VERSION
+from shared.taxonomy import ITEM_ATTRIBUTES, STYLE, TAXONOMY_VERSION, taxonomy_json
 
 app = typer.Typer(
     help="K-Fashion Serve: tagging, search and outfit matching for the K-Fashion taxonomy.",
@@ -218,28 +218,7 @@ def taxonomy(as_json: Annotated[bool, typer.Option("--json", help="every label w
     """Print the taxonomy: version, attributes, their labels (Korean / English) and regions."""
     attributes = [*ITEM_ATTRIBUTES, STYLE]
     if as_json:
-        data = {
-            "version": TAXONOMY_VERSION,
-            "regions": list(REGIONS),
-            "attributes": [
-                {
-                    "key": a.key,
-                    "ko_key": a.ko_key,
-                    "multi": a.multi,
-                    "regions": sorted(a.regions),
-                    "labels": [
-                        {
-                            "id": lb.id,
-                            "ko": lb.ko,
-                            "en": lb.en,
-                            **({"regions": sorted(lb.regions)} if lb.regions else {}),
-                        }
-                        for lb in a.labels
-                    ],
-                }
-                for a in attributes
-            ],
-        }
+        data = taxonomy_json()
         sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
         return
     out = Console()

@@ -646,3 +646,31 @@ def _content_digest() -> str:
 
 
 TAXONOMY_VERSION = f"kfashion-1+{_content_digest()}"
+
+
+def taxonomy_json() -> dict:
+    """Every class list with ids, Korean and English names and regions (`kfashion taxonomy --json`,
+    GET /taxonomy)."""
+    return {
+        "version": TAXONOMY_VERSION,
+        "regions": list(REGIONS),
+        "region_names": {r: {"ko": REGION_KO[r], "en": REGION_EN_NAME[r]} for r in REGIONS},
+        "attributes": [
+            {
+                "key": a.key,
+                "ko_key": a.ko_key,
+                "multi": a.multi,
+                "regions": sorted(a.regions),
+                "labels": [
+                    {
+                        "id": lb.id,
+                        "ko": lb.ko,
+                        "en": lb.en,
+                        **({"regions": sorted(lb.regions)} if lb.regions else {}),
+                    }
+                    for lb in a.labels
+                ],
+            }
+            for a in [*ITEM_ATTRIBUTES, STYLE]
+        ],
+    }
