@@ -20,7 +20,8 @@ const TEXT = {
     "collection.save": "결과 저장", "collection.title": "컬렉션", "collection.saved": "저장됨",
     "matching.title": "어울리는 아이템 추천", "matching.photo": "사진", "matching.item": "또는 카탈로그 아이템 번호",
     "matching.targets": "찾을 부위", "matching.styles": "선호 스타일", "matching.colors": "선호 색상",
-    "matching.avoid": "제외 색상", "matching.change": "속성 하나 바꾸기", "matching.attribute": "속성",
+    "matching.avoid": "제외 색상", "matching.avoidStyles": "제외 스타일", "trends.day": "일", "trends.week": "주",
+    "trends.month": "월", "trends.created": "업로드 날짜", "trends.captured": "촬영 날짜 (EXIF)", "matching.change": "속성 하나 바꾸기", "matching.attribute": "속성",
     "matching.to": "바꿀 값", "matching.run": "추천 받기", "matching.none": "(바꾸지 않음)",
     "matching.changed": "바꾼 결과", "matching.query": "기준 아이템",
     "trends.title": "카탈로그 트렌드", "trends.field": "항목", "trends.period": "기간", "trends.by": "기준 날짜",
@@ -41,7 +42,8 @@ const TEXT = {
     "collection.save": "Save results", "collection.title": "Collections", "collection.saved": "saved",
     "matching.title": "Items that go with it", "matching.photo": "Photo", "matching.item": "or a catalog item number",
     "matching.targets": "Regions wanted", "matching.styles": "Preferred styles", "matching.colors": "Preferred colors",
-    "matching.avoid": "Colors to avoid", "matching.change": "Change one attribute", "matching.attribute": "Attribute",
+    "matching.avoid": "Colors to avoid", "matching.avoidStyles": "Styles to avoid", "trends.day": "day",
+    "trends.week": "week", "trends.month": "month", "trends.created": "upload date", "trends.captured": "capture date (EXIF)", "matching.change": "Change one attribute", "matching.attribute": "Attribute",
     "matching.to": "Change to", "matching.run": "Recommend", "matching.none": "(no change)",
     "matching.changed": "With the change", "matching.query": "Query item",
     "trends.title": "Catalog trends", "trends.field": "Field", "trends.period": "Period", "trends.by": "Date",
@@ -173,6 +175,7 @@ function buildChips() {
   chips($("chips-include-style"), "style", labels("style"));
   chips($("chips-include-color"), "color", labels("color"));
   chips($("chips-exclude-color"), "color", labels("color"));
+  chips($("chips-exclude-style"), "style", labels("style"));
 }
 
 function buildChangeControl() {
@@ -431,9 +434,11 @@ async function runMatching() {
   const styles = pressed($("chips-include-style"));
   const colors = pressed($("chips-include-color"));
   const avoid = pressed($("chips-exclude-color"));
+  const avoidStyles = pressed($("chips-exclude-style"));
   if (styles.length) spec.include.style = styles;
   if (colors.length) spec.include.color = colors;
   if (avoid.length) spec.exclude.color = avoid;
+  if (avoidStyles.length) spec.exclude.style = avoidStyles;
   if ($("change-attribute").value && $("change-to").value) {
     spec.changes.push({ attribute: $("change-attribute").value, to: $("change-to").value });
   }
