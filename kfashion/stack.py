@@ -162,6 +162,16 @@ def up(
     return stack
 
 
+def triton_command(repository: Path, http: int, grpc: int, metrics: int) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that serve a Triton repository with PyTriton's server (.venv-triton)."""
+    command = [
+        str(TRITON_PYTHON), str(TRITON_SERVE), str(repository),
+        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
+    ]  # fmt: skip
+    # PyTriton's Python backend loads the interpreter's libpython from the library path.
+    return command, {"LD_LIBRARY_PATH": sysconfig.get_config_var("LIBDIR") or ""}
+
+
 def _start_triton(stack: Stack, folder: Path, models: Path, timeout: float) -> dict[str, str]:
     from shared.triton_repo import write_repository
 
@@ -172,12 +182,7 @@ def _start_triton(stack: Stack, folder: Path, models: Path, timeout: float) -> d
     repository = folder / "triton-repository"
     write_repository(models, repository, "cpu")
     http, grpc, metrics = free_port(), free_port(), free_port()
-    command = [
-        str(TRITON_PYTHON), str(TRITON_SERVE), str(repository),
-        "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(metrics),
-    ]  # fmt: skip
-    # PyTriton's Python backend loads the interpreter's libpython from the library path.
-    env = {"LD_LIBRARY_PATH": sysconfig.get_config_var("LIBDIR") or ""}
+    command, env = triton_command(repository, http, grpc, metrics)
     process = _spawn("triton", command, env, folder, f"http://127.0.0.1:{http}")
     stack.processes.append(process)
     stack.save()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,12 @@ from pathlib import Path
 
 import httpx2
 
+from kfashion.stack import free_port
+
 ROOT = Path(__file__).parents[1]
 READY_TIMEOUT_S = 120
 MAX_BYTES = 3_000_000  # image limits of the test gateways
 MAX_PIXELS = 6_000_000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass

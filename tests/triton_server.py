@@ -8,17 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, free_port
+from kfashion.stack import TRITON_PYTHON, free_port, triton_command
+from tests.servers import ROOT
 
-TRITON_PYTHON = ROOT / ".venv-triton" / "bin" / "python"
-SERVE = ROOT / "deploy" / "triton" / "serve_repository.py"
 READY_TIMEOUT_S = 90
 
 
@@ -61,13 +59,8 @@ class TritonServer:
     def start(self) -> TritonServer:
         import tritonclient.http as triton_http
 
-        # PyTriton's Python backend loads the interpreter's libpython from the library path.
-        env = {**os.environ, "LD_LIBRARY_PATH": sysconfig.get_config_var("LIBDIR") or ""}
-        command = [
-            str(TRITON_PYTHON), str(SERVE), str(self.repository),
-            "--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port),
-            "--metrics-port", str(self.metrics_port),
-        ]  # fmt: skip
+        command, extra = triton_command(self.repository, self.http_port, self.grpc_port, self.metrics_port)
+        env = {**os.environ, **extra}
         # A session of its own: PyTriton starts tritonserver as a child, and stop() ends both.
         self.process = subprocess.Popen(
             command,
