@@ -5,8 +5,8 @@ Compatibility is learned from the catalog's looks: how much more often than chan
 value b ("category: 블라우스"), as normalised pointwise mutual information (NPMI, in [-1, 1]) per attribute,
 averaged over the attributes both items carry. A candidate is scored by
     0.5 * support + 0.5 * (compatibility + 1) / 2
-where support is how strongly it co-occurs with items like the query (the similarity of the query to the
-items it was worn with in the catalog, summed over those looks and scaled to [0, 1]). Candidates that no
+where support is how strongly it was worn with items like the query (the similarity of the query to the most
+similar item of its look, among the query's nearest catalog items, scaled to [0, 1]). Candidates that no
 similar look holds are ranked by compatibility alone (support 0), so k come back when k exist.
 """
 
@@ -107,14 +107,19 @@ class Change:
 class Recommender:
     def __init__(self, search: CatalogSearch):
         self.search = search
-        self._compatibility: tuple[dict, Compatibility] | None = None
+        self._cache: tuple[dict, Compatibility, dict[int, dict]] | None = None
+
+    def _state(self) -> tuple[Compatibility, dict[int, dict]]:
+        """The compatibility counts and every item's row (region, look, attributes, style), read from the
+        catalog once per catalog state: requests then score candidates without a database round trip."""
+        stamp = self.search.catalog.stamp()
+        if self._cache is None or self._cache[0] != stamp:
+            looks = self.search.catalog.looks()
+            self._cache = (stamp, Compatibility(looks), {row["id"]: row for row in looks})
+        return self._cache[1], self._cache[2]
 
     def compatibility(self) -> Compatibility:
-        """Counted from the catalog once per catalog state."""
-        stamp = self.search.catalog.stamp()
-        if self._compatibility is None or self._compatibility[0] != stamp:
-            self._compatibility = (stamp, Compatibility(self.search.catalog.looks()))
-        return self._compatibility[1]
+        return self._state()[0]
 
     def _candidates(self, regions: list[str], preferences: Preferences) -> set[int]:
         allowed = set(self.search.allowed_items({"region": regions, **preferences.include}).tolist())
@@ -132,23 +137,22 @@ class Recommender:
         exclude_image: int | None = None,
     ) -> dict[str, list[dict]]:
         """Per target region, the k best items to wear with the query item."""
-        compatibility = self.compatibility()
+        compatibility, catalog_rows = self._state()
         neighbours = [
             h
             for h in self.search.similar_items(vector, NEIGHBOURS + 1, {"region": [query["region"]]})
             if h.id != query.get("id")
         ]
-        neighbour_rows = self.search.catalog.items(h.id for h in neighbours)
         neighbour_images: dict[int, float] = {}
         for hit in neighbours:
-            row = neighbour_rows.get(hit.id)
+            row = catalog_rows.get(hit.id)
             if row and row["image_id"] != exclude_image:
                 image = row["image_id"]
                 neighbour_images[image] = max(neighbour_images.get(image, 0.0), max(hit.score, 0.0))
         matches: dict[str, list[dict]] = {}
         for region in regions:
             allowed = self._candidates([region], preferences)
-            rows = self.search.catalog.items(allowed)
+            rows = {i: catalog_rows[i] for i in allowed if i in catalog_rows}
             support: dict[int, float] = {}
             for item_id, row in rows.items():
                 weight = neighbour_images.get(row["image_id"])
