@@ -209,6 +209,17 @@ async def add_to_catalog(
     return results
 
 
+async def retag_image(pipeline: TaggingPipeline, search: SearchClient, image_id: int) -> dict:
+    """Tag a stored image again with the current models and replace its items, styles and vectors."""
+    image = await search.body(await search.send("GET", f"/catalog/images/{image_id}"))
+    response = await search.send("GET", f"/catalog/images/{image_id}/file")
+    if response.status_code != 200:
+        await search.body(response)  # raises the search service's error
+    loaded = await pipeline.load(Source(image["file_name"], response.content))
+    tagged = await pipeline.tag(loaded, embedding=True)
+    return await search.body(await search.send("PUT", f"/catalog/images/{image_id}/tags", json=tagged))
+
+
 def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: SearchClient) -> APIRouter:
     router = APIRouter()
 
@@ -227,6 +238,15 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
         results = await add_to_catalog(pipeline, search, sources)
         counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}
         return JSONResponse(success({"results": results, "counts": counts | {"total": len(results)}}))
+
+    @router.post(
+        "/catalog/images/{image_id}/retag",
+        tags=["catalog"],
+        summary="tag a stored image again with the current models (after a model upgrade)",
+    )
+    async def retag(image_id: int) -> Response:
+        pipeline.services.ensure_ready()
+        return JSONResponse(success(await retag_image(pipeline, search, image_id)))
 
     @router.post(
         "/search",
@@ -262,6 +282,7 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
     forwarded: list[tuple[str, str, str, str, dict | None]] = [
         ("GET", "/catalog/images", "catalog", "the catalog's images, newest first (offset, limit)", None),
         ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items", None),
+        ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones", None),
         ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded", None),
         ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags", CatalogUpdate),
         ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items", None),

@@ -505,6 +505,70 @@ def catalog_add(
         raise typer.Exit(1)
 
 
+@catalog_app.command("retag")
+def catalog_retag(
+    data_dir: Annotated[Path | None, typer.Option(help="the server's data dir (default: settings)")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
+    every: Annotated[bool, typer.Option("--all", help="every image, not only those of other models")] = False,
+) -> None:
+    """Tag the catalog's images again with the installed models (after a model upgrade): by default the
+    images tagged by other model or taxonomy versions. Their items, styles and search vectors are replaced.
+    Run it while the server is stopped, or call POST /catalog/images/{id}/retag on a running one."""
+    import asyncio
+
+    from prometheus_client import CollectorRegistry
+
+    from gateway.catalog import SearchClient, retag_image
+    from gateway.ports import LocalServices
+    from gateway.tagging import TaggingPipeline
+
+    settings = _settings(data_dir, models_dir)
+    services = LocalServices(settings, CollectorRegistry())
+    services.start()
+    pipeline = TaggingPipeline(services, settings)
+    search = SearchClient(settings)
+    search.start()
+    failures: list[str] = []
+
+    async def image_ids() -> list[int]:
+        if not every:
+            return (await search.body(await search.send("GET", "/catalog/stale")))["image_ids"]
+        ids, offset = [], 0
+        while True:
+            page = await search.body(
+                await search.send("GET", "/catalog/images", params={"offset": offset, "limit": 500})
+            )
+            ids += [image["id"] for image in page["images"]]
+            offset += 500
+            if offset >= page["total"]:
+                return sorted(ids)
+
+    async def run() -> int:
+        try:
+            ids = await image_ids()
+            with progress_bar() as bar:
+                task = bar.add_task("catalog retag", total=len(ids))
+                for image_id in ids:
+                    try:
+                        await retag_image(pipeline, search, image_id)
+                    except ApiError as error:
+                        failures.append(f"image {image_id}: {error.message}")
+                    bar.advance(task)
+            return len(ids)
+        finally:
+            await pipeline.close()
+            await search.close()
+
+    total = asyncio.run(run())
+    for failure in failures:
+        err.print(f"[red]failed[/red] {failure}")
+    sys.stdout.write(
+        json.dumps({"images": total, "retagged": total - len(failures), "failed": len(failures)}) + "\n"
+    )
+    if failures:
+        raise typer.Exit(1)
+
+
 @stack_app.command("up")
 def stack_up(
     folder: StackDir = Path("data/stack"),

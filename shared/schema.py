@@ -53,6 +53,7 @@ catalog_images = Table(
     Column("created", DateTime, nullable=False, index=True),  # upload (UTC)
     Column("versions", JSON, nullable=False),  # taxonomy and model versions that tagged it
     Column("captured", DateTime, index=True),  # the photo's EXIF capture date, when it has one
+    sqlite_autoincrement=True,  # ids are never reused (migration 0004)
 )
 catalog_items = Table(
     "catalog_items",
@@ -68,6 +69,7 @@ catalog_items = Table(
     Column("color", String(32), index=True),
     Column("attributes", JSON, nullable=False),  # label-format values (Korean; lists for multi-valued)
     Column("embedding", LargeBinary, nullable=False),  # float32 little-endian
+    sqlite_autoincrement=True,
 )
 
 # Saved search and recommendation results (issue 5): named lists of catalog images or items (item_id 0:

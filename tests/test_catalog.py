@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -73,3 +74,42 @@ def test_delete_removes_the_image_its_items_and_bytes(catalog: CatalogStore) -> 
     assert raised.value.code == ErrorCode.NOT_FOUND
     assert not list(catalog.blobs.keys("catalog/"))
     assert catalog.add("a.jpg", b"A", look("스트리트", []), VERSIONS)[1]  # can come back
+
+
+def test_upgrading_an_existing_sqlite_catalog_keeps_its_rows_and_ids_are_never_reused(tmp_path: Path) -> None:
+    from sqlalchemy import insert, select
+
+    from shared.db import migrate
+    from shared.schema import catalog_images, catalog_items, collection_entries, collections
+
+    engine = database_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    migrate(engine, "0003")  # a catalog made before migration 0004
+    with engine.begin() as db:
+        db.execute(
+            insert(catalog_images).values(
+                id=1, sha256="a" * 64, file_name="a.jpg", blob_key="k", width=8, height=8, styles=[],
+                created=datetime(2026, 1, 1), versions={},
+            )
+        )  # fmt: skip
+        db.execute(
+            insert(catalog_items).values(
+                id=1, image_id=1, region="top", box=[0, 0, 1, 1], score=0.9, attributes={}, embedding=b""
+            )
+        )
+        db.execute(insert(collections).values(name="picks", created=datetime(2026, 1, 1)))
+        db.execute(
+            insert(collection_entries).values(
+                collection="picks", image_id=1, item_id=1, added=datetime(2026, 1, 1)
+            )
+        )
+    migrate(engine)
+    catalog = CatalogStore(engine, LocalBlobStore(tmp_path / "blobs"))
+    with engine.connect() as db:  # nothing was lost to the table rebuild (no cascade)
+        assert db.execute(select(catalog_items.c.id)).scalars().all() == [1]
+        assert db.execute(select(collection_entries.c.item_id)).scalars().all() == [1]
+    image_id, _ = catalog.add("b.jpg", b"B", look("모던", [item("top", "티셔츠", "블랙", [], 5)]), VERSIONS)
+    newest = catalog.get(image_id)["items"][0]["id"]
+    catalog.delete(image_id)
+    again, _ = catalog.add("b.jpg", b"B", look("모던", [item("top", "티셔츠", "블랙", [], 5)]), VERSIONS)
+    assert again > image_id and catalog.get(again)["items"][0]["id"] > newest
+    engine.dispose()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from shared.blobs import S3BlobStore
 from shared.settings import StorageSettings
 from shared.taxonomy import ATTRIBUTES, STYLE
 from tests.databases import database_url
-from tests.servers import Server, gateway_env
+from tests.servers import ROOT, Server, gateway_env
 from training.data import Sample, load_samples
 
 # Top-5 share of unseen photos whose 5 most similar catalog items include one of the same category and
@@ -644,5 +645,54 @@ def test_catalog_add_command_fills_the_catalog_a_server_then_serves(
         assert _ok(httpx2.get(f"{server.url}/catalog/images"))["total"] == 4
         body = _ok(_photo_search(server.url, "q.jpg", _reencoded(unseen[1].image_path.read_bytes())))
         assert body["results"][0]["file_name"] == f"spring/{unseen[1].image_path.name}"
+    finally:
+        server.kill()
+
+
+def test_a_model_upgrade_retags_the_catalog(tmp_path: Path, unseen: list[Sample]) -> None:
+    folder = tmp_path / "shop"
+    folder.mkdir()
+    for sample in unseen[5:8]:
+        (folder / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
+    data = tmp_path / "data"
+    add = [sys.executable, "-m", "kfashion", "catalog", "add", str(folder), "--data-dir", str(data)]
+    assert subprocess.run(add, capture_output=True, timeout=300).returncode == 0
+    # "New" models: the same files under another attribute-model version (what a retrained model changes).
+    upgraded = tmp_path / "models"
+    shutil.copytree(ROOT / "models", upgraded)
+    manifest = json.loads((upgraded / "manifest.json").read_text())
+    manifest["models"]["attributes"]["version"] = "2"
+    (upgraded / "manifest.json").write_text(json.dumps(manifest))
+    retag = [
+        sys.executable,
+        "-m",
+        "kfashion",
+        "catalog",
+        "retag",
+        "--data-dir",
+        str(data),
+        "--models",
+        str(upgraded),
+    ]
+    done = subprocess.run(retag, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"images": 3, "retagged": 3, "failed": 0}
+    again = subprocess.run(retag, capture_output=True, text=True, timeout=300)
+    assert json.loads(again.stdout) == {"images": 0, "retagged": 0, "failed": 0}  # nothing stale now
+    server = Server(
+        [], gateway_env(data) | {"KFASHION_MODELS_DIR": str(upgraded)}, log=tmp_path / "server.log"
+    )
+    server.start()
+    try:
+        assert _ok(httpx2.get(f"{server.url}/readyz"))["search"]["rebuilt_at_start"] == {}
+        assert _ok(httpx2.get(f"{server.url}/catalog/stale"))["image_ids"] == []
+        image = _ok(httpx2.get(f"{server.url}/catalog/images", params={"limit": 1}))["images"][0]
+        assert image["versions"]["embedding"].startswith("2+")
+        before = {i["id"] for i in _ok(httpx2.get(f"{server.url}/catalog/images/{image['id']}"))["items"]}
+        retagged = _ok(httpx2.post(f"{server.url}/catalog/images/{image['id']}/retag", timeout=60))
+        assert retagged["items"] and not before & {i["id"] for i in retagged["items"]}  # items replaced
+        photo = unseen[6].image_path
+        best = _ok(_photo_search(server.url, "q.jpg", _reencoded(photo.read_bytes())))["results"][0]
+        assert best["file_name"] == photo.name
     finally:
         server.kill()

@@ -143,6 +143,35 @@ class CatalogStore:
             ).mappings()
             return total, [_image_json(row) for row in rows]
 
+    def stale_image_ids(self, versions: dict[str, str]) -> list[int]:
+        """Images tagged by other models (or another taxonomy) than `versions`: to re-tag."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                select(catalog_images.c.id, catalog_images.c.versions).order_by(catalog_images.c.id)
+            )
+            return [row.id for row in rows if row.versions != versions]
+
+    def replace_tags(self, image_id: int, result: dict, versions: dict[str, str]) -> list[int]:
+        """Replace an image's items, styles and versions with a new tagging of the same bytes (a model
+        upgrade); returns the ids of the items replaced."""
+        old = [item["id"] for item in self.get(image_id)["items"]]
+        with self.engine.begin() as db:
+            db.execute(delete(catalog_items).where(catalog_items.c.image_id == image_id))
+            db.execute(
+                update(catalog_images)
+                .where(catalog_images.c.id == image_id)
+                .values(
+                    style=result.get("style"),
+                    sub_style=result.get("sub_style"),
+                    styles=result.get("styles", []),
+                    versions=versions,
+                )
+            )
+            items = [self._item_row(image_id, item) for item in result["items"]]
+            if items:
+                db.execute(insert(catalog_items), items)
+        return old
+
     def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
         """Rename an image or correct its items' attributes (label-format values, already checked against
         the taxonomy); other values of an item stay as they are."""

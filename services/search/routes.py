@@ -149,6 +149,18 @@ def catalog_router(context: CatalogContext) -> APIRouter:
         total, images = await run_in_threadpool(search.catalog.list_images, offset, limit)
         return _json({"total": total, "offset": offset, "images": images})
 
+    @router.get("/catalog/stale", tags=["catalog"], summary="images tagged by other models than the current")
+    async def stale_images() -> Response:
+        ids = await run_in_threadpool(search.stale_image_ids)
+        return _json({"versions": search.versions, "image_ids": ids})
+
+    @router.put("/catalog/images/{image_id}/tags", tags=["catalog"], summary="replace an image's tagging")
+    async def replace_tags(image_id: int, tagged: dict[str, Any]) -> Response:
+        search.ensure_ready()
+        if not isinstance(tagged.get("items"), list):
+            raise ApiError(ErrorCode.VALIDATION_FAILED, "the body must be a /tagging result with embeddings")
+        return _json(await run_in_threadpool(search.retag, image_id, tagged))
+
     @router.get("/catalog/images/{image_id}", tags=["catalog"], summary="one image with its items")
     async def get_image(image_id: int) -> Response:
         return _json(await run_in_threadpool(search.catalog.get, image_id))

@@ -218,6 +218,22 @@ class CatalogSearch:
             self._changed()
         return item_ids
 
+    def retag(self, image_id: int, result: dict) -> dict:
+        """A new tagging of a stored image (current models): its items and vectors replaced."""
+        with self._lock:
+            old = self.catalog.replace_tags(image_id, result, self.versions)
+            self.indexes["items"].remove(np.array(old, np.int64))
+            self.indexes["looks"].remove(np.array([image_id], np.int64))
+            item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
+            self.indexes["items"].add(item_ids, vectors)
+            if len(item_ids):
+                self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+            self._changed()
+        return self.catalog.get(image_id)
+
+    def stale_image_ids(self) -> list[int]:
+        return self.catalog.stale_image_ids(self.versions)
+
     def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
         with self._lock:
             image = self.catalog.update(image_id, file_name, item_values)
