@@ -582,15 +582,21 @@ def stack_up(
     s3_prefix: Annotated[str, typer.Option()] = "",
     s3_access_key: Annotated[str | None, typer.Option(envvar="KFASHION_STORAGE__ACCESS_KEY")] = None,
     s3_secret_key: Annotated[str | None, typer.Option(envvar="KFASHION_STORAGE__SECRET_KEY")] = None,
+    s3_server: Annotated[
+        bool, typer.Option(help="start a local S3-protocol server (moto's) as well")
+    ] = False,
+    schema: Annotated[str | None, typer.Option(help="PostgreSQL schema for the tables (created)")] = None,
 ) -> None:
     """Start detector, attributes, style, search and the gateway as separate processes (and Triton with
-    --triton), wait until each is ready, and return; `kfashion stack down` stops them."""
+    --triton, an S3 server with --s3-server), wait until each is ready, and return; `kfashion stack down`
+    stops them."""
     from kfashion import stack
 
     try:
         started = stack.up(
-            folder, port, triton, database, s3_endpoint, s3_bucket, s3_prefix, s3_access_key, s3_secret_key
-        )
+            folder, port, triton, database, s3_endpoint, s3_bucket, s3_prefix, s3_access_key, s3_secret_key,
+            s3_server=s3_server, schema=schema,
+        )  # fmt: skip
     except (RuntimeError, TimeoutError) as exc:
         err.print(f"[red]{exc}")
         raise typer.Exit(1) from exc

@@ -107,6 +107,38 @@ def _wait_ready(url: str, process: Process, timeout: float) -> None:
     raise TimeoutError(f"{process.name} not ready after {timeout:.0f} s; see {process.log}")
 
 
+def _start_s3_server(stack: Stack, folder: Path, timeout: float) -> str:
+    """A local S3-protocol server for the stack (moto's, from the dev dependencies; it keeps objects in
+    memory and does not check credentials: for trying the topology, not for keeping data)."""
+    server = Path(sys.executable).parent / "moto_server"
+    if not server.is_file():
+        raise RuntimeError("--s3-server needs moto_server (the project's dev dependencies)")
+    port = free_port()
+    process = _spawn(
+        "s3", [str(server), "-H", "127.0.0.1", "-p", str(port)], {}, folder, f"http://127.0.0.1:{port}"
+    )
+    stack.processes.append(process)
+    stack.save()
+    _wait_ready(f"{process.url}/moto-api/", process, timeout)
+    return f"127.0.0.1:{port}"
+
+
+def with_schema(database: str, schema: str) -> str:
+    """A PostgreSQL URL whose tables live in `schema` (created if missing): stacks share one database."""
+    import sqlalchemy as sa
+
+    if not schema.isidentifier():
+        raise RuntimeError(f"schema {schema!r}: letters, digits and _ only")
+    engine = sa.create_engine(database)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+    finally:
+        engine.dispose()
+    separator = "&" if "?" in database else "?"
+    return f"{database}{separator}options=-csearch_path%3D{schema}"
+
+
 def up(
     folder: Path,
     port: int = 8000,
@@ -119,12 +151,26 @@ def up(
     s3_secret_key: str | None = None,
     models_dir: Path | None = None,
     timeout: float = 180.0,
+    s3_server: bool = False,
+    schema: str | None = None,
 ) -> Stack:
+    """Start the stack. `s3_server`: start a local S3-protocol server too; `schema`: keep the tables in
+    this PostgreSQL schema of `database` (created if missing)."""
     folder = folder.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if (folder / STATE).exists() and any(_alive(p.pid) for p in Stack.load(folder).processes):
         raise RuntimeError(f"a stack is already running from {folder}: `kfashion stack down` first")
     models = (models_dir or ROOT / "models").resolve()
+    stack = Stack(str(folder), f"http://127.0.0.1:{port}")
+    if schema and database:
+        database = with_schema(database, schema)
+    if s3_server:
+        s3_access_key, s3_secret_key = s3_access_key or "kfashion", s3_secret_key or "kfashion-local"
+        try:
+            s3_endpoint = _start_s3_server(stack, folder, timeout)
+        except BaseException:
+            down(folder)
+            raise
     shared = {"KFASHION_MODELS_DIR": str(models), "KFASHION_DATA_DIR": str(folder / "data")}
     if database:
         shared["KFASHION_DATABASE"] = database
@@ -141,7 +187,7 @@ def up(
             shared["KFASHION_STORAGE__ACCESS_KEY"] = s3_access_key
         if s3_secret_key:
             shared["KFASHION_STORAGE__SECRET_KEY"] = s3_secret_key
-    stack = Stack(str(folder), f"http://127.0.0.1:{port}", settings=shared)
+    stack.settings = shared
     try:
         model_env = dict(shared)
         if triton:
@@ -153,9 +199,9 @@ def up(
         urls = [arg for name, p in services.items() for arg in (f"--{name}-url", f"http://127.0.0.1:{p}")]
         stack.processes.append(_serve("gateway", port, urls, shared, folder))
         stack.save()
+        probes = {"triton": "/v2/health/ready", "s3": "/moto-api/"}
         for process in stack.processes:
-            probe = f"{process.url}/readyz" if process.name != "triton" else f"{process.url}/v2/health/ready"
-            _wait_ready(probe, process, timeout)
+            _wait_ready(f"{process.url}{probes.get(process.name, '/readyz')}", process, timeout)
     except BaseException:
         down(folder)
         raise
