@@ -27,7 +27,8 @@ const TEXT = {
     "trends.title": "카탈로그 트렌드", "trends.field": "항목", "trends.period": "기간", "trends.by": "기준 날짜",
     "trends.run": "보기", "trends.images": "이미지", "trends.other": "기타", "trends.empty": "데이터 없음",
     "error.input": "사진이나 아이템 번호를 넣어 주세요", "error.files": "파일을 선택해 주세요",
-    "error.name": "컬렉션 이름을 넣어 주세요", "score": "점수",
+    "error.name": "컬렉션 이름을 넣어 주세요", "score": "점수", "status.done": "완료", "status.failed": "실패",
+    "status.pending": "대기",
   },
   en: {
     "tab.tagging": "Tagging", "tab.search": "Search", "tab.matching": "Matching", "tab.trends": "Trends",
@@ -49,7 +50,8 @@ const TEXT = {
     "trends.title": "Catalog trends", "trends.field": "Field", "trends.period": "Period", "trends.by": "Date",
     "trends.run": "Show", "trends.images": "images", "trends.other": "other", "trends.empty": "No data",
     "error.input": "Add a photo or an item number", "error.files": "Choose files first",
-    "error.name": "Name the collection", "score": "score",
+    "error.name": "Name the collection", "score": "score", "status.done": "done", "status.failed": "failed",
+    "status.pending": "pending",
   },
 };
 
@@ -245,7 +247,7 @@ function renderTable() {
   REGIONS.forEach((region) => TABLE_FIELDS.forEach((field) => head.push(`${labelName("region", region)} ${t(`filter.${field}`)}`)));
   table.tHead.replaceChildren(row(head, "th"));
   table.tBodies[0].replaceChildren(...state.tagging.results.map((result, index) => {
-    const cells = [result.file, result.status];
+    const cells = [result.file, t(`status.${result.status}`)];
     if (result.status === "failed") {
       cells.push(result.error.message);
     } else {
