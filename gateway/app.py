@@ -150,6 +150,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finished = [r for r in results if r["status"] != "pending"]
         return respond(finished, format, None, settings.gateway.draw_size)
 
+    def draw_job_image(job_id: str, position: int, result: dict, size: int) -> bytes | None:
+        """A tagged job image with its items drawn (JPEG); None when its input is not stored."""
+        data = store.input_bytes(job_id, position)
+        if data is None:
+            return None
+        return drawn_jpeg(decode_image(data, settings.image, result["file"]).pixels, result, size)
+
     @app.get("/tagging/jobs/{job_id}/images/{position}", tags=["tagging"], summary="one image, items drawn")
     async def job_image(
         job_id: str, position: int, size: int = Query(settings.gateway.draw_size, ge=64, le=4096)
@@ -161,26 +168,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 f"image {position} of job {job_id} is {result.get('status')}, not tagged",
                 {"status": result.get("status")},
             )
-        data = await run_in_threadpool(store.input_bytes, job_id, position)
-        if data is None:
+        drawn = await run_in_threadpool(draw_job_image, job_id, position, result, size)
+        if drawn is None:
             raise ApiError(ErrorCode.NOT_FOUND, f"the input of image {position} is not stored")
-        pixels = decode_image(data, settings.image, result["file"]).pixels
-        return Response(await run_in_threadpool(drawn_jpeg, pixels, result, size), media_type="image/jpeg")
+        return Response(drawn, media_type="image/jpeg")
 
     @app.get("/tagging/jobs/{job_id}/images", tags=["tagging"], summary="every tagged image, drawn, as a zip")
     async def job_images(
         job_id: str, size: int = Query(settings.gateway.draw_size, ge=64, le=4096)
     ) -> Response:
         def drawn_all() -> bytes:
-            files = []
-            for result in store.results(job_id):
-                if result.get("status") != "done":
-                    continue
-                data = store.input_bytes(job_id, result["position"])
-                if data is not None:
-                    pixels = decode_image(data, settings.image, result["file"]).pixels
-                    files.append((result["file"], drawn_jpeg(pixels, result, size)))
-            return _zip_of(files)
+            done = [r for r in store.results(job_id) if r.get("status") == "done"]
+            drawn = [(r["file"], draw_job_image(job_id, r["position"], r, size)) for r in done]
+            return _zip_of([(name, data) for name, data in drawn if data is not None])
 
         await run_in_threadpool(store.get, job_id)  # 404 for an unknown job
         data = await run_in_threadpool(drawn_all)

@@ -5,7 +5,6 @@ this process and is called through ASGI (no network); otherwise over HTTP. One c
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -16,12 +15,14 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
 from gateway.inputs import Source, collect_sources
+from gateway.ports import request_with_retries, service_body
 from gateway.tagging import TaggingPipeline
 from services.recommend.routes import RecommendRequest
 from services.search.routes import CatalogUpdate, CollectionCreate, CollectionEntries, SearchRequest
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
 from shared.settings import Settings
+from shared.web import validation_failed
 
 HOP_HEADERS = ("content-type", "content-disposition")
 
@@ -71,24 +72,8 @@ class SearchClient:
 
     async def send(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
         """The search service's answer, whatever its status; a 503 naming it when it cannot be reached."""
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            try:
-                return await self.client.request(method, path, **kwargs)
-            except httpx2.TimeoutException as exc:
-                raise ApiError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    f"the search service did not answer within {self.timeout:g} s",
-                    {"service": "search", "url": self.url},
-                ) from exc
-            except httpx2.TransportError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                if attempt < self.retries:
-                    await asyncio.sleep(0.1 * 2**attempt)
-        raise ApiError(
-            ErrorCode.SERVICE_UNAVAILABLE,
-            f"the search service is down ({last_error})",
-            {"service": "search", "url": self.url, "tries": self.retries + 1},
+        return await request_with_retries(
+            self.client, "search", method, path, self.retries, self.timeout, **kwargs
         )
 
     @staticmethod
@@ -107,29 +92,16 @@ class SearchClient:
         )
         return self.relay(response)
 
-    async def body(self, response: httpx2.Response) -> dict:
+    def body(self, response: httpx2.Response) -> dict:
         """The body of a successful answer; an error answer becomes the same error here."""
-        payload = response.json()
-        if response.status_code >= 400:
-            error = (payload.get("body") or {}).get("error", {})
-            code = error.get("code")
-            raise ApiError(
-                ErrorCode(code) if code in ErrorCode.__members__ else ErrorCode.SERVICE_ERROR,
-                error.get("message", f"the search service failed with HTTP {response.status_code}"),
-                error.get("details"),
-            )
-        return payload["body"]
+        return service_body("search", self.url or "embedded", response)
 
 
 def request_model(model: type[BaseModel], raw: dict[str, Any]) -> Any:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:3])
-        raise ApiError(
-            ErrorCode.VALIDATION_FAILED, f"invalid request: {summary}", {"problems": problems}
-        ) from exc
+        raise validation_failed(exc.errors()) from exc
 
 
 async def read_form_or_json(request: Request, model: type[BaseModel]) -> tuple[Any, list[UploadFile]]:
@@ -190,7 +162,7 @@ async def add_to_catalog(
             files=[("files", (t.result["file"], t.image.data)) for t in done],
             data={"tagged": json.dumps([t.result for t in done])},
         )
-        stored = (await search.body(response))["results"]
+        stored = (search.body(response))["results"]
     outcomes = iter(stored)
     results = []
     for one in tagged:
@@ -211,13 +183,13 @@ async def add_to_catalog(
 
 async def retag_image(pipeline: TaggingPipeline, search: SearchClient, image_id: int) -> dict:
     """Tag a stored image again with the current models and replace its items, styles and vectors."""
-    image = await search.body(await search.send("GET", f"/catalog/images/{image_id}"))
+    image = search.body(await search.send("GET", f"/catalog/images/{image_id}"))
     response = await search.send("GET", f"/catalog/images/{image_id}/file")
     if response.status_code != 200:
-        await search.body(response)  # raises the search service's error
+        search.body(response)  # raises the search service's error
     loaded = await pipeline.load(Source(image["file_name"], response.content))
     tagged = await pipeline.tag(loaded, embedding=True)
-    return await search.body(await search.send("PUT", f"/catalog/images/{image_id}/tags", json=tagged))
+    return search.body(await search.send("PUT", f"/catalog/images/{image_id}/tags", json=tagged))
 
 
 def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: SearchClient) -> APIRouter:

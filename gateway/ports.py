@@ -94,6 +94,63 @@ class LocalServices:
         return None
 
 
+async def request_with_retries(
+    client: httpx2.AsyncClient,
+    service: str,
+    method: str,
+    url: str,
+    retries: int,
+    timeout: float,
+    **kwargs: Any,
+) -> httpx2.Response:
+    """A service's answer, whatever its status. Connection errors are retried (with back-off) up to
+    `retries` times; a timeout or a service that stays unreachable is a 503 naming it."""
+    last_error = ""
+    for attempt in range(retries + 1):
+        try:
+            return await client.request(method, url, **kwargs)
+        except httpx2.TimeoutException as exc:
+            raise ApiError(
+                ErrorCode.SERVICE_UNAVAILABLE,
+                f"the {service} service did not answer within {timeout:g} s",
+                {"service": service, "url": url},
+            ) from exc
+        except httpx2.TransportError as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+            if attempt < retries:
+                await asyncio.sleep(0.1 * 2**attempt)
+    raise ApiError(
+        ErrorCode.SERVICE_UNAVAILABLE,
+        f"the {service} service is down ({last_error})",
+        {"service": service, "url": url, "tries": retries + 1},
+    )
+
+
+def service_body(service: str, url: str, response: httpx2.Response) -> Any:
+    """The body of a service's successful answer; its client errors become the same error here, a 503 the
+    service's unavailability, anything else a SERVICE_ERROR naming it."""
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {}
+    if response.status_code < 400:
+        return payload["body"]
+    error = (payload.get("body") or {}).get("error", {})
+    if response.status_code == 503:
+        raise ApiError(
+            ErrorCode.SERVICE_UNAVAILABLE,
+            f"the {service} service is not ready: {error.get('message', response.status_code)}",
+            {"service": service, "url": url},
+        )
+    if 400 <= response.status_code < 500 and error.get("code") in ErrorCode.__members__:
+        raise ApiError(ErrorCode(error["code"]), error.get("message", ""), error.get("details"))
+    raise ApiError(
+        ErrorCode.SERVICE_ERROR,
+        f"the {service} service failed with HTTP {response.status_code}",
+        {"service": service, "url": url, "error": error},
+    )
+
+
 class RemoteServices:
     """The services over HTTP: timeouts, retries on connection errors, and a 503 naming a service that
     is down."""
@@ -118,50 +175,10 @@ class RemoteServices:
     async def _post(self, service: str, path: str, image: ImageInput, form: dict[str, str]) -> dict:
         url = f"{self.urls[service].rstrip('/')}{path}"
         files = {"files" if service == "detector" else "file": (image.name, image.data)}
-        last_error = ""
-        for attempt in range(self.retries + 1):
-            try:
-                response = await self.client.post(url, files=files, data=form)
-            except httpx2.TimeoutException as exc:
-                raise ApiError(
-                    ErrorCode.SERVICE_UNAVAILABLE,
-                    f"the {service} service did not answer within {self.timeout:g} s",
-                    {"service": service, "url": url},
-                ) from exc
-            except httpx2.TransportError as exc:
-                last_error = f"{type(exc).__name__}: {exc}"
-                if attempt < self.retries:
-                    await asyncio.sleep(0.1 * 2**attempt)
-                continue
-            return self._body(service, url, response)
-        raise ApiError(
-            ErrorCode.SERVICE_UNAVAILABLE,
-            f"the {service} service is down ({last_error})",
-            {"service": service, "url": url, "tries": self.retries + 1},
+        response = await request_with_retries(
+            self.client, service, "POST", url, self.retries, self.timeout, files=files, data=form
         )
-
-    @staticmethod
-    def _body(service: str, url: str, response: httpx2.Response) -> dict:
-        try:
-            payload = response.json()
-        except ValueError:
-            payload = {}
-        if response.status_code == 200:
-            return payload["body"]
-        error = (payload.get("body") or {}).get("error", {})
-        if response.status_code == 503:
-            raise ApiError(
-                ErrorCode.SERVICE_UNAVAILABLE,
-                f"the {service} service is not ready: {error.get('message', response.status_code)}",
-                {"service": service, "url": url},
-            )
-        if 400 <= response.status_code < 500 and error.get("code") in ErrorCode.__members__:
-            raise ApiError(ErrorCode(error["code"]), error.get("message", ""), error.get("details"))
-        raise ApiError(
-            ErrorCode.SERVICE_ERROR,
-            f"the {service} service failed with HTTP {response.status_code}",
-            {"service": service, "url": url, "error": error},
-        )
+        return service_body(service, url, response)
 
     async def detect(self, image: ImageInput) -> list[dict]:
         body = await self._post("detector", "/detect", image, {})

@@ -532,10 +532,10 @@ def catalog_retag(
 
     async def image_ids() -> list[int]:
         if not every:
-            return (await search.body(await search.send("GET", "/catalog/stale")))["image_ids"]
+            return (search.body(await search.send("GET", "/catalog/stale")))["image_ids"]
         ids, offset = [], 0
         while True:
-            page = await search.body(
+            page = search.body(
                 await search.send("GET", "/catalog/images", params={"offset": offset, "limit": 500})
             )
             ids += [image["id"] for image in page["images"]]

@@ -79,8 +79,12 @@ class ModelRuntime(ABC):
         return self._ready.is_set()
 
     def healthy(self) -> bool:
-        """Ready, and (for a remote runtime) its server answers now: what /readyz reports."""
-        return self.ready
+        return self.problem() is None
+
+    def problem(self) -> dict[str, Any] | None:
+        """Why calls would fail now (None: they would not): what /readyz reports. A remote runtime adds
+        its server not answering."""
+        return None if self.ready else {"problem": "models are not loaded yet"}
 
     def entry(self, model: str) -> ModelEntry:
         if model not in self.manifest.models:
@@ -222,13 +226,16 @@ class TritonBackend(ModelRuntime):
                 raise TimeoutError(f"Triton at {self.settings.triton_url}, model {model!r}: {problem}")
             time.sleep(0.5)
 
-    def healthy(self) -> bool:
+    def problem(self) -> dict[str, Any] | None:
         if not self.ready:
-            return False
+            return super().problem()
         try:
-            return bool(self._client.is_server_ready())
-        except Exception:
-            return False
+            if self._client.is_server_ready():
+                return None
+        except Exception:  # refused, reset: the same answer as not ready
+            pass
+        url = self.settings.triton_url
+        return {"problem": f"Triton at {url} does not answer", "service": "triton", "url": url}
 
     def _run(self, model: str, batch: np.ndarray, outputs: Sequence[str] | None) -> dict[str, np.ndarray]:
         names = self._output_names(model, outputs)

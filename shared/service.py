@@ -99,12 +99,7 @@ def create_service_app(name: str, title: str, description: str) -> tuple[FastAPI
 
 def runtime_ready_check(runtime: Any) -> ReadyCheck:
     def check() -> tuple[bool, dict[str, Any]]:
-        if runtime.healthy():
-            return True, {"runtime": runtime.describe()}
-        details: dict[str, Any] = {"runtime": runtime.describe()}
-        if runtime.ready:  # loaded, but its server does not answer (Triton)
-            url = runtime.settings.triton_url
-            details |= {"service": runtime.backend, "url": url, "problem": f"Triton at {url} does not answer"}
-        return False, details
+        problem = runtime.problem()
+        return problem is None, {"runtime": runtime.describe(), **(problem or {})}
 
     return check

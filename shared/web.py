@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -29,6 +31,15 @@ def error_response(error: ApiError) -> JSONResponse:
     return JSONResponse(failure(error), status_code=error.status)
 
 
+def validation_failed(errors: Sequence[Any]) -> ApiError:
+    """Pydantic's validation errors (of a request, or of a model validated by hand) as one envelope error."""
+    problems = [
+        {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")} for e in errors
+    ]
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:3])
+    return ApiError(ErrorCode.VALIDATION_FAILED, f"invalid request: {summary}", {"problems": problems})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -36,14 +47,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = [
-            {"field": ".".join(str(p) for p in e.get("loc", ())), "problem": e.get("msg", "")}
-            for e in exc.errors()
-        ]
-        summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:3])
-        return error_response(
-            ApiError(ErrorCode.VALIDATION_FAILED, f"invalid request: {summary}", {"problems": problems})
-        )
+        return error_response(validation_failed(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

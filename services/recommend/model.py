@@ -107,19 +107,17 @@ class Change:
 class Recommender:
     def __init__(self, search: CatalogSearch):
         self.search = search
-        self._cache: tuple[dict, Compatibility, dict[int, dict]] | None = None
+        self._cache: tuple[int, Compatibility, dict[int, dict]] | None = None
 
     def _state(self) -> tuple[Compatibility, dict[int, dict]]:
         """The compatibility counts and every item's row (region, look, attributes, style), read from the
-        catalog once per catalog state: requests then score candidates without a database round trip."""
-        stamp = self.search.catalog.stamp()
-        if self._cache is None or self._cache[0] != stamp:
+        catalog once per change of it (tag corrections included): requests then score candidates without a
+        database round trip."""
+        revision = self.search.revision
+        if self._cache is None or self._cache[0] != revision:
             looks = self.search.catalog.looks()
-            self._cache = (stamp, Compatibility(looks), {row["id"]: row for row in looks})
+            self._cache = (revision, Compatibility(looks), {row["id"]: row for row in looks})
         return self._cache[1], self._cache[2]
-
-    def compatibility(self) -> Compatibility:
-        return self._state()[0]
 
     def _candidates(self, regions: list[str], preferences: Preferences) -> set[int]:
         allowed = set(self.search.allowed_items({"region": regions, **preferences.include}).tolist())
@@ -193,9 +191,8 @@ class Recommender:
             [region], Preferences({**preferences.include, change.attribute: [change.to]}, preferences.exclude)
         )
         if exclude_image is not None:
-            allowed -= {
-                i for i, row in self.search.catalog.items(allowed).items() if row["image_id"] == exclude_image
-            }
+            rows = self._state()[1]
+            allowed = {i for i in allowed if rows.get(i, {}).get("image_id") != exclude_image}
         if not allowed:
             return []
         scores, ids = self.search.indexes["items"].search(

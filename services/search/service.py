@@ -78,6 +78,7 @@ class CatalogSearch:
         self._filter_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
         self.ready = threading.Event()
+        self.revision = 0  # counts every change of the catalog seen here, for caches of what it holds
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -95,11 +96,8 @@ class CatalogSearch:
                 log.info("rebuilding the %s index from the database (%s)", kind, reason)
             self.indexes[kind] = index or VectorIndex(self.config, self.versions)
         if self.rebuilt:
-            item_ids, image_ids, vectors = self.catalog.embeddings()
-            if "items" in self.rebuilt:
-                self.indexes["items"].add(item_ids, vectors)
-            if "looks" in self.rebuilt:
-                self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+            fresh = self._indexes_from_database()
+            self.indexes |= {kind: fresh[kind] for kind in self.rebuilt}
             self._changed(stamp)
         self._rebuild_if_needed()
         self._saver = threading.Thread(target=self._save_loop, name="index-saver", daemon=True)
@@ -157,12 +155,9 @@ class CatalogSearch:
         is read without holding the lock; the swap happens only if nothing changed meanwhile."""
         with self._lock:
             stamp = self.catalog.stamp()
-            if stamp == self.indexes["items"].stamp:
+            if stamp == self.stamp:
                 return False
-        item_ids, image_ids, vectors = self.catalog.embeddings()
-        fresh = {kind: VectorIndex(self.config, self.versions) for kind in INDEX_KEYS}
-        fresh["items"].add(item_ids, vectors)
-        fresh["looks"].add(*look_vectors(image_ids, vectors))
+        fresh = self._indexes_from_database()
         with self._lock:
             if self.catalog.stamp() != stamp:
                 return False  # changed again: the next round tries again
@@ -172,12 +167,38 @@ class CatalogSearch:
         self._rebuild_if_needed()
         return True
 
+    def _indexes_from_database(self) -> dict[str, VectorIndex]:
+        """Both indexes built anew from every item's vector in the database (the source of truth)."""
+        fresh = {kind: VectorIndex(self.config, self.versions) for kind in INDEX_KEYS}
+        item_ids, image_ids, vectors = self.catalog.embeddings()
+        fresh["items"].add(item_ids, vectors)
+        fresh["looks"].add(*look_vectors(image_ids, vectors))
+        return fresh
+
+    def _index_image(self, image_id: int) -> None:
+        """Put one image's items (and its look) into the indexes, from the database."""
+        item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
+        self.indexes["items"].add(item_ids, vectors)
+        if len(item_ids):
+            self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+
+    @property
+    def stamp(self) -> dict:
+        """The catalog state the indexes hold (kept current by every change made through this object)."""
+        return self.indexes["items"].stamp
+
+    def _tags_changed(self) -> None:
+        """Anything read from the items' tags is out of date (the text index, filter results, caches that
+        follow `revision`)."""
+        self._text = None
+        self._filter_cache.clear()
+        self.revision += 1
+
     def _changed(self, stamp: dict | None = None) -> None:
         stamp = stamp or self.catalog.stamp()
         for index in self.indexes.values():
             index.stamp = stamp
-        self._text = None
-        self._filter_cache.clear()
+        self._tags_changed()
         self._dirty.set()
 
     def _rebuild_if_needed(self) -> None:
@@ -202,10 +223,7 @@ class CatalogSearch:
         with self._lock:
             image_id, created = self.catalog.add(file_name, data, result, self.versions)
             if created:
-                item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
-                self.indexes["items"].add(item_ids, vectors)
-                if len(item_ids):
-                    self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+                self._index_image(image_id)
                 self._changed()
         self._rebuild_if_needed()
         return image_id, created
@@ -224,10 +242,7 @@ class CatalogSearch:
             old = self.catalog.replace_tags(image_id, result, self.versions)
             self.indexes["items"].remove(np.array(old, np.int64))
             self.indexes["looks"].remove(np.array([image_id], np.int64))
-            item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
-            self.indexes["items"].add(item_ids, vectors)
-            if len(item_ids):
-                self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+            self._index_image(image_id)
             self._changed()
         return self.catalog.get(image_id)
 
@@ -237,8 +252,7 @@ class CatalogSearch:
     def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
         with self._lock:
             image = self.catalog.update(image_id, file_name, item_values)
-            self._text = None  # tags changed; vectors did not
-            self._filter_cache.clear()
+            self._tags_changed()  # vectors did not change
         return image
 
     # ------------------------------------------------------------------ queries
