@@ -24,17 +24,27 @@ from PIL import Image
 from shared.blobs import S3BlobStore
 from shared.settings import StorageSettings
 from shared.taxonomy import ATTRIBUTES, STYLE
+from tests.conftest import SYNTH_SEED, UNSEEN_SEED
 from tests.databases import database_url
 from tests.servers import ROOT, Server, gateway_env
 from training.data import Sample, load_samples
+from training.synth.dataset import generate_dataset
 
 # Top-5 share of unseen photos whose 5 most similar catalog items include one of the same category and
-# colour (by the generated labels). Issue 5 asks 0.9. Measured 0.63 on these 40 photos against this
-# 200-image catalog (2026-11-23); the ceiling is the attribute model (its category+colour is right for
-# 0.57 of these items, docs/models.md) and the catalog (only 0.83 of the queries have such an item in it).
-# NOT MET; this floor catches a regression of the search path.
+# colour (by the generated labels). Issue 5 asks 0.9; see the shop-sized catalog below. In the 200-image
+# catalog of the two stacks only 0.83 of these 40 photos have such an item at all (0.63 measured with the
+# earlier models, 2026-11-23). This floor catches a regression of the search path on both stacks.
 TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
 CATALOG_BATCH = 32
+# Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 100
+# unseen photos, counting the photos whose query item is a labelled garment with an item of its category
+# and colour in the catalog. Measured 2026-11-23 with the committed models: 0.903 (84/93) here; 0.935 on
+# 1,000 images of seed 31 and 0.872 on 2,000 of seed 11, so 0.9 is NOT reliably met. The misses are query
+# items of the wrong category (the attribute model's category top-1 is about 0.91) and detections of a
+# region the photo has no label for. The floor below is under every measured catalog.
+SHOP_CATALOG_IMAGES = 1000
+SHOP_QUERIES = 100
+TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.85
 
 
 @dataclass
@@ -104,20 +114,24 @@ def deployment(
     server = Server([], env, log=folder / "server.log").start()
     found = Deployment(request.param, server, folder, env, load_samples(synth_dataset)[0])
     try:
-        for start in range(0, len(found.samples), CATALOG_BATCH):
-            chunk = found.samples[start : start + CATALOG_BATCH]
-            body = _ok(
-                httpx2.post(
-                    f"{server.url}/catalog/images",
-                    files=_files([(s.image_path.name, s.image_path.read_bytes()) for s in chunk]),
-                    timeout=300,
-                )
-            )
-            assert body["counts"]["added"] == len(chunk), body["counts"]
+        _add_to_catalog(server.url, found.samples)
         found.items = snapshot(server.url)
         yield found
     finally:
         found.server.kill()
+
+
+def _add_to_catalog(url: str, samples: list[Sample]) -> None:
+    for start in range(0, len(samples), CATALOG_BATCH):
+        chunk = samples[start : start + CATALOG_BATCH]
+        body = _ok(
+            httpx2.post(
+                f"{url}/catalog/images",
+                files=_files([(s.image_path.name, s.image_path.read_bytes()) for s in chunk]),
+                timeout=300,
+            )
+        )
+        assert body["counts"]["added"] == len(chunk), body["counts"]
 
 
 def _reencoded(data: bytes, exif_date: datetime | None = None) -> bytes:
@@ -186,27 +200,77 @@ def test_a_photo_finds_the_same_garment_first(deployment: Deployment) -> None:
         )
 
 
-def test_similar_items_share_category_and_colour(deployment: Deployment, unseen: list[Sample]) -> None:
-    truth = {
+def _label_pairs(samples: list[Sample]) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+    """(file name, region) -> (category, colour) of the labelled item."""
+    return {
         (s.image_path.name, item.region): (item.attributes.get("category"), item.attributes.get("color"))
-        for s in [*deployment.samples, *unseen]
+        for s in samples
         for item in s.record.items
     }
-    hits = queries = 0
-    for sample in unseen:
-        response = _photo_search(
-            deployment.url, sample.image_path.name, sample.image_path.read_bytes(), top_k="5"
-        )
+
+
+@dataclass
+class Top5:
+    asked: int = 0  # photos with a garment found
+    hits: int = 0  # ... whose top 5 hold an item of the query item's labelled category and colour
+    judged: int = 0  # photos whose query item is labelled and has such an item in the catalog
+    judged_hits: int = 0
+
+
+def _top5_same_category_colour(url: str, catalog: list[Sample], queries: list[Sample]) -> Top5:
+    truth = _label_pairs([*catalog, *queries])
+    in_catalog = Counter(_label_pairs(catalog).values())
+    score = Top5()
+    for sample in queries:
+        response = _photo_search(url, sample.image_path.name, sample.image_path.read_bytes(), top_k="5")
         if response.status_code == 422:  # no garment found in the photo
             continue
         body = _ok(response)
         wanted = truth.get((sample.image_path.name, body["query"]["item"]["region"]))
         found = [truth.get((r["file_name"], r["region"])) for r in body["results"]]
         assert len(found) == 5
-        queries += 1
-        hits += wanted in found
-    assert queries >= 35
-    assert hits / queries >= TOP5_SAME_CATEGORY_COLOUR_MIN, f"{hits}/{queries}"
+        hit = wanted is not None and wanted in found
+        score.asked += 1
+        score.hits += hit
+        if wanted is not None and in_catalog[wanted]:
+            score.judged += 1
+            score.judged_hits += hit
+    return score
+
+
+def test_similar_items_share_category_and_colour(deployment: Deployment, unseen: list[Sample]) -> None:
+    score = _top5_same_category_colour(deployment.url, deployment.samples, unseen)
+    assert score.asked >= 35
+    assert score.hits / score.asked >= TOP5_SAME_CATEGORY_COLOUR_MIN, score
+
+
+@pytest.fixture(scope="module")
+def shop_catalog(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, list[Sample]]]:
+    """The embedded server with a catalog of SHOP_CATALOG_IMAGES generated images."""
+    folder = tmp_path_factory.mktemp("shop")
+    generate_dataset(folder / "images", SHOP_CATALOG_IMAGES, SYNTH_SEED, workers=2)
+    samples = load_samples(folder / "images")[0]
+    env = gateway_env(folder / "data") | {"KFASHION_GATEWAY__SYNC_MAX_IMAGES": str(CATALOG_BATCH)}
+    server = Server([], env, log=folder / "server.log").start()
+    try:
+        _add_to_catalog(server.url, samples)
+        yield server.url, samples
+    finally:
+        server.kill()
+
+
+def test_similar_items_share_category_and_colour_in_a_shop_sized_catalog(
+    shop_catalog: tuple[str, list[Sample]], tmp_path: Path
+) -> None:
+    """Issue 5's criterion (not reliably met: see SHOP_CATALOG_IMAGES). A query counts where the photo's
+    query item is a labelled garment and the catalog holds an item of its category and colour (else no
+    answer can be right); the share over all photos is printed too."""
+    url, catalog = shop_catalog
+    generate_dataset(tmp_path, SHOP_QUERIES, UNSEEN_SEED, workers=2)
+    score = _top5_same_category_colour(url, catalog, load_samples(tmp_path)[0])
+    print(f"top-5 same category and colour: {score}")
+    assert score.judged >= 0.85 * SHOP_QUERIES, score
+    assert score.judged_hits / score.judged >= TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN, score
 
 
 def _filter_cases(items: dict[int, dict]) -> list[dict[str, list[str]]]:
