@@ -16,10 +16,15 @@ import numpy as np
 import pytest
 import torch
 
+from shared.imaging import decode_image
 from shared.manifest import Manifest, load_manifest
 from shared.runtime import onnx_session
+from shared.settings import ImageLimits
 from training.backbone import Backbone, PooledBackbone, PyramidBackbone
-from training.features import export_onnx
+from training.data import load_samples
+from training.detector import focal_loss
+from training.features import decoded_images, export_onnx
+from training.loop import training_device
 from training.run import TrainConfig, train_run
 from training.synth.dataset import generate_dataset
 
@@ -76,6 +81,45 @@ def test_run_folder_holds_everything(small_run: tuple[Path, dict]) -> None:
     assert "per_class_recall" in metrics["attributes"]["test"]["category"]
     report = (out / "report.md").read_text(encoding="utf-8")
     assert "| detection AP50 (mean of regions) |" in report and "| style mAP |" in report
+    assert config["device"] == "auto"
+    assert config["device_used"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (none is lent here)")
+def test_small_run_on_a_gpu_meets_the_same_thresholds(small_data: Path, tmp_path: Path) -> None:
+    """The GPU path: the backbone in ONNX Runtime's CUDA provider (onnxruntime-gpu), the heads in mixed
+    precision. It must learn as well as the CPU path."""
+    result = train_run(TrainConfig(data=str(small_data), out=str(tmp_path), device="cuda", **SMALL_RUN))
+    for label, threshold in SMALL_RUN_THRESHOLDS.items():
+        assert result["headline"][label]["test"] >= threshold, (label, result["headline"][label])
+
+
+def test_training_device_is_chosen_or_refused_clearly() -> None:
+    assert training_device("cpu") == torch.device("cpu")
+    assert training_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="unknown training device"):
+        training_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no GPU"):
+            training_device("cuda")
+
+
+def test_focal_loss_stays_finite_in_half_precision() -> None:
+    """Mixed precision hands the loss float16 logits; confident ones must not make log(1 - p) infinite."""
+    logits = torch.tensor([[[[12.0, -12.0], [0.5, 20.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.3, 0.0]]]])
+    half = focal_loss(logits.half(), target.half())
+    assert torch.isfinite(half)
+    assert half.item() == pytest.approx(focal_loss(logits, target).item(), rel=1e-3)
+
+
+def test_images_are_decoded_ahead_in_order(small_data: Path) -> None:
+    samples = load_samples(small_data)[0][:7]
+    limits = ImageLimits()
+    direct = [decode_image(s.image_path.read_bytes(), limits, "x").pixels for s in samples]
+    ahead = list(decoded_images(samples, workers=3, chunk=2))
+    assert len(ahead) == len(direct)
+    assert all(np.array_equal(a, b) for a, b in zip(ahead, direct, strict=True))
 
 
 def test_backbone_onnx_equals_torch(tmp_path: Path) -> None:

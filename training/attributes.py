@@ -24,7 +24,7 @@ from shared.heads import head as head_spec
 from shared.labels import Item
 from training.backbone import COLOUR_FEATURES, POOLED_DIM, Backbone, PooledBackbone
 from training.data import multi_target, region_index, retrieval_key, single_target
-from training.loop import EpochHook, fit, positive_weights
+from training.loop import CPU, EpochHook, fit, positive_weights
 
 EMBEDDING_SCALE = 16.0
 
@@ -119,7 +119,7 @@ def class_weights(targets: np.ndarray, size: int) -> np.ndarray:
 
 def masked_logits(key: str, logits: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """Labels not valid for the item's region cannot win (category, length, ...)."""
-    valid = torch.from_numpy(region_masks(key))[region]
+    valid = torch.from_numpy(region_masks(key)).to(logits.device)[region]
     return logits.masked_fill(~valid, -1e4)
 
 
@@ -138,42 +138,46 @@ def train_attributes(
     on_epoch: EpochHook | None = None,
     batch_size: int = 256,
     lr: float = 2e-3,
+    device: torch.device = CPU,
 ) -> TrainedAttributes:
     torch.manual_seed(seed)
-    head = AttributeHead()
+    head = AttributeHead().to(device)
     pairs = sorted(set(targets.pair_key[r] for r in rows))
     pair_id = {p: i for i, p in enumerate(pairs)}
-    proxies = nn.Parameter(torch.randn(len(pairs), EMBEDDING_DIM) * 0.1)
+    proxies = nn.Parameter((torch.randn(len(pairs), EMBEDDING_DIM) * 0.1).to(device))
     single_w = {k: class_weights(targets.single[k][rows], head_spec(k).size) for k in SINGLE_HEADS}
     multi_w = {
         k: positive_weights(targets.multi[k][rows][targets.multi_present[k][rows]]) for k in MULTI_HEADS
     }
     x_all = torch.from_numpy(features)
 
+    def on(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(array).to(device)
+
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        outputs = head(x_all[batch])
-        region = torch.from_numpy(targets.region[batch])
-        loss = torch.zeros(())
+        outputs = head(x_all[batch].to(device))
+        region = on(targets.region[batch])
+        loss = torch.zeros((), device=device)
         for index, h in enumerate(heads()):
             logits = outputs[index]
             if h.multi:
-                present = torch.from_numpy(targets.multi_present[h.key][batch])
+                present = on(targets.multi_present[h.key][batch])
                 if present.any():
                     loss = loss + F.binary_cross_entropy_with_logits(
                         logits[present],
-                        torch.from_numpy(targets.multi[h.key][batch])[present],
-                        pos_weight=torch.from_numpy(multi_w[h.key]),
+                        on(targets.multi[h.key][batch])[present],
+                        pos_weight=on(multi_w[h.key]),
                     )
             else:
-                target = torch.from_numpy(targets.single[h.key][batch])
+                target = on(targets.single[h.key][batch])
                 if (target >= 0).any():
                     loss = loss + F.cross_entropy(
                         masked_logits(h.key, logits, region),
                         target,
                         ignore_index=-1,
-                        weight=torch.from_numpy(single_w[h.key]),
+                        weight=on(single_w[h.key]),
                     )
-        pair_target = torch.tensor([pair_id[targets.pair_key[r]] for r in batch])
+        pair_target = torch.tensor([pair_id[targets.pair_key[r]] for r in batch], device=device)
         cosine = outputs[-1] @ F.normalize(proxies, dim=1).T
         return loss + F.cross_entropy(EMBEDDING_SCALE * cosine, pair_target)
 
@@ -189,6 +193,7 @@ def train_attributes(
         weight_decay=1e-4,
         min_batch=2,
         on_epoch=on_epoch,
+        device=device,
     )
     weights = {k: v.round(3).tolist() for k, v in {**single_w, **multi_w}.items()}
     return TrainedAttributes(head.eval(), weights)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import tempfile
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -108,17 +109,38 @@ class _Batcher:
             self.pending = []
 
 
+def decoded_images(samples: list[Sample], workers: int, chunk: int = 32) -> Iterator[np.ndarray]:
+    """The samples' pixels in order, decoded by `workers` threads one chunk ahead of the consumer (OpenCV
+    decodes without the GIL), so a fast backbone (a GPU) does not wait for JPEG decoding."""
+    limits = ImageLimits()
+
+    def decode(sample: Sample) -> np.ndarray:
+        return decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        ahead: list = []
+        for start in range(0, len(samples), chunk):
+            submitted = [pool.submit(decode, s) for s in samples[start : start + chunk]]
+            for future in ahead:
+                yield future.result()
+            ahead = submitted
+        for future in ahead:
+            yield future.result()
+
+
 def compute_features(
     samples: list[Sample],
     backbone: Backbone,
     want: set[str],
     mirror: set[str],
     on_progress: Callable[[int], None] | None = None,
+    device: str = "cpu",
+    workers: int = 4,
 ) -> FeatureCache:
     """Backbone features for the detector (pyramid maps), item crops and person crops of every sample;
-    training images of the models named in `mirror` also get a mirrored copy."""
+    training images of the models named in `mirror` also get a mirrored copy. The backbone runs in ONNX
+    Runtime on `device` (cpu or cuda)."""
     cache = FeatureCache(DetectorFeatures(), PooledFeatures(), PooledFeatures())
-    limits = ImageLimits()
     with tempfile.TemporaryDirectory() as tmp:
         pyramid_path, pooled_path = Path(tmp) / "pyramid.onnx", Path(tmp) / "pooled.onnx"
         export_onnx(
@@ -131,13 +153,13 @@ def compute_features(
             PooledBackbone(backbone), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE), pooled_path, ["pooled"]
         )
         pyramid = _Batcher(
-            onnx_session(pyramid_path),
+            onnx_session(pyramid_path, device=device),
             lambda out: [cache.detector.maps[k].append(out[k].astype(np.float16)) for k in range(3)],
         )
-        crops = _Batcher(onnx_session(pooled_path), lambda out: cache.crops.chunks.append(out[0]))
-        person = _Batcher(onnx_session(pooled_path), lambda out: cache.person.chunks.append(out[0]))
-        for index, sample in enumerate(samples):
-            pixels = decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
+        pooled = onnx_session(pooled_path, device=device)
+        crops = _Batcher(pooled, lambda out: cache.crops.chunks.append(out[0]))
+        person = _Batcher(pooled, lambda out: cache.person.chunks.append(out[0]))
+        for index, (sample, pixels) in enumerate(zip(samples, decoded_images(samples, workers), strict=True)):
             mirrors = (False, True) if mirror and sample.split == "train" else (False,)
             for flipped in mirrors:
                 image = pixels[:, ::-1] if flipped else pixels

@@ -1,4 +1,5 @@
-"""The one training loop every head uses: AdamW, a one-cycle learning rate, shuffled mini-batches."""
+"""The one training loop every head uses: AdamW, a one-cycle learning rate, shuffled mini-batches; on a GPU
+with mixed precision (float16 autocast and loss scaling), on the CPU in float32."""
 
 from __future__ import annotations
 
@@ -10,6 +11,18 @@ import torch
 from torch import nn
 
 EpochHook = Callable[[int, float, nn.Module], None]
+CPU = torch.device("cpu")
+
+
+def training_device(name: str = "auto") -> torch.device:
+    """Where the heads train: "auto" is CUDA when torch sees a GPU, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"unknown training device {name!r}: auto, cpu or cuda")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was asked for but torch sees no GPU (the CUDA build of torch and a driver)")
+    return torch.device(name)
 
 
 def fit(
@@ -26,9 +39,15 @@ def fit(
     warmup: float = 0.1,
     min_batch: int = 1,
     on_epoch: EpochHook | None = None,
+    device: torch.device = CPU,
 ) -> nn.Module:
-    """Train `head` for `epochs` over `rows` (indices into the caller's data); `batch_loss(batch_rows)`
-    returns the loss of one mini-batch. `on_epoch(epoch, mean loss, head)` runs after each epoch."""
+    """Train `head` for `epochs` over `rows` (indices into the caller's data) on `device`;
+    `batch_loss(batch_rows)` returns the loss of one mini-batch, computed on `device`. `on_epoch(epoch,
+    mean loss, head)` runs after each epoch with the head on the CPU (validation reads cached features
+    there). The trained head comes back on the CPU."""
+    head.to(device)
+    mixed = device.type == "cuda"
+    scaler = torch.amp.GradScaler(device.type, enabled=mixed)
     optimizer = torch.optim.AdamW(list(parameters), lr=lr, weight_decay=weight_decay)
     steps = max(1, epochs * math.ceil(len(rows) / batch_size))
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=steps, pct_start=warmup)
@@ -41,16 +60,20 @@ def fit(
             batch = order[start : start + batch_size]
             if len(batch) < min_batch:  # batch norm needs two rows of a vector
                 continue
-            loss = batch_loss(batch)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=mixed):
+                loss = batch_loss(batch)
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             schedule.step()
             total += loss.item() * len(batch)
             count += len(batch)
         if on_epoch:
+            head.cpu()
             on_epoch(epoch, total / max(count, 1), head)
-    return head.eval()
+            head.to(device)
+    return head.cpu().eval()
 
 
 def positive_weights(targets: np.ndarray) -> np.ndarray:

@@ -35,6 +35,7 @@ from training.evaluate import (
     markdown_report,
 )
 from training.features import compute_features
+from training.loop import training_device
 from training.style import train_style
 
 MODELS = ("detector", "attributes", "style")
@@ -54,6 +55,8 @@ class TrainConfig:
     limit: int | None = None  # at most this many images (quick runs)
     shuffle_labels: bool = False  # a control: train on permuted labels, which must fail the thresholds
     threads: int = 0  # torch threads; 0 = torch's default
+    device: str = "auto"  # where the heads train and the backbone runs: auto (CUDA when present), cpu, cuda
+    workers: int = 4  # threads decoding images ahead of the backbone
     mirror: tuple[str, ...] = ("attributes", "style")  # models whose training images also get a mirrored copy
 
     def to_dict(self) -> dict:
@@ -138,16 +141,28 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         raise ValueError(f"no labelled images with their pictures under {config.data}")
     if config.shuffle_labels:
         _shuffle(samples, config.seed)
+    device = training_device(config.device)
     backbone = Backbone()
     progress.stage("features", len(samples))
     cache = compute_features(
-        samples, backbone, set(config.models), set(config.mirror), on_progress=progress.advance
+        samples,
+        backbone,
+        set(config.models),
+        set(config.mirror),
+        on_progress=progress.advance,
+        device=device.type,
+        workers=config.workers,
     )
     timings = {"features_s": round(time.perf_counter() - started, 1)}
     history: list[dict] = []
     state: dict = {"taxonomy_version": TAXONOMY_VERSION, "config": config.to_dict()}
     metrics: dict = {}
-    run_config = {**config.to_dict(), "taxonomy_version": TAXONOMY_VERSION, "data_summary": data_summary}
+    run_config = {
+        **config.to_dict(),
+        "device_used": str(device),
+        "taxonomy_version": TAXONOMY_VERSION,
+        "data_summary": data_summary,
+    }
 
     if "detector" in config.models:
         t = time.perf_counter()
@@ -169,7 +184,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         )
         progress.stage("detector", config.detector_epochs)
         head = keeper.restore(
-            train_detector(features, train_rows, config.detector_epochs, config.seed, keeper)
+            train_detector(features, train_rows, config.detector_epochs, config.seed, keeper, device=device)
         )
         state["detector"] = head.state_dict()
         metrics["detector"] = evaluate_detector(head, samples, cache)
@@ -195,7 +210,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         )
         progress.stage("attributes", config.attribute_epochs)
         trained = train_attributes(
-            crops.values, targets, train_rows, config.attribute_epochs, config.seed, keeper
+            crops.values, targets, train_rows, config.attribute_epochs, config.seed, keeper, device=device
         )
         head = keeper.restore(trained.head)
         state["attributes"] = head.state_dict()
@@ -220,7 +235,16 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         )
         progress.stage("style", config.style_epochs)
         head = keeper.restore(
-            train_style(person.values, targets, present, train_rows, config.style_epochs, config.seed, keeper)
+            train_style(
+                person.values,
+                targets,
+                present,
+                train_rows,
+                config.style_epochs,
+                config.seed,
+                keeper,
+                device=device,
+            )
         )
         state["style"] = head.state_dict()
         metrics["style"] = evaluate_style(head, samples, cache)

@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from shared.taxonomy import STYLE
 from training.backbone import POOLED_DIM, Backbone, PooledBackbone
-from training.loop import EpochHook, fit, positive_weights
+from training.loop import CPU, EpochHook, fit, positive_weights
 
 CO_OCCURRENCE_THRESHOLD = 0.4  # ML-GCN's tau: keep an edge i->j when P(j | i) >= tau
 SELF_WEIGHT = 0.8  # ML-GCN's re-weighting (p = 0.2 to the neighbours)
@@ -81,15 +81,17 @@ def train_style(
     on_epoch: EpochHook | None = None,
     batch_size: int = 128,
     lr: float = 2e-3,
+    device: torch.device = CPU,
 ) -> StyleHead:
     torch.manual_seed(seed)
     rows = rows[present[rows]]
     head = StyleHead(correlation_matrix(targets[rows]))
-    pos_weight = torch.from_numpy(positive_weights(targets[rows]))
+    pos_weight = torch.from_numpy(positive_weights(targets[rows])).to(device)
     x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
 
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(head(x_all[batch]), y_all[batch], pos_weight=pos_weight)
+        logits = head(x_all[batch].to(device))
+        return F.binary_cross_entropy_with_logits(logits, y_all[batch].to(device), pos_weight=pos_weight)
 
     return fit(
         head,
@@ -103,6 +105,7 @@ def train_style(
         weight_decay=5e-4,
         min_batch=2,
         on_epoch=on_epoch,
+        device=device,
     )
 
 
