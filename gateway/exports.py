@@ -36,7 +36,7 @@ def table_row(result: dict) -> list[str]:
         result["file"],
         "done",
         "",
-        result["style"],
+        result.get("style") or "",
         result.get("sub_style") or "",
         str(len(result["items"])),
     ]
@@ -73,7 +73,7 @@ def result_record(result: dict, scale: float = 1.0) -> LabelRecord:
     for item in result["items"]:
         box = tuple(v * scale for v in item["box"])
         record.items.append(Item(item["region"], box, [], label_values(item["attributes"])))
-    record.styles = [StyleLabel(result["style"], result.get("sub_style"))]
+    record.styles = [StyleLabel(result["style"], result.get("sub_style"))] if result.get("style") else []
     return record
 
 

@@ -36,6 +36,9 @@ def failed_result(name: str, error: ApiError) -> dict:
     return {"file": name, "status": "failed", "error": error.to_dict()}
 
 
+NO_STYLE = {"style": None, "style_en": None, "sub_style": None, "sub_style_en": None, "styles": []}
+
+
 class TaggingPipeline:
     def __init__(self, services: ModelServices, settings: Settings):
         self.services = services
@@ -44,10 +47,15 @@ class TaggingPipeline:
 
     async def tag(self, image: ImageInput, top_k: int | None = None, embedding: bool = False) -> dict:
         items = await self.services.detect(image)
-        described, style = await asyncio.gather(
-            self.services.describe(image, items, top_k or self.settings.gateway.top_k),
-            self.services.style(image, [item["box"] for item in items]),
-        )
+        if items:
+            described, style = await asyncio.gather(
+                self.services.describe(image, items, top_k or self.settings.gateway.top_k),
+                self.services.style(image, [item["box"] for item in items]),
+            )
+        else:
+            # No garment, no look to style: the style model reads the person the items outline, and on a
+            # picture without one it names noise (a coffee cup came out "sexy / resort").
+            described, style = [], dict(NO_STYLE)
         full_items = []
         for item, description in zip(items, described, strict=True):
             full = {**item, "attributes": description["attributes"], "color": description["color"]}

@@ -289,6 +289,30 @@ def test_tables_and_drawn_images(embedded: Server, unseen: list[Sample]) -> None
     assert len(zipfile.ZipFile(io.BytesIO(several.content)).namelist()) == 3
 
 
+def test_a_picture_without_garments_gets_no_items_and_no_style(
+    embedded: Server, unseen: list[Sample]
+) -> None:
+    """No garment, no look: no styles either (the style model would name noise for a bare picture)."""
+    files = [("files", ("plain.png", _png(480, 640), "image/png")), *_files(unseen[:1])]
+    plain, dressed = _ok_results(httpx2.post(f"{embedded.url}/tagging", files=files, timeout=60))
+    assert plain["status"] == "done" and plain["items"] == []
+    assert plain["style"] is None and plain["sub_style"] is None and plain["styles"] == []
+    assert all(plain[region] == {} for region in REGIONS)
+    assert dressed["items"] and STYLE.lookup(dressed["style"]) is not None
+    table = httpx2.post(f"{embedded.url}/tagging", files=files, params={"format": "csv"}, timeout=60)
+    row = table.content.decode("utf-8-sig").splitlines()[1].split(",")
+    assert row[:6] == ["plain.png", "done", "", "", "", "0"]
+    drawn = httpx2.post(
+        f"{embedded.url}/tagging", files=files[:1], params={"format": "image", "size": 200}, timeout=60
+    )
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
+
+
+def _ok_results(response: httpx2.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    return response.json()["body"]["results"]
+
+
 def test_metrics_and_openapi(embedded: Server) -> None:
     metrics = httpx2.get(f"{embedded.url}/metrics").text
     assert 'kfashion_model_inference_seconds_count{backend="onnxruntime",model="detector"}' in metrics
