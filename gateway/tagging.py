@@ -36,7 +36,9 @@ def failed_result(name: str, error: ApiError) -> dict:
     return {"file": name, "status": "failed", "error": error.to_dict()}
 
 
-NO_STYLE = {"style": None, "style_en": None, "sub_style": None, "sub_style_en": None, "styles": []}
+def no_style() -> dict:
+    """The style fields of a picture in which no garment was found."""
+    return {"style": None, "style_en": None, "sub_style": None, "sub_style_en": None, "styles": []}
 
 
 class TaggingPipeline:
@@ -55,7 +57,7 @@ class TaggingPipeline:
         else:
             # No garment, no look to style: the style model reads the person the items outline, and on a
             # picture without one it names noise (a coffee cup came out "sexy / resort").
-            described, style = [], dict(NO_STYLE)
+            described, style = [], no_style()
         full_items = []
         for item, description in zip(items, described, strict=True):
             full = {**item, "attributes": description["attributes"], "color": description["color"]}

@@ -52,14 +52,18 @@ def _files(samples: list[Sample]) -> list[tuple[str, tuple[str, bytes, str]]]:
     return [("files", (s.image_path.name, s.image_path.read_bytes(), "image/jpeg")) for s in samples]
 
 
+def _ok_results(response: httpx2.Response) -> list[dict]:
+    assert response.status_code == 200, response.text
+    return response.json()["body"]["results"]
+
+
 def _tag(url: str, samples: list[Sample], **params: object) -> list[dict]:
     results = []
     for start in range(0, len(samples), 8):
         response = httpx2.post(
             f"{url}/tagging", files=_files(samples[start : start + 8]), params=params, timeout=120
         )
-        assert response.status_code == 200, response.text
-        results.extend(response.json()["body"]["results"])
+        results.extend(_ok_results(response))
     return results
 
 
@@ -306,11 +310,6 @@ def test_a_picture_without_garments_gets_no_items_and_no_style(
         f"{embedded.url}/tagging", files=files[:1], params={"format": "image", "size": 200}, timeout=60
     )
     assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/jpeg"
-
-
-def _ok_results(response: httpx2.Response) -> list[dict]:
-    assert response.status_code == 200, response.text
-    return response.json()["body"]["results"]
 
 
 def test_metrics_and_openapi(embedded: Server) -> None:

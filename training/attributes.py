@@ -141,7 +141,7 @@ def train_attributes(
     device: torch.device = CPU,
 ) -> TrainedAttributes:
     torch.manual_seed(seed)
-    head = AttributeHead().to(device)
+    head = AttributeHead()
     pairs = sorted(set(targets.pair_key[r] for r in rows))
     pair_id = {p: i for i, p in enumerate(pairs)}
     proxies = nn.Parameter((torch.randn(len(pairs), EMBEDDING_DIM) * 0.1).to(device))
