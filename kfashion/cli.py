@@ -277,10 +277,19 @@ def train(
     shuffle_labels: Annotated[bool, typer.Option(help="control run on permuted labels")] = False,
     device: TrainDevice = "auto",
     workers: Annotated[int, typer.Option(min=1, help="threads decoding images ahead of the backbone")] = 4,
+    feature_store: Annotated[
+        Literal["auto", "memory", "disk"],
+        typer.Option(
+            help="where the cached backbone features live: auto (memory while they fit in half of the "
+            "free memory), memory, or disk (memory-mapped files in the run folder, removed at the end)"
+        ),
+    ] = "auto",
     verbose: Annotated[bool, typer.Option(help="log every epoch")] = False,
 ) -> None:
     """Train models on a K-Fashion-format dataset; writes config, history, heads, metrics and a report.
-    On a GPU the backbone runs in ONNX Runtime's CUDA provider and the heads train with mixed precision."""
+    On a GPU the backbone runs in ONNX Runtime's CUDA provider and the heads train with mixed precision.
+    The backbone's features are computed once and cached: about 370 kB per image, on disk when they
+    would not fit in memory (the full K-Fashion: about 440 GB)."""
     from training.run import MODELS, TrainConfig, train_run
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())
@@ -301,6 +310,7 @@ def train(
         shuffle_labels=shuffle_labels,
         device=device,
         workers=workers,
+        feature_store=feature_store,
     )
     with progress_bar() as bar:
         result = train_run(config, _StageBars(bar, verbose).progress())

@@ -160,3 +160,14 @@ def test_retrieval_against_a_gallery() -> None:
     query = np.array([[1.0, 0, 0, 0], [0.6, 0.8, 0, 0]])
     result = retrieval_metrics(query, ["a", "a"], gallery, ["a", "b", "c", "d"], ks=(1, 2))
     assert result == {"count": 2, "top1": 0.5, "top2": 1.0}
+
+
+def test_training_split_figures_read_an_evenly_spaced_subset() -> None:
+    from training.evaluate import _rows
+
+    splits = ["train"] * 10 + ["val"] * 3
+    flipped = [False] * 13
+    flipped[2] = True  # a mirrored copy is never evaluated
+    assert _rows(splits, flipped, "val").tolist() == [10, 11, 12]
+    assert _rows(splits, flipped, "train").tolist() == [0, 1, 3, 4, 5, 6, 7, 8, 9]
+    assert _rows(splits, flipped, "train", limit=3).tolist() == [0, 5, 9]

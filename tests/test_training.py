@@ -85,6 +85,47 @@ def test_run_folder_holds_everything(small_run: tuple[Path, dict]) -> None:
     assert config["device_used"] == ("cuda:0" if torch.cuda.is_available() else "cpu")
 
 
+def test_features_on_disk_train_the_same_models(
+    small_run: tuple[Path, dict], small_data: Path, tmp_path: Path
+) -> None:
+    """The disk store (memory-mapped files, for datasets larger than memory) holds the same numbers as the
+    memory store, so the run's heads and figures are identical; its files go when the run ends."""
+    memory_out, memory_result = small_run
+    result = train_run(
+        TrainConfig(data=str(small_data), out=str(tmp_path), feature_store="disk", **SMALL_RUN)
+    )
+    # metrics.json, not the dicts: figures without data are NaN, and NaN != NaN
+    assert (tmp_path / "metrics.json").read_text() == (memory_out / "metrics.json").read_text()
+    assert result["headline"] == memory_result["headline"]
+    on_disk = torch.load(tmp_path / "heads.pt", weights_only=False)
+    in_memory = torch.load(memory_out / "heads.pt", weights_only=False)
+    for model in ("detector", "attributes", "style"):
+        assert all(torch.equal(on_disk[model][k], in_memory[model][k]) for k in in_memory[model])
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    memory_config = json.loads((memory_out / "config.json").read_text(encoding="utf-8"))
+    assert config["features"]["store"] == "disk" and memory_config["features"]["store"] == "memory"
+    assert config["features"]["bytes"] == memory_config["features"]["bytes"] > 0
+    assert not list(tmp_path.glob("features-*"))  # the memory-mapped files are removed with their folder
+
+
+def test_feature_store_is_chosen_by_size(small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training import features
+
+    samples = load_samples(small_data)[0]
+    boxed = sum(1 for s in samples for it in s.record.items if it.box)
+    train_boxed = sum(1 for s in samples if s.split == "train" for it in s.record.items if it.box)
+    plan = features.plan_features(samples, {"detector", "attributes", "style"}, {"attributes"}, "memory")
+    assert (plan.detector_rows, plan.crop_rows, plan.person_rows) == (200, boxed + train_boxed, 200)
+    monkeypatch.setattr(features, "available_memory", lambda: 2 * plan.bytes)
+    assert features.plan_features(samples, {"detector"}, set(), "auto").store == "memory"
+    monkeypatch.setattr(features, "available_memory", lambda: plan.bytes)
+    assert (
+        features.plan_features(samples, {"detector", "attributes", "style"}, {"attributes"}).store == "disk"
+    )
+    with pytest.raises(ValueError, match="unknown feature store"):
+        features.plan_features(samples, {"detector"}, set(), "ram")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (none is lent here)")
 def test_small_run_on_a_gpu_meets_the_same_thresholds(small_data: Path, tmp_path: Path) -> None:
     """The GPU path: the backbone in ONNX Runtime's CUDA provider (onnxruntime-gpu), the heads in mixed

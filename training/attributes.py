@@ -87,6 +87,16 @@ class AttributeTargets:
     region: np.ndarray  # (N,) region index
     pair_key: list[str]  # "category|color" for retrieval
 
+    def take(self, rows: np.ndarray) -> AttributeTargets:
+        """The targets of the given rows, in that order."""
+        return AttributeTargets(
+            {k: v[rows] for k, v in self.single.items()},
+            {k: v[rows] for k, v in self.multi.items()},
+            {k: v[rows] for k, v in self.multi_present.items()},
+            self.region[rows],
+            [self.pair_key[r] for r in rows],
+        )
+
 
 def build_targets(items: list[Item]) -> AttributeTargets:
     single = {
@@ -149,13 +159,12 @@ def train_attributes(
     multi_w = {
         k: positive_weights(targets.multi[k][rows][targets.multi_present[k][rows]]) for k in MULTI_HEADS
     }
-    x_all = torch.from_numpy(features)
 
     def on(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(array).to(device)
+        return torch.from_numpy(np.asarray(array)).to(device)
 
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        outputs = head(x_all[batch].to(device))
+        outputs = head(on(features[batch]))
         region = on(targets.region[batch])
         loss = torch.zeros((), device=device)
         for index, h in enumerate(heads()):
@@ -200,9 +209,18 @@ def train_attributes(
 
 
 @torch.no_grad()
-def predict_attributes(head: AttributeHead, features: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Raw logits per head and embeddings for rows of pooled features."""
+def predict_attributes(
+    head: AttributeHead, features: np.ndarray, rows: np.ndarray | None = None
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw logits per head and embeddings for the given rows of pooled features (all rows by default),
+    in order, read in chunks (the features may be a memory-mapped file larger than memory)."""
     head.eval()
-    outputs = [head(torch.from_numpy(features[s : s + 1024])) for s in range(0, len(features), 1024)]
+    rows = np.arange(len(features)) if rows is None else rows
+    if not len(rows):
+        return {h.key: np.zeros((0, h.size), np.float32) for h in heads()}, np.zeros((0, EMBEDDING_DIM))
+    outputs = [
+        head(torch.from_numpy(np.asarray(features[rows[s : s + 1024]], np.float32)))
+        for s in range(0, len(rows), 1024)
+    ]
     logits = {h.key: torch.cat([o[i] for o in outputs]).numpy() for i, h in enumerate(heads())}
     return logits, torch.cat([o[-1] for o in outputs]).numpy()

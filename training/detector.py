@@ -182,12 +182,14 @@ def train_detector(
 ) -> DetectorHead:
     torch.manual_seed(seed)
     head = DetectorHead(channels)
-    targets = [build_targets(features.boxes[r], features.regions[r]) for r in range(len(features.sample))]
 
     def batch_loss(rows: np.ndarray) -> torch.Tensor:
         heat_logits, box = head(*_batch_maps(features, rows, device))
-        heat_target = torch.from_numpy(np.stack([targets[r][0] for r in rows])).to(device)
-        return detector_loss(heat_logits, box, heat_target, [targets[r][1] for r in rows])
+        # Targets per batch, not for every row up front: 26 kB of heat map per image adds up (31 GB for
+        # the full K-Fashion), and they take milliseconds to build.
+        targets = [build_targets(features.boxes[r], features.regions[r]) for r in rows]
+        heat_target = torch.from_numpy(np.stack([heat for heat, _ in targets])).to(device)
+        return detector_loss(heat_logits, box, heat_target, [objects for _, objects in targets])
 
     return fit(
         head,

@@ -1,12 +1,17 @@
-"""Backbone features of every training image, computed once with ONNX Runtime and cached in memory.
+"""Backbone features of every training image, computed once with ONNX Runtime and cached.
 
 The backbone is frozen, so its outputs never change during training: computing them once (ONNX
 Runtime runs the backbone several times faster than torch eager on a CPU) leaves only the small
 heads to train. Training images also get a mirrored copy (the one augmentation that keeps labels).
+
+The cache lives in memory, or on disk as memory-mapped .npy files when it would not fit (about 370 kB
+per image: the full K-Fashion's 1.2 M images need about 440 GB of disk instead of memory). Both
+hold the same numbers, so a run trains identically either way.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,10 +27,21 @@ from shared.imaging import decode_image
 from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, Letterbox, crop_box, letterbox, to_tensor, union_box
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
-from training.backbone import Backbone, PooledBackbone, PyramidBackbone
+from training.backbone import (
+    C3_CHANNELS,
+    C4_CHANNELS,
+    C5_CHANNELS,
+    POOLED_DIM,
+    Backbone,
+    PooledBackbone,
+    PyramidBackbone,
+)
 from training.data import Sample, region_index
 
 BATCH = 16
+FEATURE_STORES = ("auto", "memory", "disk")
+MEMORY_SHARE = 0.5  # "auto" keeps the cache in memory while it needs at most this share of the free memory
+PYRAMID_DTYPE, POOLED_DTYPE = np.float16, np.float32
 
 
 def export_onnx(
@@ -55,34 +71,57 @@ def export_onnx(
         )
 
 
+class RowStore:
+    """One feature array, written row by row in order: in memory, or in a .npy file on disk read back as a
+    memory map (the operating system pages rows in and out, so memory stays bounded). Allocated at the
+    first write, when the shape of a row is known."""
+
+    def __init__(self, rows: int, dtype: type, path: Path | None):
+        self.rows, self.dtype, self.path = rows, dtype, path
+        self.values: np.ndarray = np.zeros((0, 0), dtype)
+        self.filled = 0
+
+    def write(self, chunk: np.ndarray) -> None:
+        if self.filled == 0:
+            shape = (self.rows, *chunk.shape[1:])
+            if self.path is None:
+                self.values = np.empty(shape, self.dtype)
+            else:
+                self.values = np.lib.format.open_memmap(self.path, mode="w+", dtype=self.dtype, shape=shape)
+        self.values[self.filled : self.filled + len(chunk)] = chunk
+        self.filled += len(chunk)
+
+    def finish(self) -> None:
+        if self.filled != self.rows:
+            raise RuntimeError(f"feature store expected {self.rows} rows, got {self.filled}")
+        if isinstance(self.values, np.memmap):
+            self.values.flush()
+
+
 @dataclass
 class DetectorFeatures:
-    maps: list[list[np.ndarray]] = field(default_factory=lambda: [[], [], []])  # c3, c4, c5 chunks (float16)
+    maps: list[RowStore]  # c3, c4, c5 (float16)
     boxes: list[np.ndarray] = field(default_factory=list)  # per row: (k, 4) corner boxes in input pixels
     regions: list[np.ndarray] = field(default_factory=list)  # per row: (k,) region index
     sample: list[int] = field(default_factory=list)
     flipped: list[bool] = field(default_factory=list)
     placement: list[Letterbox] = field(default_factory=list)
 
-    def finish(self) -> None:
-        self.maps = [[np.concatenate(chunks)] if chunks else [] for chunks in self.maps]
-
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.maps[0][0], self.maps[1][0], self.maps[2][0]
+        return self.maps[0].values, self.maps[1].values, self.maps[2].values
 
 
 @dataclass
 class PooledFeatures:
-    chunks: list[np.ndarray] = field(default_factory=list)
+    store: RowStore
     sample: list[int] = field(default_factory=list)
     item: list[int] = field(default_factory=list)  # index in record.items (-1 for whole-person crops)
     region: list[int] = field(default_factory=list)
     flipped: list[bool] = field(default_factory=list)
-    values: np.ndarray | None = None
 
-    def finish(self) -> None:
-        self.values = np.concatenate(self.chunks) if self.chunks else np.zeros((0, 0), np.float32)
-        self.chunks = []
+    @property
+    def values(self) -> np.ndarray:
+        return self.store.values
 
 
 @dataclass
@@ -92,7 +131,57 @@ class FeatureCache:
     person: PooledFeatures
 
 
-class _Batcher:
+@dataclass(frozen=True)
+class FeaturePlan:
+    """How many rows each model's cache gets, what they weigh, and where they go."""
+
+    detector_rows: int
+    crop_rows: int
+    person_rows: int
+    bytes: int
+    store: str  # memory or disk
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def plan_features(
+    samples: list[Sample], want: set[str], mirror: set[str], store: str = "auto"
+) -> FeaturePlan:
+    """Row counts from the labels alone (before any image is read) and the store: `auto` chooses memory
+    while the cache needs at most MEMORY_SHARE of the memory available now, else disk."""
+    if store not in FEATURE_STORES:
+        raise ValueError(f"unknown feature store {store!r}: {', '.join(FEATURE_STORES)}")
+    rows = dict.fromkeys(("detector", "attributes", "style"), 0)
+    for sample in samples:
+        boxed = sum(1 for item in sample.record.items if item.box)
+        for model, per_copy in (("detector", 1), ("attributes", boxed), ("style", 1)):
+            if model in want:
+                copies = 2 if model in mirror and sample.split == "train" else 1
+                rows[model] += copies * per_copy
+    grid = DETECTOR_SIZE // 8
+    pyramid_row = C3_CHANNELS * grid**2 + C4_CHANNELS * (grid // 2) ** 2 + C5_CHANNELS * (grid // 4) ** 2
+    size = (
+        rows["detector"] * pyramid_row * np.dtype(PYRAMID_DTYPE).itemsize
+        + (rows["attributes"] + rows["style"]) * POOLED_DIM * np.dtype(POOLED_DTYPE).itemsize
+    )
+    if store == "auto":
+        store = "memory" if size <= MEMORY_SHARE * available_memory() else "disk"
+    return FeaturePlan(rows["detector"], rows["attributes"], rows["style"], int(size), store)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now (Linux's MemAvailable; else all physical memory)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class Batcher:
     """Collects inputs and runs the ONNX backbone when a batch is full."""
 
     def __init__(self, session: Any, sink: Callable[[list[np.ndarray]], None]):
@@ -133,14 +222,26 @@ def compute_features(
     backbone: Backbone,
     want: set[str],
     mirror: set[str],
+    plan: FeaturePlan,
+    folder: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     device: str = "cpu",
     workers: int = 4,
 ) -> FeatureCache:
     """Backbone features for the detector (pyramid maps), item crops and person crops of every sample;
     training images of the models named in `mirror` also get a mirrored copy. The backbone runs in ONNX
-    Runtime on `device` (cpu or cuda)."""
-    cache = FeatureCache(DetectorFeatures(), PooledFeatures(), PooledFeatures())
+    Runtime on `device` (cpu or cuda). A disk plan writes its files into `folder` (the caller removes it)."""
+
+    def store(name: str, rows: int, dtype: type) -> RowStore:
+        if plan.store == "disk" and folder is None:
+            raise ValueError("a disk feature store needs a folder")
+        return RowStore(rows, dtype, folder / f"{name}.npy" if plan.store == "disk" and folder else None)
+
+    cache = FeatureCache(
+        DetectorFeatures([store(f"c{k}", plan.detector_rows, PYRAMID_DTYPE) for k in (3, 4, 5)]),
+        PooledFeatures(store("crops", plan.crop_rows, POOLED_DTYPE)),
+        PooledFeatures(store("person", plan.person_rows, POOLED_DTYPE)),
+    )
     with tempfile.TemporaryDirectory() as tmp:
         pyramid_path, pooled_path = Path(tmp) / "pyramid.onnx", Path(tmp) / "pooled.onnx"
         export_onnx(
@@ -152,13 +253,13 @@ def compute_features(
         export_onnx(
             PooledBackbone(backbone), torch.zeros(1, 3, CROP_SIZE, CROP_SIZE), pooled_path, ["pooled"]
         )
-        pyramid = _Batcher(
+        pyramid = Batcher(
             onnx_session(pyramid_path, device=device),
-            lambda out: [cache.detector.maps[k].append(out[k].astype(np.float16)) for k in range(3)],
+            lambda out: [cache.detector.maps[k].write(out[k]) for k in range(3)],
         )
         pooled = onnx_session(pooled_path, device=device)
-        crops = _Batcher(pooled, lambda out: cache.crops.chunks.append(out[0]))
-        person = _Batcher(pooled, lambda out: cache.person.chunks.append(out[0]))
+        crops = Batcher(pooled, lambda out: cache.crops.store.write(out[0]))
+        person = Batcher(pooled, lambda out: cache.person.store.write(out[0]))
         for index, (sample, pixels) in enumerate(zip(samples, decoded_images(samples, workers), strict=True)):
             mirrors = (False, True) if mirror and sample.split == "train" else (False,)
             for flipped in mirrors:
@@ -196,9 +297,8 @@ def compute_features(
                 on_progress(1)
         for batcher in (pyramid, crops, person):
             batcher.flush()
-    cache.detector.finish()
-    cache.crops.finish()
-    cache.person.finish()
+    for row_store in (*cache.detector.maps, cache.crops.store, cache.person.store):
+        row_store.finish()
     return cache
 
 

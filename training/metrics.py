@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import faiss
 import numpy as np
 
 from shared.detection import iou_matrix
@@ -184,15 +185,22 @@ def retrieval_metrics(
     ks: Sequence[int] = (1, 5),
 ) -> dict:
     """Top-k accuracy of cosine nearest neighbours (embeddings L2-normalised). Without a gallery the
-    queries search each other, leave-one-out (an item never finds itself)."""
+    queries search each other, leave-one-out (an item never finds itself). Exact search with FAISS, in
+    blocks: memory stays bounded at millions of items (a full similarity matrix would not)."""
     own = gallery is None
     gallery = query if own else gallery
     gallery_keys = np.asarray(query_keys if own else gallery_keys)
     if len(query) == 0 or len(gallery) < (2 if own else 1):
         return {"count": 0}
-    similarity = query @ gallery.T
+    depth = max(ks)
+    index = faiss.IndexFlatIP(gallery.shape[1])
+    index.add(np.ascontiguousarray(gallery, np.float32))
+    _, nearest = index.search(np.ascontiguousarray(query, np.float32), depth + own)
+    found = nearest >= 0  # FAISS pads with -1 when the gallery holds fewer than asked
     if own:
-        np.fill_diagonal(similarity, -np.inf)
-    nearest = np.argsort(-similarity, axis=1, kind="stable")[:, : max(ks)]
-    same = gallery_keys[nearest] == np.asarray(query_keys)[:, None]
+        found &= nearest != np.arange(len(query))[:, None]
+        # Keep the first `depth` neighbours that are not the query itself, in rank order.
+        order = np.argsort(~found, axis=1, kind="stable")[:, :depth]
+        nearest, found = np.take_along_axis(nearest, order, 1), np.take_along_axis(found, order, 1)
+    same = found & (gallery_keys[np.where(found, nearest, 0)] == np.asarray(query_keys)[:, None])
     return {"count": len(query), **{f"top{k}": float(same[:, :k].any(axis=1).mean()) for k in ks}}

@@ -22,9 +22,8 @@ from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
 from training.data import Sample, retrieval_key, style_target
 from training.evaluate import attribute_metrics, detection_arrays, detection_truth
+from training.features import Batcher
 from training.metrics import detection_metrics, multilabel_metrics, retrieval_metrics
-
-BATCH = 16
 
 
 def evaluate_onnx(
@@ -35,11 +34,17 @@ def evaluate_onnx(
     on_progress: Callable[[int], None] | None = None,
 ) -> dict:
     """Metrics of the given model files (keys: detector, attributes, style) on `samples`. Retrieval
-    searches `gallery`'s items (the training split), or the samples' own items leave-one-out."""
+    searches `gallery`'s items (the training split), or the samples' own items leave-one-out. Crops go
+    through the models in batches as they are cut and only the outputs are kept, so memory grows with the
+    number of items, not with their pixels."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
     truth, predicted = [], []
-    crops, crop_meta, persons, person_targets = [], [], [], []
+    crop_meta, person_targets = [], []
+    attribute_outputs: list[list[np.ndarray]] = []
+    style_outputs: list[list[np.ndarray]] = []
+    crops = Batcher(sessions["attributes"], attribute_outputs.append) if "attributes" in sessions else None
+    persons = Batcher(sessions["style"], style_outputs.append) if "style" in sessions else None
     for sample in samples:
         pixels = decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
         items = [it for it in sample.record.items if it.box]
@@ -60,12 +65,12 @@ def evaluate_onnx(
             )
             truth.append(detection_truth(items))
             predicted.append(detection_arrays(detections))
-        if "attributes" in sessions:
+        if crops:
             for item in items:
-                crops.append(crop_box(pixels, item.box))
+                crops.add(crop_box(pixels, item.box))
                 crop_meta.append(item)
-        if "style" in sessions and (target := style_target(sample.record)) is not None:
-            persons.append(
+        if persons and (target := style_target(sample.record)) is not None:
+            persons.add(
                 crop_box(pixels, union_box([it.box for it in items], pixels.shape[1], pixels.shape[0]))
             )
             person_targets.append(target)
@@ -74,9 +79,10 @@ def evaluate_onnx(
     result: dict = {}
     if "detector" in sessions:
         result["detector"] = detection_metrics(truth, predicted, REGIONS)
-    if "attributes" in sessions and crops:
-        session = sessions["attributes"]
-        logits = dict(zip([o.name for o in session.get_outputs()], _run_batched(session, crops), strict=True))
+    if crops and crop_meta:
+        crops.flush()
+        names = [o.name for o in sessions["attributes"].get_outputs()]
+        logits = dict(zip(names, _joined(attribute_outputs), strict=True))
         targets = build_targets(crop_meta)
         result["attributes"] = attribute_metrics(
             head_probabilities(logits, targets.region), targets, np.arange(len(crop_meta))
@@ -84,30 +90,32 @@ def evaluate_onnx(
         keys = targets.pair_key
         queries = logits["embedding"]
         if gallery:
-            gallery_crops, gallery_keys = _gallery_crops(gallery, limits)
-            found = _run_batched(sessions["attributes"], gallery_crops)[-1]
+            found, gallery_keys = _gallery_embeddings(sessions["attributes"], gallery, limits)
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys, found, gallery_keys)
         else:
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys)
-    if "style" in sessions and persons:
-        scores = sigmoid(_run_batched(sessions["style"], persons)[0])
+    if persons and person_targets:
+        persons.flush()
+        scores = sigmoid(_joined(style_outputs)[0])
         result["style"] = multilabel_metrics(scores, np.stack(person_targets), [lb.ko for lb in STYLE.labels])
     return result
 
 
-def _gallery_crops(gallery: list[Sample], limits: ImageLimits) -> tuple[list[np.ndarray], list[str]]:
-    crops, keys = [], []
+def _gallery_embeddings(session, gallery: list[Sample], limits: ImageLimits) -> tuple[np.ndarray, list[str]]:
+    """Embeddings and retrieval keys of every labelled item of the gallery's images."""
+    embeddings: list[np.ndarray] = []
+    keys: list[str] = []
+    batcher = Batcher(session, lambda out: embeddings.append(out[-1]))
     for sample in gallery:
         pixels = decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
         for item in sample.record.items:
             if item.box:
-                crops.append(crop_box(pixels, item.box))
+                batcher.add(crop_box(pixels, item.box))
                 keys.append(retrieval_key(item))
-    return crops, keys
+    batcher.flush()
+    return np.concatenate(embeddings), keys
 
 
-def _run_batched(session, images: list[np.ndarray]) -> list[np.ndarray]:
-    outputs: list[list[np.ndarray]] = []
-    for start in range(0, len(images), BATCH):
-        outputs.append(session.run(None, {"image": to_tensor(np.stack(images[start : start + BATCH]))}))
-    return [np.concatenate([o[k] for o in outputs]) for k in range(len(outputs[0]))]
+def _joined(batches: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """Each output of a model, its batches joined."""
+    return [np.concatenate([batch[k] for batch in batches]) for k in range(len(batches[0]))]

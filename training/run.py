@@ -10,8 +10,10 @@ every split evaluated, all written to a run folder:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ from training.evaluate import (
     headline,
     markdown_report,
 )
-from training.features import compute_features
+from training.features import FeaturePlan, compute_features, plan_features
 from training.loop import training_device
 from training.style import train_style
 
@@ -58,6 +60,7 @@ class TrainConfig:
     device: str = "auto"  # where the heads train and the backbone runs: auto (CUDA when present), cpu, cuda
     workers: int = 4  # threads decoding images ahead of the backbone
     mirror: tuple[str, ...] = ("attributes", "style")  # models whose training images also get a mirrored copy
+    feature_store: str = "auto"  # backbone features: auto, memory, or disk (memory-mapped files in the run)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -142,6 +145,44 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
     if config.shuffle_labels:
         _shuffle(samples, config.seed)
     device = training_device(config.device)
+    plan = plan_features(samples, set(config.models), set(config.mirror), config.feature_store)
+    progress.log(f"features: {plan.bytes / 1e9:.2f} GB in {plan.store}")
+    # A disk store lives in the run folder while the run lasts (it can be far larger than the models).
+    folder = (
+        tempfile.TemporaryDirectory(dir=out, prefix="features-")
+        if plan.store == "disk"
+        else contextlib.nullcontext(None)
+    )
+    with folder as feature_folder:
+        folder_path = Path(feature_folder) if feature_folder else None
+        metrics, state, history, timings, run_config = _train_models(
+            config, samples, data_summary, plan, folder_path, device, progress, started
+        )
+    timings["total_s"] = round(time.perf_counter() - started, 1)
+    run_config["timings"] = timings
+    torch.save(state, out / "heads.pt")
+    (out / "config.json").write_text(
+        json.dumps(run_config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
+    )
+    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
+    (out / "metrics.json").write_text(
+        json.dumps(_clean(metrics), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+    )
+    (out / "report.md").write_text(markdown_report(metrics, f"Run {out.name}"), encoding="utf-8")
+    return {"metrics": metrics, "headline": headline(metrics), "timings": timings, "data": data_summary}
+
+
+def _train_models(
+    config: TrainConfig,
+    samples: list,
+    data_summary: dict,
+    plan: FeaturePlan,
+    feature_folder: Path | None,
+    device: torch.device,
+    progress: Progress,
+    started: float,
+) -> tuple[dict, dict, list[dict], dict, dict]:
+    """Features once, then each model trained, validated per epoch and evaluated on every split."""
     backbone = Backbone()
     progress.stage("features", len(samples))
     cache = compute_features(
@@ -149,6 +190,8 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         backbone,
         set(config.models),
         set(config.mirror),
+        plan,
+        feature_folder,
         on_progress=progress.advance,
         device=device.type,
         workers=config.workers,
@@ -160,6 +203,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
     run_config = {
         **config.to_dict(),
         "device_used": str(device),
+        "features": plan.to_dict(),
         "taxonomy_version": TAXONOMY_VERSION,
         "data_summary": data_summary,
     }
@@ -200,7 +244,9 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
         def validate_attributes(head: nn.Module) -> float:
-            result = evaluate_attributes(head, samples, cache, targets, only=("val",)).get("val")
+            result = evaluate_attributes(head, samples, cache, targets, only=("val",), retrieval=False).get(
+                "val"
+            )
             if not result:
                 return 0.0
             return float(np.mean([result["category"].get("top1", 0), result["color"].get("top1", 0)]))
@@ -250,18 +296,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         metrics["style"] = evaluate_style(head, samples, cache)
         timings["style_s"] = round(time.perf_counter() - t, 1)
 
-    timings["total_s"] = round(time.perf_counter() - started, 1)
-    run_config["timings"] = timings
-    torch.save(state, out / "heads.pt")
-    (out / "config.json").write_text(
-        json.dumps(run_config, ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
-    (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history), encoding="utf-8")
-    (out / "metrics.json").write_text(
-        json.dumps(_clean(metrics), ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
-    )
-    (out / "report.md").write_text(markdown_report(metrics, f"Run {out.name}"), encoding="utf-8")
-    return {"metrics": metrics, "headline": headline(metrics), "timings": timings, "data": data_summary}
+    return metrics, state, history, timings, run_config
 
 
 def _clean(value: object) -> object:

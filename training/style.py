@@ -87,11 +87,11 @@ def train_style(
     rows = rows[present[rows]]
     head = StyleHead(correlation_matrix(targets[rows]))
     pos_weight = torch.from_numpy(positive_weights(targets[rows])).to(device)
-    x_all, y_all = torch.from_numpy(features), torch.from_numpy(targets)
 
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        logits = head(x_all[batch].to(device))
-        return F.binary_cross_entropy_with_logits(logits, y_all[batch].to(device), pos_weight=pos_weight)
+        logits = head(torch.from_numpy(np.asarray(features[batch])).to(device))
+        labels = torch.from_numpy(targets[batch]).to(device)
+        return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
 
     return fit(
         head,
@@ -110,6 +110,11 @@ def train_style(
 
 
 @torch.no_grad()
-def predict_styles(head: StyleHead, features: np.ndarray) -> np.ndarray:
+def predict_styles(head: StyleHead, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Style probabilities of the given rows of pooled features, in order, read in chunks."""
     head.eval()
-    return torch.sigmoid(head(torch.from_numpy(features))).numpy()
+    chunks = [
+        torch.sigmoid(head(torch.from_numpy(np.asarray(features[rows[s : s + 1024]], np.float32)))).numpy()
+        for s in range(0, len(rows), 1024)
+    ]
+    return np.concatenate(chunks) if chunks else np.zeros((0, STYLE.size), np.float32)
