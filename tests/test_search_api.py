@@ -38,13 +38,15 @@ TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
 CATALOG_BATCH = 32
 # Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 100
 # unseen photos, counting the photos whose query item is a labelled garment with an item of its category
-# and colour in the catalog. Measured 2026-11-23 with the committed models: 0.903 (84/93) here; 0.935 on
-# 1,000 images of seed 31 and 0.872 on 2,000 of seed 11, so 0.9 is NOT reliably met. The misses are query
-# items of the wrong category (the attribute model's category top-1 is about 0.91) and detections of a
-# region the photo has no label for. The floor below is under every measured catalog.
+# and colour in the catalog. Measured 2026-11-23 with the committed models: 0.957 (89/93) here with the
+# re-ordering by tag agreement (services/search/rerank.py), 0.903 (84/93) without it; on 1,000 images of
+# seed 31 (where its weights were chosen) 0.968 (0.935 without), on 2,000 images of seed 11 0.883 (0.872),
+# so 0.9 is NOT reliably met. The misses left are query items read wrong by the models (category or colour)
+# and detections of a region the photo has no label for. The floor lies between the two figures of this
+# catalog: it fails if the re-ordering stops working.
 SHOP_CATALOG_IMAGES = 1000
 SHOP_QUERIES = 100
-TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.85
+TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.93
 
 
 @dataclass

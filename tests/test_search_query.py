@@ -40,3 +40,31 @@ def test_region_words() -> None:
         "category": ["셔츠"],
     }
     assert parse_query("아우터").tags == {"region": ["outer"]}
+
+
+def test_photo_results_are_reordered_by_tag_agreement() -> None:
+    from services.search.rerank import rerank_by_tags
+
+    def result(item_id: int, score: float, category: str, color: str) -> dict:
+        return {"item_id": item_id, "score": score, "rank": 0, "tags": {"category": category, "color": color}}
+
+    query = {
+        "attributes": {
+            "category": {
+                "value": "재킷",
+                "top_k": [{"value": "재킷", "score": 0.9}, {"value": "코트", "score": 0.1}],
+            },
+            "color": {"value": "골드", "top_k": [{"value": "골드", "score": 0.94}]},
+        }
+    }
+    nearest = [
+        result(1, 0.95, "재킷", "와인"),  # closest, but a colour the head did not read
+        result(2, 0.94, "재킷", "골드"),  # agrees on both: 0.94 + 0.05 * 0.94 + 0.1 * 0.9
+        result(3, 0.93, "점퍼", "골드"),  # agrees on colour only
+        result(4, 0.90, "코트", "골드"),
+    ]
+    ranked = rerank_by_tags(nearest, query, 3)
+    assert [r["item_id"] for r in ranked] == [2, 1, 3]
+    assert [r["rank"] for r in ranked] == [1, 2, 3]
+    assert ranked[0]["similarity"] == 0.94 and ranked[0]["score"] == pytest.approx(0.94 + 0.047 + 0.09)
+    assert ranked[1]["score"] == pytest.approx(0.95 + 0.1 * 0.9)

@@ -21,6 +21,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.search.collections import CollectionStore
 from services.search.query import merge_filters, normalize_filters, parse_query
+from services.search.rerank import pool_size, rerank_by_tags
 from services.search.service import CatalogSearch
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
@@ -256,7 +257,10 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
             item = query_item(photo, query.region)
             echo["item"] = public_item(item)
             wanted = merge_filters({"region": [item["region"]]}, filters, text_filters)
-            results = search.item_results(search.similar_items(item["embedding"], query.top_k, wanted))
+            nearest = search.item_results(
+                search.similar_items(item["embedding"], pool_size(query.top_k), wanted)
+            )
+            results = rerank_by_tags(nearest, item, query.top_k)
     elif parsed.tags or parsed.words or filters:
         if query.scope == "look":
             raise ApiError(ErrorCode.VALIDATION_FAILED, "scope 'look' needs a photo")

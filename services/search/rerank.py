@@ -1,0 +1,38 @@
+"""Photo queries: the nearest catalog items by embedding, re-ordered by how well each one's tags agree with
+what the attribute model read on the query garment.
+
+The embedding alone mixes up neighbouring colours more often than the colour head does (a gold jacket's
+nearest jackets were wine, wine, gold, navy, yellow while the head said gold at 0.94). So among the
+RERANK_POOL nearest items, each item's score is its cosine similarity plus, per tag, the weight times the
+probability the query garment's head gave to that item's tag. Weights chosen on one generated catalog
+(seed 31) and checked on two others (docs/benchmarks.md, "Search quality").
+"""
+
+from __future__ import annotations
+
+RERANK_POOL = 20  # nearest items the re-ordering chooses from (top_k of them if more are asked for)
+TAG_WEIGHTS = {"color": 0.05, "category": 0.1}
+
+
+def pool_size(top_k: int) -> int:
+    return max(top_k, RERANK_POOL)
+
+
+def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[dict]:
+    """The top_k of `results` (item results, best first, `score` the cosine similarity) by cosine plus tag
+    agreement with the query item; each keeps its cosine as `similarity` and gets the new `score` and
+    `rank`. A tag the head did not rank among its top-k adds nothing."""
+    read = {
+        key: {c["value"]: c["score"] for c in query_item["attributes"].get(key, {}).get("top_k", [])}
+        for key in TAG_WEIGHTS
+    }
+    for result in results:
+        agreement = sum(
+            weight * read[key].get(result["tags"].get(key), 0.0) for key, weight in TAG_WEIGHTS.items()
+        )
+        result["similarity"] = result["score"]
+        result["score"] = round(result["score"] + agreement, 6)
+    ranked = sorted(results, key=lambda r: -r["score"])[:top_k]  # stable: ties keep the cosine order
+    for rank, result in enumerate(ranked, 1):
+        result["rank"] = rank
+    return ranked
