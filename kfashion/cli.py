@@ -713,8 +713,8 @@ def models_bootstrap(
     ] = True,
     device: TrainDevice = "auto",
 ) -> None:
-    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 32 minutes on
-    2 CPU cores for the default 6,000 images; --count 3000 takes about 20)."""
+    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 21 minutes on
+    2 CPU cores for the default 6,000 images)."""
     from training.data import load_samples
     from training.export import export_run
     from training.run import BOOTSTRAP_EPOCHS, TrainConfig, train_run
