@@ -713,7 +713,7 @@ def models_bootstrap(
     ] = True,
     device: TrainDevice = "auto",
 ) -> None:
-    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 21 minutes on
+    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (about 18 minutes on
     2 CPU cores for the default 6,000 images)."""
     from training.data import load_samples
     from training.export import export_run

@@ -228,6 +228,31 @@ def test_export_verify_list_and_tamper(
     assert tampered.returncode == 1 and "sha256 mismatch" in tampered.stdout
 
 
+def test_compact_export_screens_smaller_forms_then_measures_the_whole_test_split(
+    small_run: tuple[Path, dict], small_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--compact: a form that loses twice the allowed loss on the first test images is rejected there;
+    any other is measured on the whole test split, and only that figure keeps it."""
+    from training import export
+
+    monkeypatch.setattr(export, "SCREEN_IMAGES", 10)  # the small run has 20 test images
+    run, _ = small_run
+    manifest = export.export_run(run, tmp_path, load_samples(small_data)[0], compact=True, log=lambda m: None)
+    screened = 0
+    for entry in manifest.models.values():
+        checks = entry.verification
+        if "screen_int8" in checks:
+            screened += 1
+            screen = checks["screen_int8"]
+            assert screen["images"] == 10 and screen["fp32"] - screen["int8"] >= 2 * 0.01
+            assert "test_int8" not in checks and entry.storage != "int8"
+        else:
+            assert "test_int8" in checks
+        if entry.storage != "fp32":
+            assert checks["test_fp32"] - checks[f"test_{entry.storage}"] < 0.01
+    assert screened >= 1  # int8 loses far more than a point on these models (the style model above all)
+
+
 def test_onnx_evaluation_agrees_with_training_evaluation(
     small_run: tuple[Path, dict], small_data: Path, tmp_path: Path
 ) -> None:
