@@ -288,8 +288,8 @@ def train(
 ) -> None:
     """Train models on a K-Fashion-format dataset; writes config, history, heads, metrics and a report.
     On a GPU the backbone runs in ONNX Runtime's CUDA provider and the heads train with mixed precision.
-    The backbone's features are computed once and cached: about 370 kB per image, on disk when they
-    would not fit in memory (the full K-Fashion: about 440 GB)."""
+    The backbone's features are computed once and cached: about 354 kB per image, on disk when they
+    would not fit in memory (the full K-Fashion: about 425 GB)."""
     from training.run import MODELS, TrainConfig, train_run
 
     chosen = tuple(m.strip() for m in models.split(",") if m.strip())

@@ -4,8 +4,8 @@ The backbone is frozen, so its outputs never change during training: computing t
 Runtime runs the backbone several times faster than torch eager on a CPU) leaves only the small
 heads to train. Training images also get a mirrored copy (the one augmentation that keeps labels).
 
-The cache lives in memory, or on disk as memory-mapped .npy files when it would not fit (about 370 kB
-per image: the full K-Fashion's 1.2 M images need about 440 GB of disk instead of memory). Both
+The cache lives in memory, or on disk as memory-mapped .npy files when it would not fit (about 354 kB
+per image: the full K-Fashion's 1.2 M images need about 425 GB of disk instead of memory). Both
 hold the same numbers, so a run trains identically either way.
 """
 
