@@ -24,7 +24,7 @@ from shared.heads import head as head_spec
 from shared.labels import Item
 from training.backbone import COLOUR_FEATURES, POOLED_DIM, Backbone, PooledBackbone
 from training.data import multi_target, region_index, retrieval_key, single_target
-from training.loop import CPU, EpochHook, fit, positive_weights
+from training.loop import CPU, EpochHook, feature_chunks, feature_rows, fit, positive_weights
 
 EMBEDDING_SCALE = 16.0
 
@@ -161,10 +161,10 @@ def train_attributes(
     }
 
     def on(array: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.asarray(array)).to(device)
+        return torch.from_numpy(array).to(device)
 
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        outputs = head(on(features[batch]))
+        outputs = head(feature_rows(features, batch).to(device))
         region = on(targets.region[batch])
         loss = torch.zeros((), device=device)
         for index, h in enumerate(heads()):
@@ -210,17 +210,12 @@ def train_attributes(
 
 @torch.no_grad()
 def predict_attributes(
-    head: AttributeHead, features: np.ndarray, rows: np.ndarray | None = None
+    head: AttributeHead, features: np.ndarray, rows: np.ndarray
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Raw logits per head and embeddings for the given rows of pooled features (all rows by default),
-    in order, read in chunks (the features may be a memory-mapped file larger than memory)."""
+    """Raw logits per head and embeddings for the given rows of pooled features, in order."""
     head.eval()
-    rows = np.arange(len(features)) if rows is None else rows
     if not len(rows):
         return {h.key: np.zeros((0, h.size), np.float32) for h in heads()}, np.zeros((0, EMBEDDING_DIM))
-    outputs = [
-        head(torch.from_numpy(np.asarray(features[rows[s : s + 1024]], np.float32)))
-        for s in range(0, len(rows), 1024)
-    ]
+    outputs = [head(chunk) for chunk in feature_chunks(features, rows)]
     logits = {h.key: torch.cat([o[i] for o in outputs]).numpy() for i, h in enumerate(heads())}
     return logits, torch.cat([o[-1] for o in outputs]).numpy()

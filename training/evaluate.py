@@ -32,20 +32,25 @@ def _rows(split_of_row: list[str], flipped: list[bool], split: str, limit: int |
     return rows
 
 
-def _limit(split: str, only: tuple[str, ...]) -> int | None:
+def _splits(validation: bool) -> tuple[str, ...]:
+    """The per-epoch validation reads the val split alone; the final figures every split."""
+    return ("val",) if validation else SPLITS
+
+
+def _limit(split: str, validation: bool) -> int | None:
     """Whole val and test splits for the final figures; a subset for the training split and for the
-    per-epoch validation (which evaluates the val split alone)."""
-    return SUBSET_ROWS if split == "train" or only == ("val",) else None
+    per-epoch validation."""
+    return SUBSET_ROWS if split == "train" or validation else None
 
 
 def evaluate_detector(
-    head: DetectorHead, samples: list[Sample], cache: FeatureCache, only: tuple[str, ...] = SPLITS
+    head: DetectorHead, samples: list[Sample], cache: FeatureCache, validation: bool = False
 ) -> dict:
     features = cache.detector
     splits = [samples[s].split for s in features.sample]
     result = {}
-    for split in only:
-        rows = _rows(splits, features.flipped, split, _limit(split, only))
+    for split in _splits(validation):
+        rows = _rows(splits, features.flipped, split, _limit(split, validation))
         if not len(rows):
             continue
         sizes = [_image_size(samples[features.sample[r]]) for r in rows]
@@ -104,21 +109,23 @@ def evaluate_attributes(
     samples: list[Sample],
     cache: FeatureCache,
     targets: AttributeTargets,
-    only: tuple[str, ...] = SPLITS,
-    retrieval: bool = True,
+    validation: bool = False,
 ) -> dict:
-    """Every head's figures per split and, with `retrieval`, the embedding's: each split's items search the
-    whole training split (training items search each other, leave-one-out)."""
+    """Every head's figures per split and, except in the per-epoch validation, the embedding's: each
+    split's items search the whole training split (training items search each other, leave-one-out)."""
     crops = cache.crops
     splits = [samples[s].split for s in crops.sample]
-    wanted = {split: _rows(splits, crops.flipped, split, _limit(split, only)) for split in only}
+    retrieval = not validation
+    wanted = {
+        split: _rows(splits, crops.flipped, split, _limit(split, validation)) for split in _splits(validation)
+    }
     gallery_rows = _rows(splits, crops.flipped, "train") if retrieval else np.zeros(0, np.int64)
     needed = np.unique(np.concatenate([*wanted.values(), gallery_rows]))
     logits, embeddings = predict_attributes(head, crops.values, needed)
-    probabilities = head_probabilities(logits, targets.region[needed])
+    local_targets = targets.take(needed)
+    probabilities = head_probabilities(logits, local_targets.region)
     position = np.full(len(splits), -1, np.int64)
     position[needed] = np.arange(len(needed))  # row of the cache -> row of the predictions
-    local_targets = targets.take(needed)
     result: dict = {}
     for split, rows in wanted.items():
         if not len(rows):
@@ -140,13 +147,13 @@ def evaluate_attributes(
 
 
 def evaluate_style(
-    head: StyleHead, samples: list[Sample], cache: FeatureCache, only: tuple[str, ...] = SPLITS
+    head: StyleHead, samples: list[Sample], cache: FeatureCache, validation: bool = False
 ) -> dict:
     person = cache.person
     splits = [samples[s].split for s in person.sample]
     result = {}
-    for split in only:
-        rows = _rows(splits, person.flipped, split, _limit(split, only))
+    for split in _splits(validation):
+        rows = _rows(splits, person.flipped, split, _limit(split, validation))
         labelled = [(r, t) for r in rows if (t := style_target(samples[person.sample[r]].record)) is not None]
         if not labelled:
             continue

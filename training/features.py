@@ -135,6 +135,8 @@ class FeatureCache:
 class FeaturePlan:
     """How many rows each model's cache gets, what they weigh, and where they go."""
 
+    want: frozenset[str]  # models whose features are computed
+    mirror: frozenset[str]  # models whose training images also get a mirrored copy
     detector_rows: int
     crop_rows: int
     person_rows: int
@@ -142,7 +144,7 @@ class FeaturePlan:
     store: str  # memory or disk
 
     def to_dict(self) -> dict:
-        return dict(self.__dict__)
+        return {**self.__dict__, "want": sorted(self.want), "mirror": sorted(self.mirror)}
 
 
 def plan_features(
@@ -167,7 +169,15 @@ def plan_features(
     )
     if store == "auto":
         store = "memory" if size <= MEMORY_SHARE * available_memory() else "disk"
-    return FeaturePlan(rows["detector"], rows["attributes"], rows["style"], int(size), store)
+    return FeaturePlan(
+        frozenset(want),
+        frozenset(mirror),
+        rows["detector"],
+        rows["attributes"],
+        rows["style"],
+        int(size),
+        store,
+    )
 
 
 def available_memory() -> int:
@@ -220,21 +230,21 @@ def decoded_images(samples: list[Sample], workers: int, chunk: int = 32) -> Iter
 def compute_features(
     samples: list[Sample],
     backbone: Backbone,
-    want: set[str],
-    mirror: set[str],
     plan: FeaturePlan,
     folder: Path | None = None,
     on_progress: Callable[[int], None] | None = None,
     device: str = "cpu",
     workers: int = 4,
 ) -> FeatureCache:
-    """Backbone features for the detector (pyramid maps), item crops and person crops of every sample;
-    training images of the models named in `mirror` also get a mirrored copy. The backbone runs in ONNX
-    Runtime on `device` (cpu or cuda). A disk plan writes its files into `folder` (the caller removes it)."""
+    """Backbone features for the detector (pyramid maps), item crops and person crops of every sample, for
+    the models the plan wants; training images of the models it mirrors also get a mirrored copy. The
+    backbone runs in ONNX Runtime on `device` (cpu or cuda). A disk plan writes its files into `folder`
+    (the caller removes it)."""
+    if plan.store == "disk" and folder is None:
+        raise ValueError("a disk feature store needs a folder")
+    want, mirror = plan.want, plan.mirror
 
     def store(name: str, rows: int, dtype: type) -> RowStore:
-        if plan.store == "disk" and folder is None:
-            raise ValueError("a disk feature store needs a folder")
         return RowStore(rows, dtype, folder / f"{name}.npy" if plan.store == "disk" and folder else None)
 
     cache = FeatureCache(

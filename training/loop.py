@@ -4,7 +4,7 @@ with mixed precision (float16 autocast and loss scaling), on the CPU in float32.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -81,3 +81,14 @@ def positive_weights(targets: np.ndarray) -> np.ndarray:
     positives = targets.sum(axis=0)
     negatives = len(targets) - positives
     return np.clip(np.sqrt(negatives / np.maximum(positives, 1.0)), 1.0, 10.0).astype(np.float32)
+
+
+def feature_rows(features: np.ndarray, rows: np.ndarray) -> torch.Tensor:
+    """Rows of a cached feature array (in memory or a memory-mapped file) as a float32 tensor."""
+    return torch.from_numpy(np.asarray(features[rows], np.float32))
+
+
+def feature_chunks(features: np.ndarray, rows: np.ndarray, size: int = 1024) -> Iterator[torch.Tensor]:
+    """The given rows in order, `size` at a time: predicting over a file larger than memory stays bounded."""
+    for start in range(0, len(rows), size):
+        yield feature_rows(features, rows[start : start + size])

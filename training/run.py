@@ -188,8 +188,6 @@ def _train_models(
     cache = compute_features(
         samples,
         backbone,
-        set(config.models),
-        set(config.mirror),
         plan,
         feature_folder,
         on_progress=progress.advance,
@@ -220,7 +218,7 @@ def _train_models(
         def validate_detector(head: nn.Module) -> float:
             if not val_samples:
                 return 0.0
-            result = evaluate_detector(head, samples, cache, only=("val",)).get("val", {})
+            result = evaluate_detector(head, samples, cache, validation=True).get("val", {})
             return result.get("mean", {}).get("AP50", 0.0)
 
         keeper = _BestKeeper(
@@ -244,9 +242,7 @@ def _train_models(
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
         def validate_attributes(head: nn.Module) -> float:
-            result = evaluate_attributes(head, samples, cache, targets, only=("val",), retrieval=False).get(
-                "val"
-            )
+            result = evaluate_attributes(head, samples, cache, targets, validation=True).get("val")
             if not result:
                 return 0.0
             return float(np.mean([result["category"].get("top1", 0), result["color"].get("top1", 0)]))
@@ -274,7 +270,7 @@ def _train_models(
         train_rows = np.array([i for i, s in enumerate(splits) if s == "train"])
 
         def validate_style(head: nn.Module) -> float:
-            return evaluate_style(head, samples, cache, only=("val",)).get("val", {}).get("mAP", 0.0)
+            return evaluate_style(head, samples, cache, validation=True).get("val", {}).get("mAP", 0.0)
 
         keeper = _BestKeeper(
             "style", validate_style, history, progress, every=max(1, config.style_epochs // 10)

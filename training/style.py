@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from shared.taxonomy import STYLE
 from training.backbone import POOLED_DIM, Backbone, PooledBackbone
-from training.loop import CPU, EpochHook, fit, positive_weights
+from training.loop import CPU, EpochHook, feature_chunks, feature_rows, fit, positive_weights
 
 CO_OCCURRENCE_THRESHOLD = 0.4  # ML-GCN's tau: keep an edge i->j when P(j | i) >= tau
 SELF_WEIGHT = 0.8  # ML-GCN's re-weighting (p = 0.2 to the neighbours)
@@ -89,7 +89,7 @@ def train_style(
     pos_weight = torch.from_numpy(positive_weights(targets[rows])).to(device)
 
     def batch_loss(batch: np.ndarray) -> torch.Tensor:
-        logits = head(torch.from_numpy(np.asarray(features[batch])).to(device))
+        logits = head(feature_rows(features, batch).to(device))
         labels = torch.from_numpy(targets[batch]).to(device)
         return F.binary_cross_entropy_with_logits(logits, labels, pos_weight=pos_weight)
 
@@ -111,10 +111,7 @@ def train_style(
 
 @torch.no_grad()
 def predict_styles(head: StyleHead, features: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Style probabilities of the given rows of pooled features, in order, read in chunks."""
+    """Style probabilities of the given rows of pooled features, in order."""
     head.eval()
-    chunks = [
-        torch.sigmoid(head(torch.from_numpy(np.asarray(features[rows[s : s + 1024]], np.float32)))).numpy()
-        for s in range(0, len(rows), 1024)
-    ]
+    chunks = [torch.sigmoid(head(chunk)).numpy() for chunk in feature_chunks(features, rows)]
     return np.concatenate(chunks) if chunks else np.zeros((0, STYLE.size), np.float32)
