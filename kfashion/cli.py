@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import sys
 import time
 from collections import Counter
@@ -254,11 +255,44 @@ class _StageBars:
 def _print_headline(headline: dict) -> None:
     from rich.table import Table
 
+    # The splits that have figures, in the usual order (`eval --split all` has one column: all).
+    present = {split for values in headline.values() for split in values}
+    columns = [s for s in ("train", "val", "test") if s in present] + sorted(
+        present - {"train", "val", "test"}
+    )
     table = Table(title="headline figures")
-    for column in ("metric", "train", "val", "test"):
+    for column in ("metric", *columns):
         table.add_column(column)
     for label, values in headline.items():
-        table.add_row(label, *(f"{values[s]:.3f}" if s in values else "-" for s in ("train", "val", "test")))
+        table.add_row(label, *(f"{values[s]:.3f}" if s in values else "-" for s in columns))
+    Console().print(table)
+
+
+def _print_layering(layering: dict) -> None:
+    """Where the misses concentrate: tops and onepieces with an outer over them against the others."""
+    from rich.table import Table
+
+    from training.onnx_eval import LAYERING_GROUPS
+
+    rows = [
+        (f"detection AP50 {region}", "detector", region, "AP50", "objects") for region in ("top", "onepiece")
+    ] + [
+        (f"{key} top-1 (tops, onepieces)", "attributes", key, "top1", "count")
+        for key in ("category", "color")
+    ]
+    table = Table(title="tops and onepieces: worn under an outer or not")
+    for column in ("metric", "under an outer", "not under one"):
+        table.add_column(column)
+    for label, model, section, key, count in rows:
+        if model not in layering:
+            continue
+        cells = []
+        for group in LAYERING_GROUPS:
+            values = layering[model][group][section]
+            value = values.get(key)
+            has_value = values.get(count) and value is not None and not math.isnan(value)
+            cells.append(f"{value:.3f} ({values[count]})" if has_value else "-")
+        table.add_row(label, *cells)
     Console().print(table)
 
 
@@ -348,6 +382,7 @@ def evaluate(
         task = bar.add_task(f"evaluating {split}", total=len(chosen))
         metrics = evaluate_onnx(files, chosen, stride, on_progress=lambda n: bar.advance(task, n))
     _print_headline(headline({model: {split: values} for model, values in metrics.items()}))
+    _print_layering(metrics.get("layering", {}))
     if out:
         out.write_text(
             json.dumps(metrics, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,12 @@ import pytest
 
 from shared.manifest import check_files, load_manifest
 from shared.taxonomy import TAXONOMY_VERSION
-from training.data import load_samples
-from training.onnx_eval import evaluate_onnx
+from tests.conftest import UNSEEN_SEED
+from training.data import LAYERED_REGIONS, load_samples, worn_under_outer
+from training.onnx_eval import LAYERING_GROUPS, evaluate_onnx
 from training.synth.dataset import generate_dataset
 
 MODELS = Path(__file__).parents[1] / "models"
-UNSEEN_SEED = 777  # the bootstrap used seed 0
 # Lower than the bootstrap's test figures (docs/models.md): 60 images is a small, noisy sample.
 UNSEEN_THRESHOLDS = {
     ("detector", "mean", "AP50"): 0.6,
@@ -69,8 +70,24 @@ def test_eval_and_predict_commands(unseen_dataset: Path, tmp_path: Path) -> None
     )
     assert result.returncode == 0, result.stderr
     metrics = json.loads(out.read_text(encoding="utf-8"))
-    assert set(metrics) == {"detector", "attributes", "style"}
-    assert "category top-3" in result.stdout
+    assert set(metrics) == {"detector", "attributes", "style", "layering"}
+    # `--split all` prints its figures in one column (it printed only dashes once)
+    assert re.search(r"category top-3\W+\d\.\d{3}", result.stdout), result.stdout
+    # Tops and onepieces split by an outer over them: the two groups are all of them, nothing lost
+    layering = metrics["layering"]
+    for region in LAYERED_REGIONS:
+        groups = [layering["detector"][group][region]["objects"] for group in LAYERING_GROUPS]
+        assert sum(groups) == metrics["detector"][region]["objects"]
+    samples = load_samples(unseen_dataset)[0]
+    coloured = [
+        worn_under_outer(item, s.record.items)
+        for s in samples
+        for item in s.record.items
+        if item.box and item.region in LAYERED_REGIONS and item.attributes.get("color")
+    ]
+    counts = [layering["attributes"][group]["color"].get("count", 0) for group in LAYERING_GROUPS]
+    assert counts == [sum(coloured), len(coloured) - sum(coloured)] and all(counts), counts
+    assert "under an outer" in result.stdout
     images = sorted(unseen_dataset.rglob("*.jpg"))[:2]
     sheet = tmp_path / "predicted.png"
     result = _kfashion("predict", *map(str, images), "--models", str(MODELS), "--out", str(sheet))

@@ -89,8 +89,12 @@ def test_features_on_disk_train_the_same_models(
     small_run: tuple[Path, dict], small_data: Path, tmp_path: Path
 ) -> None:
     """The disk store (memory-mapped files, for datasets larger than memory) holds the same numbers as the
-    memory store, so the run's heads and figures are identical; its files go when the run ends."""
+    memory store, so the run's heads and figures are identical; its files go when the run ends, and a
+    killed run's files go when the next run in the folder starts."""
     memory_out, memory_result = small_run
+    left_behind = tmp_path / "features-killed"  # what a run killed outright leaves
+    left_behind.mkdir()
+    (left_behind / "crops.npy").write_bytes(b"0" * 1024)
     result = train_run(
         TrainConfig(data=str(small_data), out=str(tmp_path), feature_store="disk", **SMALL_RUN)
     )
@@ -105,7 +109,8 @@ def test_features_on_disk_train_the_same_models(
     memory_config = json.loads((memory_out / "config.json").read_text(encoding="utf-8"))
     assert config["features"]["store"] == "disk" and memory_config["features"]["store"] == "memory"
     assert config["features"]["bytes"] == memory_config["features"]["bytes"] > 0
-    assert not list(tmp_path.glob("features-*"))  # the memory-mapped files are removed with their folder
+    # the memory-mapped files are removed with their folder, and so is the one a killed run left
+    assert not list(tmp_path.glob("features-*"))
 
 
 def test_feature_store_is_chosen_by_size(small_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:

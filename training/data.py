@@ -109,5 +109,14 @@ def retrieval_key(item: Item) -> str:
     return f"{item.attributes.get('category')}|{item.attributes.get('color')}"
 
 
+LAYERED_REGIONS = ("top", "onepiece")  # what an outer can cover
+
+
+def worn_under_outer(item: Item, items: list[Item]) -> bool:
+    """A top or onepiece in a picture that also shows an outer: partly hidden (only what shows is boxed), the
+    hardest case for both its box and its colour."""
+    return item.region in LAYERED_REGIONS and any(other.region == "outer" for other in items if other.box)
+
+
 def region_index(region: str) -> int:
     return REGIONS.index(region)

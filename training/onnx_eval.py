@@ -20,10 +20,15 @@ from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
-from training.data import Sample, retrieval_key, style_target
+from training.data import LAYERED_REGIONS, Sample, retrieval_key, style_target, worn_under_outer
 from training.evaluate import attribute_metrics, detection_arrays, detection_truth
 from training.features import Batcher
-from training.metrics import detection_metrics, multilabel_metrics, retrieval_metrics
+from training.metrics import (
+    classification_metrics,
+    detection_metrics,
+    multilabel_metrics,
+    retrieval_metrics,
+)
 
 
 def evaluate_onnx(
@@ -36,11 +41,12 @@ def evaluate_onnx(
     """Metrics of the given model files (keys: detector, attributes, style) on `samples`. Retrieval
     searches `gallery`'s items (the training split), or the samples' own items leave-one-out. Crops go
     through the models in batches as they are cut and only the outputs are kept, so memory grows with the
-    number of items, not with their pixels."""
+    number of items, not with their pixels. `layering` splits the figures of tops and onepieces by whether
+    an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`)."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
-    truth, predicted = [], []
-    crop_meta, person_targets = [], []
+    truth, predicted, with_outer = [], [], []
+    crop_meta, under_outer, person_targets = [], [], []
     attribute_outputs: list[list[np.ndarray]] = []
     style_outputs: list[list[np.ndarray]] = []
     crops = Batcher(sessions["attributes"], attribute_outputs.append) if "attributes" in sessions else None
@@ -65,10 +71,12 @@ def evaluate_onnx(
             )
             truth.append(detection_truth(items))
             predicted.append(detection_arrays(detections))
+            with_outer.append(any(it.region == "outer" for it in items))
         if crops:
             for item in items:
                 crops.add(crop_box(pixels, item.box))
                 crop_meta.append(item)
+                under_outer.append(worn_under_outer(item, items))
         if persons and (target := style_target(sample.record)) is not None:
             persons.add(
                 crop_box(pixels, union_box([it.box for it in items], pixels.shape[1], pixels.shape[0]))
@@ -77,15 +85,20 @@ def evaluate_onnx(
         if on_progress:
             on_progress(1)
     result: dict = {}
+    layering: dict = {}
     if "detector" in sessions:
         result["detector"] = detection_metrics(truth, predicted, REGIONS)
+        layering["detector"] = _detection_by_outer(truth, predicted, np.array(with_outer, bool))
     if crops and crop_meta:
         crops.flush()
         names = [o.name for o in sessions["attributes"].get_outputs()]
         logits = dict(zip(names, _joined(attribute_outputs), strict=True))
         targets = build_targets(crop_meta)
-        result["attributes"] = attribute_metrics(
-            head_probabilities(logits, targets.region), targets, np.arange(len(crop_meta))
+        probabilities = head_probabilities(logits, targets.region)
+        result["attributes"] = attribute_metrics(probabilities, targets, np.arange(len(crop_meta)))
+        layered = np.array([it.region in LAYERED_REGIONS for it in crop_meta], bool)
+        layering["attributes"] = _attributes_by_outer(
+            probabilities, targets.single, layered, np.array(under_outer)
         )
         keys = targets.pair_key
         queries = logits["embedding"]
@@ -98,6 +111,38 @@ def evaluate_onnx(
         persons.flush()
         scores = sigmoid(_joined(style_outputs)[0])
         result["style"] = multilabel_metrics(scores, np.stack(person_targets), [lb.ko for lb in STYLE.labels])
+    if layering:
+        result["layering"] = layering
+    return result
+
+
+LAYERING_GROUPS = ("under_outer", "not_under_outer")
+
+
+def _detection_by_outer(truth: list, predicted: list, with_outer: np.ndarray) -> dict:
+    """AP of tops and onepieces on the images with an outer and on those without."""
+    result = {}
+    for group, wanted in zip(LAYERING_GROUPS, (True, False), strict=True):
+        chosen = np.flatnonzero(with_outer == wanted)
+        metrics = detection_metrics([truth[i] for i in chosen], [predicted[i] for i in chosen], REGIONS)
+        result[group] = {region: metrics[region] for region in LAYERED_REGIONS}
+    return result
+
+
+def _attributes_by_outer(
+    probabilities: dict[str, np.ndarray],
+    single: dict[str, np.ndarray],
+    layered: np.ndarray,
+    under: np.ndarray,
+) -> dict:
+    """Category and colour of tops and onepieces worn under an outer, and of those that are not."""
+    result = {}
+    for group, wanted in zip(LAYERING_GROUPS, (True, False), strict=True):
+        rows = np.flatnonzero(layered & (under == wanted))
+        result[group] = {
+            key: classification_metrics(probabilities[key][rows], single[key][rows], [])
+            for key in ("category", "color")
+        }
     return result
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from training.loop import training_device
 from training.style import train_style
 
 MODELS = ("detector", "attributes", "style")
+FEATURE_FOLDER_PREFIX = "features-"  # RUN/features-*: a disk feature store while its run lasts
 # Epochs of `kfashion models bootstrap` (docs/models.md): the detector's validation peaks by epoch 10-12.
 BOOTSTRAP_EPOCHS = {"detector_epochs": 12, "attribute_epochs": 40, "style_epochs": 60}
 
@@ -138,6 +140,12 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
         torch.set_num_threads(config.threads)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
+    # A run killed outright (out of memory, SIGKILL) cannot remove its feature files; they can be
+    # hundreds of GB, so the next run in the folder does.
+    for stale in out.glob(f"{FEATURE_FOLDER_PREFIX}*"):
+        if stale.is_dir():
+            progress.log(f"removing {stale}, the feature store of an interrupted run")
+            shutil.rmtree(stale)
     started = time.perf_counter()
     samples, data_summary = load_samples(config.data, config.limit)
     if not samples:
@@ -149,7 +157,7 @@ def train_run(config: TrainConfig, progress: Progress | None = None) -> dict:
     progress.log(f"features: {plan.bytes / 1e9:.2f} GB in {plan.store}")
     # A disk store lives in the run folder while the run lasts (it can be far larger than the models).
     folder = (
-        tempfile.TemporaryDirectory(dir=out, prefix="features-")
+        tempfile.TemporaryDirectory(dir=out, prefix=FEATURE_FOLDER_PREFIX)
         if plan.store == "disk"
         else contextlib.nullcontext(None)
     )
