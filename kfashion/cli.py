@@ -272,14 +272,12 @@ def _print_layering(layering: dict) -> None:
     """Where the misses concentrate: tops and onepieces with an outer over them against the others."""
     from rich.table import Table
 
-    from training.onnx_eval import LAYERING_GROUPS
+    from training.data import LAYERED_REGIONS
+    from training.onnx_eval import LAYERING_GROUPS, LAYERING_HEADS
 
     rows = [
-        (f"detection AP50 {region}", "detector", region, "AP50", "objects") for region in ("top", "onepiece")
-    ] + [
-        (f"{key} top-1 (tops, onepieces)", "attributes", key, "top1", "count")
-        for key in ("category", "color")
-    ]
+        (f"detection AP50 {region}", "detector", region, "AP50", "objects") for region in LAYERED_REGIONS
+    ] + [(f"{key} top-1 (tops, onepieces)", "attributes", key, "top1", "count") for key in LAYERING_HEADS]
     table = Table(title="tops and onepieces: worn under an outer or not")
     for column in ("metric", "under an outer", "not under one"):
         table.add_column(column)

@@ -13,7 +13,7 @@ import pytest
 from shared.manifest import check_files, load_manifest
 from shared.taxonomy import TAXONOMY_VERSION
 from tests.conftest import UNSEEN_SEED
-from training.data import LAYERED_REGIONS, load_samples, worn_under_outer
+from training.data import LAYERED_REGIONS, load_samples, shows_outer
 from training.onnx_eval import LAYERING_GROUPS, evaluate_onnx
 from training.synth.dataset import generate_dataset
 
@@ -80,7 +80,7 @@ def test_eval_and_predict_commands(unseen_dataset: Path, tmp_path: Path) -> None
         assert sum(groups) == metrics["detector"][region]["objects"]
     samples = load_samples(unseen_dataset)[0]
     coloured = [
-        worn_under_outer(item, s.record.items)
+        shows_outer(s.record.items)
         for s in samples
         for item in s.record.items
         if item.box and item.region in LAYERED_REGIONS and item.attributes.get("color")

@@ -112,10 +112,10 @@ def retrieval_key(item: Item) -> str:
 LAYERED_REGIONS = ("top", "onepiece")  # what an outer can cover
 
 
-def worn_under_outer(item: Item, items: list[Item]) -> bool:
-    """A top or onepiece in a picture that also shows an outer: partly hidden (only what shows is boxed), the
-    hardest case for both its box and its colour."""
-    return item.region in LAYERED_REGIONS and any(other.region == "outer" for other in items if other.box)
+def shows_outer(items: list[Item]) -> bool:
+    """Whether a picture's labelled garments include a boxed outer: its tops and onepieces are then partly
+    hidden (only what shows is boxed), the hardest case for both their boxes and their colour."""
+    return any(item.region == "outer" for item in items if item.box)
 
 
 def region_index(region: str) -> int:

@@ -20,7 +20,7 @@ from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
-from training.data import LAYERED_REGIONS, Sample, retrieval_key, style_target, worn_under_outer
+from training.data import LAYERED_REGIONS, Sample, retrieval_key, shows_outer, style_target
 from training.evaluate import attribute_metrics, detection_arrays, detection_truth
 from training.features import Batcher
 from training.metrics import (
@@ -45,8 +45,8 @@ def evaluate_onnx(
     an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`)."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
-    truth, predicted, with_outer = [], [], []
-    crop_meta, under_outer, person_targets = [], [], []
+    truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
+    crop_meta, crop_outer, person_targets = [], [], []  # crop_outer: the crop's image shows an outer
     attribute_outputs: list[list[np.ndarray]] = []
     style_outputs: list[list[np.ndarray]] = []
     crops = Batcher(sessions["attributes"], attribute_outputs.append) if "attributes" in sessions else None
@@ -54,6 +54,7 @@ def evaluate_onnx(
     for sample in samples:
         pixels = decode_image(sample.image_path.read_bytes(), limits, str(sample.image_path)).pixels
         items = [it for it in sample.record.items if it.box]
+        outer = shows_outer(items)
         if "detector" in sessions:
             model_input, placement = letterbox(pixels, DETECTOR_SIZE)
             peaks, size, offset = sessions["detector"].run(
@@ -71,12 +72,12 @@ def evaluate_onnx(
             )
             truth.append(detection_truth(items))
             predicted.append(detection_arrays(detections))
-            with_outer.append(any(it.region == "outer" for it in items))
+            image_outer.append(outer)
         if crops:
             for item in items:
                 crops.add(crop_box(pixels, item.box))
                 crop_meta.append(item)
-                under_outer.append(worn_under_outer(item, items))
+                crop_outer.append(outer)
         if persons and (target := style_target(sample.record)) is not None:
             persons.add(
                 crop_box(pixels, union_box([it.box for it in items], pixels.shape[1], pixels.shape[0]))
@@ -88,7 +89,7 @@ def evaluate_onnx(
     layering: dict = {}
     if "detector" in sessions:
         result["detector"] = detection_metrics(truth, predicted, REGIONS)
-        layering["detector"] = _detection_by_outer(truth, predicted, np.array(with_outer, bool))
+        layering["detector"] = _detection_by_outer(truth, predicted, np.array(image_outer, bool))
     if crops and crop_meta:
         crops.flush()
         names = [o.name for o in sessions["attributes"].get_outputs()]
@@ -98,7 +99,7 @@ def evaluate_onnx(
         result["attributes"] = attribute_metrics(probabilities, targets, np.arange(len(crop_meta)))
         layered = np.array([it.region in LAYERED_REGIONS for it in crop_meta], bool)
         layering["attributes"] = _attributes_by_outer(
-            probabilities, targets.single, layered, np.array(under_outer)
+            probabilities, targets.single, layered, np.array(crop_outer, bool)
         )
         keys = targets.pair_key
         queries = logits["embedding"]
@@ -117,13 +118,14 @@ def evaluate_onnx(
 
 
 LAYERING_GROUPS = ("under_outer", "not_under_outer")
+LAYERING_HEADS = ("category", "color")
 
 
-def _detection_by_outer(truth: list, predicted: list, with_outer: np.ndarray) -> dict:
+def _detection_by_outer(truth: list, predicted: list, image_outer: np.ndarray) -> dict:
     """AP of tops and onepieces on the images with an outer and on those without."""
     result = {}
     for group, wanted in zip(LAYERING_GROUPS, (True, False), strict=True):
-        chosen = np.flatnonzero(with_outer == wanted)
+        chosen = np.flatnonzero(image_outer == wanted)
         metrics = detection_metrics([truth[i] for i in chosen], [predicted[i] for i in chosen], REGIONS)
         result[group] = {region: metrics[region] for region in LAYERED_REGIONS}
     return result
@@ -133,15 +135,15 @@ def _attributes_by_outer(
     probabilities: dict[str, np.ndarray],
     single: dict[str, np.ndarray],
     layered: np.ndarray,
-    under: np.ndarray,
+    crop_outer: np.ndarray,
 ) -> dict:
-    """Category and colour of tops and onepieces worn under an outer, and of those that are not."""
+    """Category and colour of the tops and onepieces of images with an outer, and of the other images'."""
     result = {}
     for group, wanted in zip(LAYERING_GROUPS, (True, False), strict=True):
-        rows = np.flatnonzero(layered & (under == wanted))
+        rows = np.flatnonzero(layered & (crop_outer == wanted))
         result[group] = {
             key: classification_metrics(probabilities[key][rows], single[key][rows], [])
-            for key in ("category", "color")
+            for key in LAYERING_HEADS
         }
     return result
 
