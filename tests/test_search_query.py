@@ -1,4 +1,4 @@
-"""Text queries in Korean and English map to the same taxonomy tags."""
+"""Text queries in Korean and English map to the same taxonomy tags; photo queries choose and re-order."""
 
 from __future__ import annotations
 
@@ -68,3 +68,25 @@ def test_photo_results_are_reordered_by_tag_agreement() -> None:
     assert [r["rank"] for r in ranked] == [1, 2, 3]
     assert ranked[0]["similarity"] == 0.94 and ranked[0]["score"] == pytest.approx(0.94 + 0.047 + 0.09)
     assert ranked[1]["score"] == pytest.approx(0.95 + 0.1 * 0.9)
+
+
+def test_a_photo_query_is_about_the_item_read_most_surely() -> None:
+    from services.search.routes import query_item
+    from shared.errors import ApiError
+
+    def item(region: str, detected: float, category: float, color: float) -> dict:
+        tags = {"category": {"value": "-", "score": category}, "color": {"value": "-", "score": color}}
+        return {"region": region, "score": detected, "attributes": tags}
+
+    photo = {
+        "items": [
+            item("top", 0.9, 0.5, 0.6),  # best detected, read least surely: 0.27
+            item("bottom", 0.7, 0.9, 0.8),  # 0.504
+            item("outer", 0.8, 0.7, 0.8),  # 0.448
+        ]
+    }
+    assert query_item(photo, None)["region"] == "bottom"
+    assert query_item(photo, "top")["region"] == "top"
+    with pytest.raises(ApiError) as raised:
+        query_item(photo, "onepiece")
+    assert raised.value.details["regions_found"] == ["bottom", "outer", "top"]

@@ -26,7 +26,7 @@ MAX_INPUTS = 100
 
 class RecommendInput(BaseModel):
     item_id: int | None = Field(None, description="a catalog item, instead of a photo")
-    region: str | None = Field(None, description="which item of the photo (default: the most confident)")
+    region: str | None = Field(None, description="which item of the photo (default: the surest read)")
     targets: list[str] = Field(
         default_factory=list, description="regions wanted; default: all that go with it"
     )
