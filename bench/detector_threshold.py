@@ -17,14 +17,12 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from services.detector.model import Detector
-from shared.detection import iou_matrix, xywh_to_xyxy
 from shared.imaging import ImageLimits, decode_image
 from shared.runtime import create_runtime
 from shared.settings import DetectorSettings, RuntimeSettings
 from training.data import Sample, load_samples
+from training.metrics import labelled_items_found
 from training.synth.dataset import generate_dataset
 
 THRESHOLDS = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
@@ -46,14 +44,10 @@ def _found(samples: list[Sample], detections: list[list], threshold: float) -> t
     """(labelled items found, labelled items, detections at or above the threshold)."""
     found = total = shown = 0
     for sample, image_detections in zip(samples, detections, strict=True):
-        kept = [d for d in image_detections if d.score >= threshold]
+        kept = [(d.region, d.box) for d in image_detections if d.score >= threshold]
         shown += len(kept)
-        for item in sample.record.items:
-            total += 1
-            boxes = [d.box for d in kept if d.region == item.region]
-            if boxes:
-                ious = iou_matrix(xywh_to_xyxy(np.array([item.box])), xywh_to_xyxy(np.array(boxes)))
-                found += bool(ious.max() >= 0.5)
+        total += len(sample.record.items)
+        found += labelled_items_found([(item.region, item.box) for item in sample.record.items], kept)
     return found, total, shown
 
 

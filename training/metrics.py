@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import faiss
 import numpy as np
 
-from shared.detection import iou_matrix
+from shared.detection import iou_matrix, xywh_to_xyxy
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, 10)
 RECALL_POINTS = np.linspace(0.0, 1.0, 101)
@@ -97,6 +97,20 @@ def detection_metrics(
         "AP50_95": float(np.mean([v["AP50_95"] for v in valid])) if valid else float("nan"),
     }
     return result
+
+
+def labelled_items_found(
+    labelled: Sequence[tuple[str, Sequence[float]]], detected: Sequence[tuple[str, Sequence[float]]]
+) -> int:
+    """How many labelled (region, x-y-w-h box) items of one picture a detection of the same region overlaps
+    at IoU >= 0.5: issue 4's "found", used by /tagging's test and the threshold benchmark alike."""
+    found = 0
+    for region, box in labelled:
+        boxes = [b for r, b in detected if r == region]
+        if boxes:
+            ious = iou_matrix(xywh_to_xyxy(np.array([box])), xywh_to_xyxy(np.array(boxes)))
+            found += bool(ious.max() >= 0.5)
+    return found
 
 
 def classification_metrics(
