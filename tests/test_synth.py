@@ -20,7 +20,7 @@ from shared.taxonomy import ATTRIBUTES, CATEGORY, STYLE, region_of_category
 from training.synth.dataset import generate_dataset, split_indices
 from training.synth.outfit import CATEGORY_RULES, STYLE_RECIPES, derive_styles, sample_outfit
 from training.synth.palette import COLOR_SHADES
-from training.synth.prints import PRINTS
+from training.synth.prints import PRINTS, render_print
 from training.synth.render import render_sample
 
 from .conftest import SYNTH_COUNT
@@ -170,6 +170,23 @@ def test_prints_show_as_texture(records: list) -> None:
             spread[kind].append(float(np.median(pixels.std(axis=0))))
     assert len(spread["plain"]) > 20 and len(spread["patterned"]) > 20
     assert np.median(spread["patterned"]) > 2 * np.median(spread["plain"])
+
+
+@pytest.mark.parametrize("name", sorted(PRINTS))
+def test_the_labelled_ground_colour_shows_more_than_the_accent(name: str) -> None:
+    """A labeller names the colour that shows most; a print whose accent covers as much as its ground
+    (the label) would make the colour label a coin toss (gradation and argyle once did)."""
+    rng = np.random.default_rng(3)
+    ground, accent = (200, 40, 40), (40, 60, 200)
+    shares = []
+    for _ in range(10):
+        unit = float(rng.uniform(150, 260))
+        pixels = render_print(name, 360, 240, ground, accent, unit, rng).reshape(-1, 3)
+        to_ground = np.linalg.norm(pixels - np.array(ground), axis=1)
+        to_accent = np.linalg.norm(pixels - np.array(accent), axis=1)
+        shares.append(((to_ground < to_accent).mean(), (to_accent < to_ground).mean()))
+    ground_share, accent_share = np.mean(shares, axis=0)
+    assert ground_share > accent_share + 0.1, f"ground {ground_share:.2f}, accent {accent_share:.2f}"
 
 
 def test_length_is_visible_in_the_box() -> None:

@@ -66,8 +66,9 @@ def _check(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.
 def _gingham(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
     h, w = img.shape[:2]
     cell = max(4, int(unit * rng.uniform(0.1, 0.18)))
-    rows = (np.arange(h) // cell) % 2 == 0
-    cols = (np.arange(w) // cell) % 2 == 0
+    # Coloured bands a third of the period wide, so the ground colour (the label) shows most.
+    rows = (np.arange(h) // cell) % 3 == 0
+    cols = (np.arange(w) // cell) % 3 == 0
     img[rows[:, None] & cols[None, :]] = accent
     img[rows[:, None] ^ cols[None, :]] = mix(base, accent, 0.5)
 
@@ -83,7 +84,7 @@ def _dot(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Ge
 def _floral(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
     h, w = img.shape[:2]
     size = max(4, int(unit * rng.uniform(0.1, 0.18)))
-    count = int(h * w / (size * size * 9)) + 1
+    count = int(h * w / (size * size * 18)) + 1  # flowers cover about 40%: the ground colour shows most
     centre_color = (250, 220, 80) if sum(accent) < 600 else (200, 80, 60)
     leaf = (60, 130, 70)
     for _ in range(count):
@@ -147,7 +148,7 @@ def _argyle(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random
     size = max(8, int(unit * rng.uniform(0.35, 0.55)))
     ys, xs = np.mgrid[0:h, 0:w]
     u, v = (xs + ys) // size, (xs - ys) // size
-    img[(u + v) % 2 == 0] = accent
+    img[((u + v) % 2 == 0) & (u % 2 == 0)] = accent  # every other diamond: the ground colour shows most
     line = mix(base, (255, 255, 255), 0.6)
     for k in range(-h, w + h, size):
         cv2.line(img, (k, 0), (k + h, h), line, 1, _LINE)
@@ -218,7 +219,8 @@ def _camouflage(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.ra
 
 def _gradation(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:
     h, w = img.shape[:2]
-    t = np.linspace(0, 1, h, dtype=np.float32)[:, None, None]
+    # The ground colour fills the upper half and fades into the accent below, so it shows most.
+    t = np.clip(np.linspace(-1, 1, h, dtype=np.float32), 0, 1)[:, None, None]
     np.copyto(img, (np.array(base) * (1 - t) + np.array(accent) * t).astype(np.uint8).repeat(w, axis=1))
 
 
@@ -230,8 +232,8 @@ def _tie_dye(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.rando
     angle = np.arctan2(ys - cy, xs - cx)
     wave = np.sin(radius / (unit * 0.12) + 3 * angle)
     third = (accent[2], accent[0], accent[1])
-    img[wave > 0.35] = accent
-    img[wave < -0.45] = third
+    img[wave > 0.7] = accent  # thresholds leave the ground colour about half of the area, the most
+    img[wave < -0.8] = third
 
 
 def _houndstooth(img: np.ndarray, base: RGB, accent: RGB, unit: float, rng: np.random.Generator) -> None:

@@ -131,7 +131,9 @@ def _paint(
 def _lighting(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     h, w = img.shape[:2]
     angle = rng.uniform(0, 2 * np.pi)
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs = np.arange(w, dtype=np.float32)[None, :]
+    ys = np.arange(h, dtype=np.float32)[:, None]
+    # Broadcast rows against columns: the same values as a full coordinate grid, without building one.
     ramp = np.cos(angle) * (xs / w - 0.5) + np.sin(angle) * (ys / h - 0.5)
     gain = rng.uniform(0.9, 1.06) + rng.uniform(0.05, 0.16) * ramp
     warm = np.array([rng.uniform(0.96, 1.04), 1.0, rng.uniform(0.96, 1.04)], np.float32)
