@@ -364,7 +364,7 @@ def evaluate(
     from shared.manifest import load_manifest
     from training.data import load_samples
     from training.evaluate import headline
-    from training.onnx_eval import evaluate_onnx
+    from training.onnx_eval import evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
     directory = models_dir or load_settings().models_dir
@@ -376,9 +376,12 @@ def evaluate(
         raise typer.Exit(1)
     files = {name: Path(directory) / entry.file for name, entry in manifest.models.items()}
     stride = int(manifest.models["detector"].postprocessing.get("stride", 8)) if "detector" in files else 8
+    gallery = retrieval_gallery(samples, split) if "attributes" in files else []
     with progress_bar() as bar:
-        task = bar.add_task(f"evaluating {split}", total=len(chosen))
-        metrics = evaluate_onnx(files, chosen, stride, on_progress=lambda n: bar.advance(task, n))
+        task = bar.add_task(f"evaluating {split}", total=len(chosen) + len(gallery))
+        metrics = evaluate_onnx(
+            files, chosen, stride, gallery=gallery, on_progress=lambda n: bar.advance(task, n)
+        )
     _print_headline(headline({model: {split: values} for model, values in metrics.items()}))
     _print_layering(metrics.get("layering", {}))
     if out:

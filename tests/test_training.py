@@ -262,18 +262,24 @@ def test_compact_export_screens_smaller_forms_then_measures_the_whole_test_split
 def test_onnx_evaluation_agrees_with_training_evaluation(
     small_run: tuple[Path, dict], small_data: Path, tmp_path: Path
 ) -> None:
-    """The exported detector, run end to end on the images, scores what the training-time path scored."""
+    """The exported models, run end to end on the images, score what the training-time path scored; the
+    test items search the training split's, as in the run's report (`kfashion eval` does the same)."""
     from training.data import load_samples
     from training.export import export_run
-    from training.onnx_eval import evaluate_onnx
+    from training.onnx_eval import evaluate_onnx, retrieval_gallery
 
     run, result = small_run
-    export_run(run, tmp_path, load_samples(small_data)[0], log=lambda message: None)
-    test = [s for s in load_samples(small_data)[0] if s.split == "test"]
-    metrics = evaluate_onnx(
-        {"detector": tmp_path / "detector.onnx", "style": tmp_path / "style.onnx"}, test, 8
-    )
+    samples = load_samples(small_data)[0]
+    export_run(run, tmp_path, samples, log=lambda message: None)
+    test = [s for s in samples if s.split == "test"]
+    files = {name: tmp_path / f"{name}.onnx" for name in ("detector", "attributes", "style")}
+    metrics = evaluate_onnx(files, test, 8, gallery=retrieval_gallery(samples, "test"))
+    trained = result["metrics"]
     assert metrics["detector"]["mean"]["AP50"] == pytest.approx(
-        result["metrics"]["detector"]["test"]["mean"]["AP50"], abs=0.02
+        trained["detector"]["test"]["mean"]["AP50"], abs=0.02
     )
-    assert metrics["style"]["mAP"] == pytest.approx(result["metrics"]["style"]["test"]["mAP"], abs=0.02)
+    assert metrics["style"]["mAP"] == pytest.approx(trained["style"]["test"]["mAP"], abs=0.02)
+    for key, figure in (("color", "top1"), ("retrieval", "top5")):
+        assert metrics["attributes"][key][figure] == pytest.approx(
+            trained["attributes"]["test"][key][figure], abs=0.02
+        ), key

@@ -21,7 +21,7 @@ from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
 from training.data import LAYERED_REGIONS, Sample, retrieval_key, shows_outer, style_target
-from training.evaluate import attribute_metrics, detection_arrays, detection_truth
+from training.evaluate import SUBSET_ROWS, attribute_metrics, detection_arrays, detection_truth
 from training.features import Batcher
 from training.metrics import (
     classification_metrics,
@@ -42,7 +42,8 @@ def evaluate_onnx(
     searches `gallery`'s items (the training split), or the samples' own items leave-one-out. Crops go
     through the models in batches as they are cut and only the outputs are kept, so memory grows with the
     number of items, not with their pixels. `layering` splits the figures of tops and onepieces by whether
-    an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`)."""
+    an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`). `on_progress` counts the
+    samples' images, then the gallery's."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
@@ -104,7 +105,7 @@ def evaluate_onnx(
         keys = targets.pair_key
         queries = logits["embedding"]
         if gallery:
-            found, gallery_keys = _gallery_embeddings(sessions["attributes"], gallery, limits)
+            found, gallery_keys = _gallery_embeddings(sessions["attributes"], gallery, limits, on_progress)
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys, found, gallery_keys)
         else:
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys)
@@ -148,7 +149,21 @@ def _attributes_by_outer(
     return result
 
 
-def _gallery_embeddings(session, gallery: list[Sample], limits: ImageLimits) -> tuple[np.ndarray, list[str]]:
+def retrieval_gallery(samples: list[Sample], split: str) -> list[Sample]:
+    """What the items of `split` search for retrieval, as in the run's report: the training split's images
+    for val and test (at most SUBSET_ROWS, evenly spaced, so a real dataset's million training images do
+    not make an evaluation take hours); none for train or all, whose items search each other."""
+    if split in ("train", "all"):
+        return []
+    train = [s for s in samples if s.split == "train"]
+    if len(train) > SUBSET_ROWS:
+        train = [train[int(k)] for k in np.linspace(0, len(train) - 1, SUBSET_ROWS).round()]
+    return train
+
+
+def _gallery_embeddings(
+    session, gallery: list[Sample], limits: ImageLimits, on_progress: Callable[[int], None] | None
+) -> tuple[np.ndarray, list[str]]:
     """Embeddings and retrieval keys of every labelled item of the gallery's images."""
     embeddings: list[np.ndarray] = []
     keys: list[str] = []
@@ -159,6 +174,8 @@ def _gallery_embeddings(session, gallery: list[Sample], limits: ImageLimits) -> 
             if item.box:
                 batcher.add(crop_box(pixels, item.box))
                 keys.append(retrieval_key(item))
+        if on_progress:
+            on_progress(1)
     batcher.flush()
     return np.concatenate(embeddings), keys
 
