@@ -21,15 +21,20 @@ from training.style import StyleHead, predict_styles
 SUBSET_ROWS = 20_000
 
 
+def evenly_spaced(count: int, limit: int | None) -> np.ndarray:
+    """Indices into `count` things: all of them, or with `limit` at most that many, evenly spaced."""
+    if limit is None or count <= limit:
+        return np.arange(count, dtype=np.int64)
+    return np.linspace(0, count - 1, limit).round().astype(np.int64)
+
+
 def _rows(split_of_row: list[str], flipped: list[bool], split: str, limit: int | None = None) -> np.ndarray:
     """The unmirrored rows of a split; with `limit`, at most that many of them, evenly spaced."""
     rows = np.array(
         [i for i, (s, f) in enumerate(zip(split_of_row, flipped, strict=True)) if s == split and not f],
         np.int64,
     )
-    if limit is not None and len(rows) > limit:
-        rows = rows[np.linspace(0, len(rows) - 1, limit).round().astype(np.int64)]
-    return rows
+    return rows[evenly_spaced(len(rows), limit)]
 
 
 def _splits(validation: bool) -> tuple[str, ...]:

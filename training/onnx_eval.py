@@ -21,7 +21,13 @@ from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import build_targets
 from training.data import LAYERED_REGIONS, Sample, retrieval_key, shows_outer, style_target
-from training.evaluate import SUBSET_ROWS, attribute_metrics, detection_arrays, detection_truth
+from training.evaluate import (
+    SUBSET_ROWS,
+    attribute_metrics,
+    detection_arrays,
+    detection_truth,
+    evenly_spaced,
+)
 from training.features import Batcher
 from training.metrics import (
     classification_metrics,
@@ -156,9 +162,7 @@ def retrieval_gallery(samples: list[Sample], split: str) -> list[Sample]:
     if split in ("train", "all"):
         return []
     train = [s for s in samples if s.split == "train"]
-    if len(train) > SUBSET_ROWS:
-        train = [train[int(k)] for k in np.linspace(0, len(train) - 1, SUBSET_ROWS).round()]
-    return train
+    return [train[k] for k in evenly_spaced(len(train), SUBSET_ROWS)]
 
 
 def _gallery_embeddings(
