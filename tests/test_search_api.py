@@ -43,10 +43,11 @@ CATALOG_BATCH = 32
 # (on `synth-1` pictures, whose five prints gave the accent as much area as the labelled colour: 0.901 and
 # 0.885). 100 queries were too few: that figure moved by 5 points with which garment of a photo was
 # queried. The misses left are query items read wrong by the models (category or colour, mostly tops under
-# an outer). The floor is issue 5's 0.9; the re-ordering has its own test (tests/test_search_query.py).
+# an outer). The floor, above issue 5's 0.9, is the one this test had with 100 queries (0.93): it fails if
+# the search path loses 5 of its 267 hits; the re-ordering has its own test (tests/test_search_query.py).
 SHOP_CATALOG_IMAGES = 1000
 SHOP_QUERIES = 300
-TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.9
+TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.93
 
 
 @dataclass
