@@ -9,7 +9,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from rich.console import Console
@@ -28,6 +28,9 @@ from shared.imaging import decode_image
 from shared.labels import LabelError, LabelRecord, iter_records, record_view
 from shared.settings import Settings, load_settings
 from shared.taxonomy import ITEM_ATTRIBUTES, STYLE, TAXONOMY_VERSION, taxonomy_json
+
+if TYPE_CHECKING:
+    from shared.manifest import Manifest
 
 app = typer.Typer(
     help="K-Fashion Serve: tagging, search and outfit matching for the K-Fashion taxonomy.",
@@ -81,6 +84,17 @@ def _check_paths(paths: list[Path]) -> None:
     if missing:
         err.print(f"[red]no such file or folder: {', '.join(missing)}")
         raise typer.Exit(2)
+
+
+def _installed_models(directory: Path) -> Manifest:
+    """The manifest of the models in `directory`, or a clear message and exit 1 where none are installed."""
+    from shared.manifest import load_manifest
+
+    try:
+        return load_manifest(directory)
+    except FileNotFoundError as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
 
 
 @labels_app.command("show")
@@ -361,14 +375,13 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="also write the metrics JSON here")] = None,
 ) -> None:
     """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
-    from shared.manifest import load_manifest
     from training.data import load_samples
     from training.evaluate import headline
     from training.onnx_eval import evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
     directory = models_dir or load_settings().models_dir
-    manifest = load_manifest(directory)
+    manifest = _installed_models(directory)
     samples, _ = load_samples(data, limit)
     chosen = samples if split == "all" else [s for s in samples if s.split == split]
     if not chosen:
@@ -435,6 +448,7 @@ def predict(
 
     _check_paths(images)
     settings = _settings(models_dir=models_dir)
+    _installed_models(settings.models_dir)
     services = LocalServices(settings, CollectorRegistry())
     services.start()
     pipeline = TaggingPipeline(services, settings)
@@ -527,6 +541,7 @@ def catalog_add(
         err.print(f"[yellow]no images under {folder}")
         raise typer.Exit(1)
     settings = _settings(data_dir, models_dir)
+    _installed_models(settings.models_dir)
     services = LocalServices(settings, CollectorRegistry())
     services.start()
     pipeline = TaggingPipeline(services, settings)
@@ -578,6 +593,7 @@ def catalog_retag(
     from gateway.tagging import TaggingPipeline
 
     settings = _settings(data_dir, models_dir)
+    _installed_models(settings.models_dir)
     services = LocalServices(settings, CollectorRegistry())
     services.start()
     pipeline = TaggingPipeline(services, settings)
@@ -687,14 +703,10 @@ def models_list(
     """The installed models with their manifests (metrics included).
 
     Exit 1 if a file is missing or altered."""
-    from shared.manifest import check_files, load_manifest
+    from shared.manifest import check_files
 
     directory = models_dir or load_settings().models_dir
-    try:
-        manifest = load_manifest(directory)
-    except FileNotFoundError as error:
-        err.print(f"[red]{error}")
-        raise typer.Exit(1) from error
+    manifest = _installed_models(directory)
     status = check_files(directory, manifest)
     if as_json:
         data = json.loads(manifest.model_dump_json())

@@ -60,7 +60,7 @@ def load_manifest(models_dir: str | Path) -> Manifest:
     path = Path(models_dir) / MANIFEST_NAME
     if not path.is_file():
         raise FileNotFoundError(
-            f"no {MANIFEST_NAME} in {models_dir}: run `kfashion export` or "
+            f"no {MANIFEST_NAME} in {Path(models_dir).resolve()}: run `kfashion export` or "
             "`kfashion models bootstrap`, or set KFASHION_MODELS_DIR"
         )
     return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
