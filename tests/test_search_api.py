@@ -35,16 +35,24 @@ from training.synth.dataset import generate_dataset
 # catalog of the two stacks only 0.83 of these 40 photos have such an item at all (0.63 measured with the
 # earlier models, 2026-11-23). This floor catches a regression of the search path on both stacks.
 TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
+# Share of the catalog's pictures that, re-encoded and asked as a photo, find their own garment first (issue 5
+# asks for it). 199 of the 200 do, with the committed models and with the ones before them (2026-11-30): the
+# miss is a picture whose garment the detector reads as a dress in one encoding and as a top in the other
+# (a different one for each model), so it is not in the catalog under the region asked. Until then only 20
+# pictures were asked, all of them required, which the models before passed because their miss was not
+# among the 20.
+SAME_GARMENT_FIRST_MIN = 0.98
 CATALOG_BATCH = 32
 # Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 300
 # unseen photos, counting the photos whose query item is a labelled garment with an item of its category
-# and colour in the catalog. Measured 2026-11-30 with the committed models on the generator's `synth-2`
-# pictures (docs/benchmarks.md, "Search quality"): 0.947 (267/282) here, 0.918 on 1,000 images of seed 31
-# (on `synth-1` pictures, whose five prints gave the accent as much area as the labelled colour: 0.901 and
-# 0.885). 100 queries were too few: that figure moved by 5 points with which garment of a photo was
-# queried. The misses left are query items read wrong by the models (category or colour, mostly tops under
-# an outer). The floor, above issue 5's 0.9, is the one this test had with 100 queries (0.93): it fails if
-# the search path loses 5 of its 267 hits; the re-ordering has its own test (tests/test_search_query.py).
+# and colour in the catalog. Measured 2026-11-30 with the committed models on the generator's `synth-3`
+# pictures (docs/benchmarks.md, "Search quality"): 0.940 (265/282) here, 0.915 on 1,000 images of seed 31
+# (the models before them: 0.947 and 0.918; on `synth-1` pictures, whose five prints gave the accent as much
+# area as the labelled colour, 0.901 and 0.885). 100 queries were too few: that figure moved by 5 points
+# with which garment of a photo was queried. The misses left are query items read wrong by the models
+# (category or colour, mostly tops under an outer). The floor, above issue 5's 0.9, is the one this test had
+# with 100 queries (0.93): it fails if the search path loses 3 of its 265 hits; the re-ordering has its own
+# test (tests/test_search_query.py).
 SHOP_CATALOG_IMAGES = 1000
 SHOP_QUERIES = 300
 TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.93
@@ -192,15 +200,18 @@ def test_each_image_is_stored_once_and_a_bad_file_fails_alone(deployment: Deploy
 
 
 def test_a_photo_finds_the_same_garment_first(deployment: Deployment) -> None:
-    for sample in deployment.samples[:20]:
+    elsewhere = []  # pictures whose first result is another picture's garment
+    for sample in deployment.samples:
         body = _ok(_photo_search(deployment.url, "query.jpg", _reencoded(sample.image_path.read_bytes())))
         best = body["results"][0]
-        assert best["file_name"] == sample.image_path.name, (sample.image_path.name, body["results"][:3])
+        if best["file_name"] != sample.image_path.name:
+            elsewhere.append((sample.image_path.name, body["query"]["item"]["region"], best["file_name"]))
         assert best["region"] == body["query"]["item"]["region"]
         assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
         assert all(
             a["score"] >= b["score"] for a, b in zip(body["results"], body["results"][1:], strict=False)
         )
+    assert len(elsewhere) <= (1 - SAME_GARMENT_FIRST_MIN) * len(deployment.samples), elsewhere
 
 
 def _label_pairs(samples: list[Sample]) -> dict[tuple[str, str], tuple[str | None, str | None]]:

@@ -26,7 +26,7 @@ from training.detector import focal_loss
 from training.features import decoded_images, export_onnx
 from training.loop import training_device
 from training.run import TrainConfig, train_run
-from training.synth.dataset import generate_dataset
+from training.synth.dataset import GENERATOR_VERSION, generate_dataset
 
 SMALL_RUN = {"detector_epochs": 12, "attribute_epochs": 25, "style_epochs": 30}
 # The small run's stated thresholds (test split, 20 images). Measured on 2026-11-30: a working run reached
@@ -72,6 +72,7 @@ def test_run_folder_holds_everything(small_run: tuple[Path, dict]) -> None:
     out, _ = small_run
     config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["data_summary"]["splits"] == {"train": 160, "val": 20, "test": 20}
+    assert config["data_summary"]["generator"] == GENERATOR_VERSION  # the manifest's training_data
     assert set(config["imbalance_weights"]) >= {"category", "color", "print"}
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {h["model"] for h in history} == {"detector", "attributes", "style"}

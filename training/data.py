@@ -61,6 +61,9 @@ def load_samples(root: str | Path, limit: int | None = None) -> tuple[list[Sampl
         "skipped": skipped,
         "splits": {s: sum(x.split == s for x in samples) for s in SPLITS},
     }
+    made_by = root / "dataset.json"  # written by `kfashion synth`: generator versions label differently
+    if made_by.is_file():
+        summary["generator"] = json.loads(made_by.read_text(encoding="utf-8")).get("generator")
     return samples, summary
 
 

@@ -21,7 +21,7 @@ from shared.labels import write_label
 from shared.taxonomy import TAXONOMY_VERSION
 from training.synth.render import render_sample
 
-GENERATOR_VERSION = "synth-2"  # synth-2 (2026-11-30): prints show their ground colour most
+GENERATOR_VERSION = "synth-3"  # synth-2: prints show their ground colour most; synth-3: boxes skip slivers
 SPLIT_SHARES = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 JPEG_QUALITY = 90
 

@@ -1,0 +1,87 @@
+"""Search quality on a shop-sized catalog (issue 5): top-5 same category and colour, per photo and garment.
+
+    .venv/bin/python -m bench.search_quality [--models models] [--catalog-seed 11] [--catalog 1000]
+
+Starts the embedded server on the given models, adds a catalog of generated pictures through
+/catalog/images, and asks 300 unseen generated photos (seed 777):
+- per photo, as tests/test_search_api.py's shop-sized test does (the same scoring code): the query item is
+  the garment the models read most surely; "judged" photos are those whose query item is labelled and has
+  an item of its category and colour in the catalog;
+- per garment: every labelled garment of every photo in turn, with `region` set to its region; a photo in
+  which no garment of that region is found counts as a miss.
+Seed 11 is the test's catalog; another seed is a catalog the search weights were not chosen on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+from tests.conftest import UNSEEN_SEED
+from tests.servers import Server, gateway_env
+from tests.test_search_api import (
+    CATALOG_BATCH,
+    SHOP_QUERIES,
+    _add_to_catalog,
+    _label_pairs,
+    _photo_search,
+    _top5_same_category_colour,
+)
+from training.data import Sample, load_samples
+from training.synth.dataset import generate_dataset
+
+
+def per_garment(url: str, catalog: list[Sample], queries: list[Sample]) -> tuple[Counter, Counter]:
+    """Per region: garments asked, and those whose 5 results hold an item of their category and colour."""
+    truth = _label_pairs([*catalog, *queries])
+    asked, hits = Counter(), Counter()
+    for sample in queries:
+        data = sample.image_path.read_bytes()
+        for item in sample.record.items:
+            asked[item.region] += 1
+            response = _photo_search(url, sample.image_path.name, data, top_k="5", region=item.region)
+            if response.status_code != 200:  # no garment of that region found
+                continue
+            found = [truth.get((r["file_name"], r["region"])) for r in response.json()["body"]["results"]]
+            hits[item.region] += (item.attributes.get("category"), item.attributes.get("color")) in found
+    return asked, hits
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--models", type=Path, default=Path("models"))
+    parser.add_argument("--catalog-seed", type=int, default=11)
+    parser.add_argument("--catalog", type=int, default=1000, help="catalog images")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        generate_dataset(folder / "catalog", args.catalog, args.catalog_seed, workers=2)
+        generate_dataset(folder / "queries", SHOP_QUERIES, UNSEEN_SEED, workers=2)
+        catalog, queries = load_samples(folder / "catalog")[0], load_samples(folder / "queries")[0]
+        env = gateway_env(folder / "data") | {
+            "KFASHION_GATEWAY__SYNC_MAX_IMAGES": str(CATALOG_BATCH),
+            "KFASHION_MODELS_DIR": str(args.models.resolve()),
+        }
+        server = Server([], env, log=folder / "server.log").start()
+        try:
+            _add_to_catalog(server.url, catalog)
+            photo = _top5_same_category_colour(server.url, catalog, queries)
+            asked, hits = per_garment(server.url, catalog, queries)
+        finally:
+            server.kill()
+    print(f"models {args.models}, catalog of {args.catalog} images (seed {args.catalog_seed})")
+    print(
+        f"per photo: {photo.judged_hits}/{photo.judged} judged = {photo.judged_hits / photo.judged:.3f}; "
+        f"hits / all {photo.hits}/{SHOP_QUERIES}"
+    )
+    total_hits, total = sum(hits.values()), sum(asked.values())
+    regions = ", ".join(f"{r} {hits[r] / asked[r]:.2f}" for r in sorted(asked))
+    print(f"per garment: {total_hits}/{total} = {total_hits / total:.3f} ({regions})")
+
+
+if __name__ == "__main__":
+    main()
