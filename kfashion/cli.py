@@ -30,6 +30,7 @@ from shared.settings import Settings, load_settings
 from shared.taxonomy import ITEM_ATTRIBUTES, STYLE, TAXONOMY_VERSION, taxonomy_json
 
 if TYPE_CHECKING:
+    from gateway.tagging import TaggingPipeline
     from shared.manifest import Manifest
 
 app = typer.Typer(
@@ -95,6 +96,23 @@ def _installed_models(directory: Path) -> Manifest:
     except FileNotFoundError as error:
         err.print(f"[red]{error}")
         raise typer.Exit(1) from error
+
+
+def _local_pipeline(settings: Settings) -> TaggingPipeline:
+    """The /tagging pipeline over the models in this process, loaded; where the models are missing, a clear
+    message and exit 1 instead of a traceback."""
+    from prometheus_client import CollectorRegistry
+
+    from gateway.ports import LocalServices
+    from gateway.tagging import TaggingPipeline
+
+    try:
+        services = LocalServices(settings, CollectorRegistry())
+        services.start()
+    except FileNotFoundError as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    return TaggingPipeline(services, settings)
 
 
 @labels_app.command("show")
@@ -440,18 +458,12 @@ def predict(
     `labels show`-style JSON object per image."""
     import asyncio
 
-    from prometheus_client import CollectorRegistry
-
     from gateway.exports import result_record
-    from gateway.ports import ImageInput, LocalServices
-    from gateway.tagging import TaggingPipeline
+    from gateway.ports import ImageInput
 
     _check_paths(images)
     settings = _settings(models_dir=models_dir)
-    _installed_models(settings.models_dir)
-    services = LocalServices(settings, CollectorRegistry())
-    services.start()
-    pipeline = TaggingPipeline(services, settings)
+    pipeline = _local_pipeline(settings)
     drawn = []
     for path in images:
         try:
@@ -525,12 +537,8 @@ def catalog_add(
     indexes), or post to a running server's /catalog/images instead."""
     import asyncio
 
-    from prometheus_client import CollectorRegistry
-
     from gateway.catalog import SearchClient, add_to_catalog
     from gateway.inputs import IMAGE_SUFFIXES, Source
-    from gateway.ports import LocalServices
-    from gateway.tagging import TaggingPipeline
 
     if not folder.is_dir():
         err.print(f"[red]{folder} is not a folder")
@@ -541,10 +549,7 @@ def catalog_add(
         err.print(f"[yellow]no images under {folder}")
         raise typer.Exit(1)
     settings = _settings(data_dir, models_dir)
-    _installed_models(settings.models_dir)
-    services = LocalServices(settings, CollectorRegistry())
-    services.start()
-    pipeline = TaggingPipeline(services, settings)
+    pipeline = _local_pipeline(settings)
     search = SearchClient(settings)
     search.start()
     counts: Counter[str] = Counter()
@@ -586,17 +591,10 @@ def catalog_retag(
     Run it while the server is stopped, or call POST /catalog/images/{id}/retag on a running one."""
     import asyncio
 
-    from prometheus_client import CollectorRegistry
-
     from gateway.catalog import SearchClient, retag_image
-    from gateway.ports import LocalServices
-    from gateway.tagging import TaggingPipeline
 
     settings = _settings(data_dir, models_dir)
-    _installed_models(settings.models_dir)
-    services = LocalServices(settings, CollectorRegistry())
-    services.start()
-    pipeline = TaggingPipeline(services, settings)
+    pipeline = _local_pipeline(settings)
     search = SearchClient(settings)
     search.start()
     failures: list[str] = []

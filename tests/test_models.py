@@ -97,11 +97,15 @@ def test_eval_and_predict_commands(unseen_dataset: Path, tmp_path: Path) -> None
     assert sheet.stat().st_size > 10_000
 
 
-@pytest.mark.parametrize("command", ["predict", "eval", "models list"])
+@pytest.mark.parametrize("command", ["predict", "catalog add", "eval", "models list"])
 def test_commands_say_clearly_when_no_models_are_installed(command: str, tmp_path: Path) -> None:
     photo = tmp_path / "photo.jpg"
     photo.write_bytes(b"never read: the models are looked for first")
-    inputs = {"predict": [str(photo)], "eval": ["--data", str(tmp_path)]}.get(command, [])
+    inputs = {
+        "predict": [str(photo)],
+        "catalog add": [str(tmp_path), "--data-dir", str(tmp_path / "data")],
+        "eval": ["--data", str(tmp_path)],
+    }.get(command, [])
     result = _kfashion(*command.split(), *inputs, "--models", str(tmp_path / "none"))
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
     message = " ".join(result.stderr.split())

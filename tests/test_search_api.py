@@ -40,8 +40,8 @@ TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
 # miss is a picture whose garment the detector reads as a dress in one encoding and as a top in the other
 # (a different one for each model), so it is not in the catalog under the region asked. Until then only 20
 # pictures were asked, all of them required, which the models before passed because their miss was not
-# among the 20.
-SAME_GARMENT_FIRST_MIN = 0.98
+# among the 20. The floor allows that one miss and no more.
+SAME_GARMENT_FIRST_MIN = 0.995
 CATALOG_BATCH = 32
 # Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 300
 # unseen photos, counting the photos whose query item is a labelled garment with an item of its category
