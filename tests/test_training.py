@@ -77,6 +77,9 @@ def test_run_folder_holds_everything(small_run: tuple[Path, dict]) -> None:
     history = [json.loads(line) for line in (out / "history.jsonl").read_text().splitlines()]
     assert {h["model"] for h in history} == {"detector", "attributes", "style"}
     assert any("val" in h for h in history)
+    for model in ("detector", "attributes", "style"):  # seconds since the model's training began
+        seconds = [h["seconds"] for h in history if h["model"] == model]
+        assert seconds == sorted(seconds) and seconds[-1] > 0
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     assert set(metrics["detector"]) == {"train", "val", "test"}
     assert "CF1_top3" in metrics["style"]["test"] and "per_class_AP" in metrics["style"]["test"]

@@ -2,7 +2,7 @@
 every split evaluated, all written to a run folder:
 
     RUN/config.json       what was trained, on what data, with which settings and imbalance weights
-    RUN/history.jsonl     one line per model and epoch: train loss and the validation figure
+    RUN/history.jsonl     one line per model and epoch: train loss, the validation figure, seconds so far
     RUN/heads.pt          the best heads (the backbone is the packaged pretrained one, frozen)
     RUN/metrics.json      train / val / test metrics of every model
     RUN/report.md         the same as a readable report
@@ -97,6 +97,7 @@ class _BestKeeper:
             every,
         )
         self.best, self.state = -np.inf, None
+        self.started = time.perf_counter()
 
     def __call__(self, epoch: int, loss: float, head: nn.Module) -> None:
         entry = {"model": self.model, "epoch": epoch + 1, "train_loss": round(loss, 5)}
@@ -107,6 +108,7 @@ class _BestKeeper:
             entry["val"] = round(score, 5)
             if score > self.best:
                 self.best, self.state = score, copy.deepcopy(head.state_dict())
+        entry["seconds"] = round(time.perf_counter() - self.started, 1)  # since training began
         self.history.append(entry)
         self.progress.advance(1)
         self.progress.log(
