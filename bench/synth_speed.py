@@ -5,6 +5,11 @@
 Measures, in one run: generating COUNT images with 1 worker and with every core (the ratio is the
 parallel speed-up), then reading every label file back. The issue's target: 1,000 images in under
 2 minutes on 2 cores.
+
+    .venv/bin/python -m bench.synth_speed --against /tmp/old   # a checkout of another commit
+
+compares this tree's renderer with that checkout's instead, in one run: the same pictures rendered by
+each in turn, blocks of 20, one process per block, and whether both made the same pixels and labels.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import argparse
 import os
 import platform
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,13 +34,58 @@ def _timed_generate(out: Path, count: int, seed: int, workers: int) -> float:
     return time.perf_counter() - started
 
 
+# Run in a tree's own folder: seconds spent rendering pictures [start, stop) of seed 0, and a sha256 of
+# their pixels and labels.
+_RENDER_BLOCK = """
+import hashlib, sys, time
+from training.synth.render import render_sample
+digest, seconds = hashlib.sha256(), 0.0
+for index in range(int(sys.argv[1]), int(sys.argv[2])):
+    began = time.perf_counter()
+    sample = render_sample(index, 0)
+    seconds += time.perf_counter() - began
+    digest.update(sample.pixels.tobytes())
+    digest.update(repr(sample.record).encode())
+print(seconds, digest.hexdigest())
+"""
+
+
+def compare_renderers(other: Path, count: int, block: int = 20) -> None:
+    """This tree's renderer against `other`'s on the same pictures, alternating block by block."""
+    trees = {"this tree": Path(__file__).resolve().parents[1], str(other): other.resolve()}
+    seconds = dict.fromkeys(trees, 0.0)
+    same = True
+    for start in range(0, count, block):
+        digests = set()
+        for name, tree in trees.items():
+            done = subprocess.run(
+                [sys.executable, "-c", _RENDER_BLOCK, str(start), str(min(start + block, count))],
+                cwd=tree,
+                env={**os.environ, "PYTHONPATH": str(tree)},
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            spent, digest = done.stdout.split()
+            seconds[name] += float(spent)
+            digests.add(digest)
+        same &= len(digests) == 1
+    mine, theirs = seconds.values()
+    print(f"render {count} pictures, 1 process: this tree {mine:.2f} s, {other} {theirs:.2f} s")
+    print(f"speed-up of this tree: {theirs / mine:.2f}x; same pixels and labels: {same}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--single-count", type=int, default=200, help="images for the 1-worker baseline")
+    parser.add_argument("--against", type=Path, help="compare rendering with this checkout instead")
     args = parser.parse_args()
+    if args.against:
+        compare_renderers(args.against, args.count)
+        return
     cores = os.cpu_count() or 1
     root = Path(tempfile.mkdtemp(prefix="kf-bench-"))
     try:

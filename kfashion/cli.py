@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -87,31 +89,35 @@ def _check_paths(paths: list[Path]) -> None:
         raise typer.Exit(2)
 
 
-def _installed_models(directory: Path) -> Manifest:
-    """The manifest of the models in `directory`, or a clear message and exit 1 where none are installed."""
-    from shared.manifest import load_manifest
-
+@contextlib.contextmanager
+def _models_required() -> Iterator[None]:
+    """Missing models (no manifest, or a file it names) end the command with their message and exit 1, not
+    a traceback."""
     try:
-        return load_manifest(directory)
+        yield
     except FileNotFoundError as error:
         err.print(f"[red]{error}")
         raise typer.Exit(1) from error
 
 
+def _installed_models(directory: Path) -> Manifest:
+    """The manifest of the models in `directory`."""
+    from shared.manifest import load_manifest
+
+    with _models_required():
+        return load_manifest(directory)
+
+
 def _local_pipeline(settings: Settings) -> TaggingPipeline:
-    """The /tagging pipeline over the models in this process, loaded; where the models are missing, a clear
-    message and exit 1 instead of a traceback."""
+    """The /tagging pipeline over the models in this process, loaded."""
     from prometheus_client import CollectorRegistry
 
     from gateway.ports import LocalServices
     from gateway.tagging import TaggingPipeline
 
-    try:
+    with _models_required():
         services = LocalServices(settings, CollectorRegistry())
         services.start()
-    except FileNotFoundError as error:
-        err.print(f"[red]{error}")
-        raise typer.Exit(1) from error
     return TaggingPipeline(services, settings)
 
 

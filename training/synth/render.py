@@ -107,7 +107,7 @@ def _material_shading(
 def _paint(
     canvas: np.ndarray, mask: np.ndarray, garment: Garment, unit: float, rng: np.random.Generator
 ) -> RGB:
-    x0, y0, width, height = cv2.boundingRect(mask)  # of its non-zero pixels; a scan is 10x slower
+    x0, y0, width, height = cv2.boundingRect(mask)  # of its non-zero pixels, far faster than a scan
     if width == 0:
         return (0, 0, 0)
     y1, x1 = y0 + height, x0 + width
@@ -143,7 +143,7 @@ def _lighting(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     ramp = np.cos(angle) * (xs / w - 0.5) + np.sin(angle) * (ys / h - 0.5)
     gain = rng.uniform(0.9, 1.06) + rng.uniform(0.05, 0.16) * ramp
     warm = np.array([rng.uniform(0.96, 1.04), 1.0, rng.uniform(0.96, 1.04)], np.float32)
-    # In place, in the dtypes and order of `img * gain * warm + noise`: the same pixels, 40% faster.
+    # In place, in the dtypes and order of `img * gain * warm + noise`: the same pixels in a third less time.
     out = img.astype(gain.dtype)
     out *= gain[..., None]
     out *= warm
