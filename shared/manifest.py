@@ -56,6 +56,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def outputs_sha256(entry: ModelEntry) -> str:
+    """The sha256 of the file whose outputs this model gives: its own, or for a model that `kfashion models
+    upgrade` rewrote (a faster graph, the same outputs) the file it was rewritten from. What is derived from a
+    model's outputs (the catalog's search vectors) is keyed by this, so a rewrite leaves it current."""
+    return entry.verification.get("rewritten_from", {}).get("sha256", entry.sha256)
+
+
 def load_manifest(models_dir: str | Path) -> Manifest:
     path = Path(models_dir) / MANIFEST_NAME
     if not path.is_file():

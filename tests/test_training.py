@@ -20,7 +20,16 @@ from shared.imaging import decode_image
 from shared.manifest import Manifest, load_manifest
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
-from training.backbone import Backbone, PooledBackbone, PyramidBackbone
+from training.backbone import (
+    HISTOGRAM_TEMPERATURE,
+    MEAN,
+    PALETTE_LEVELS,
+    STD,
+    Backbone,
+    ColourHistogram,
+    PooledBackbone,
+    PyramidBackbone,
+)
 from training.data import load_samples
 from training.detector import focal_loss
 from training.features import decoded_images, export_onnx
@@ -186,6 +195,25 @@ def test_backbone_onnx_equals_torch(tmp_path: Path) -> None:
         actual = onnx_session(path).run(None, {"image": image.numpy()})
         for e, a in zip(expected, actual, strict=True):
             assert np.abs(e.numpy() - a).max() < 1e-4
+
+
+def test_colour_histogram_is_a_softmax_over_palette_distances() -> None:
+    # The histogram is computed as a matrix product; it must stay the softmax of -squared distance / T over
+    # the palette, pooled over the whole crop and its centre, on the colours of a real picture.
+    colours = torch.rand(2, 3, 224, 224)
+    colours[:, :, :112] = torch.tensor([0.9, 0.1, 0.1]).view(1, 3, 1, 1)  # a red top half
+    with torch.no_grad():
+        histogram = ColourHistogram()(
+            (colours - torch.tensor(MEAN).view(1, 3, 1, 1)) / torch.tensor(STD).view(1, 3, 1, 1)
+        )
+    levels = (torch.arange(PALETTE_LEVELS) + 0.5) / PALETTE_LEVELS
+    palette = torch.cartesian_prod(levels, levels, levels)
+    pixels = torch.nn.functional.avg_pool2d(colours, 4).flatten(2).transpose(1, 2)  # (N, 56 * 56, 3)
+    share = torch.softmax(-torch.cdist(pixels, palette.expand(2, -1, -1)).pow(2) / HISTOGRAM_TEMPERATURE, -1)
+    centre = share.view(2, 56, 56, -1)[:, 14:42, 14:42].flatten(1, 2)
+    torch.testing.assert_close(histogram, torch.cat([share.mean(1), centre.mean(1)], 1), atol=1e-5, rtol=0)
+    red = int(torch.cdist(torch.tensor([[0.9, 0.1, 0.1]]), palette).argmin())
+    assert 0.45 < histogram[0, red] <= 0.5  # half the crop is red (a palette colour; soft: 0.95 of it)
 
 
 def test_export_verify_list_and_tamper(

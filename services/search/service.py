@@ -25,7 +25,7 @@ from services.search.text import TextIndex, item_tags
 from shared.blobs import BlobStore
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
-from shared.manifest import load_manifest
+from shared.manifest import load_manifest, outputs_sha256
 
 log = logging.getLogger("kfashion.search")
 INDEX_KEYS = {"items": "indexes/items.npz", "looks": "indexes/looks.npz"}
@@ -333,7 +333,10 @@ def index_versions(models_dir: Path) -> dict[str, str]:
     """What the vectors depend on: the taxonomy and the model that computes the embeddings."""
     manifest = load_manifest(models_dir)
     embedder = manifest.models["attributes"]
-    return {"taxonomy": manifest.taxonomy_version, "embedding": f"{embedder.version}+{embedder.sha256[:12]}"}
+    return {
+        "taxonomy": manifest.taxonomy_version,
+        "embedding": f"{embedder.version}+{outputs_sha256(embedder)[:12]}",
+    }
 
 
 def image_url(image_id: int) -> str:
