@@ -738,9 +738,8 @@ def models_upgrade(
     model before it is written; the manifest's sha256 follows). No retraining."""
     from training.graph_upgrade import MAX_DIFFERENCE, upgrade_models
 
-    directory = models_dir or load_settings().models_dir
-    _installed_models(directory)
-    upgrades = upgrade_models(directory)
+    with _models_required():
+        upgrades = upgrade_models(models_dir or load_settings().models_dir)
     for upgrade in upgrades:
         if upgrade.status == "rewritten":
             sys.stdout.write(

@@ -73,6 +73,13 @@ def load_manifest(models_dir: str | Path) -> Manifest:
     return Manifest.model_validate_json(path.read_text(encoding="utf-8"))
 
 
+def write_manifest(models_dir: str | Path, manifest: Manifest) -> None:
+    """Writes the folder's manifest whole: a reader sees the old one or the new one, never half of it."""
+    written = Path(models_dir) / f"{MANIFEST_NAME}.writing"
+    written.write_text(manifest.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    written.replace(Path(models_dir) / MANIFEST_NAME)
+
+
 def check_files(models_dir: str | Path, manifest: Manifest) -> dict[str, str]:
     """Per model: "ok", "missing" or "sha256 mismatch"."""
     status = {}

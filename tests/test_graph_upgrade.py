@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from services.search.service import index_versions
-from shared.manifest import ModelEntry, check_files, load_manifest, sha256_of
+from shared.manifest import ModelEntry, check_files, load_manifest, sha256_of, write_manifest
 from shared.runtime import onnx_session
 from training import graph_upgrade
 from training.features import export_onnx
@@ -25,8 +25,7 @@ MODELS = Path(__file__).parents[1] / "models"
 
 
 class _Pooled(torch.nn.Module):
-    """A model whose graph names the histogram as the exported models do (/pooled/histogram/...), with
-    something after it, as the heads are."""
+    """The old histogram inside a model, with something after it, as the heads are in the exported models."""
 
     def __init__(self, histogram: torch.nn.Module):
         super().__init__()
@@ -74,7 +73,7 @@ def _folder_with_an_old_attribute_model(old_model: Path, tmp_path: Path) -> tupl
     shutil.copy(old_model, folder / entry.file)
     entry.sha256, entry.bytes = sha256_of(folder / entry.file), (folder / entry.file).stat().st_size
     entry.verification.pop("rewritten_from", None)
-    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=1), encoding="utf-8")
+    write_manifest(folder, manifest)
     return folder, entry
 
 

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from shared.heads import heads
-from shared.manifest import MANIFEST_NAME, Manifest, ModelEntry, TensorSpec, sha256_of
+from shared.manifest import Manifest, ModelEntry, TensorSpec, sha256_of, write_manifest
 from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, preprocessing_manifest, to_tensor
 from shared.runtime import onnx_session
 from shared.taxonomy import REGIONS, STYLE, TAXONOMY_VERSION
@@ -276,7 +276,7 @@ def export_run(
         taxonomy_version=TAXONOMY_VERSION,
         models=entries,
     )
-    (out / MANIFEST_NAME).write_text(manifest.model_dump_json(indent=1) + "\n", encoding="utf-8")
+    write_manifest(out, manifest)
     return manifest
 
 

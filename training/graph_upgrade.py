@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.manifest import MANIFEST_NAME, load_manifest, outputs_sha256, sha256_of
+from shared.manifest import load_manifest, outputs_sha256, sha256_of, write_manifest
 from shared.runtime import onnx_session
 from training.backbone import HISTOGRAM_TEMPERATURE, ColourHistogram, palette_colours
 
@@ -57,9 +57,9 @@ def _constant(graph, name: str) -> np.ndarray:
     raise KeyError(name)
 
 
-def _distance_chain(graph, softmax) -> list | None:
-    """The nodes of DISTANCE_CHAIN feeding `softmax`, in order, or None if its input is computed otherwise."""
-    producer = {output: node for node in graph.node for output in node.output}
+def _distance_chain(producer: dict, softmax) -> list | None:
+    """The nodes of DISTANCE_CHAIN feeding `softmax`, in order, or None if its input is computed otherwise;
+    `producer`: the node writing each tensor."""
     chain, tensor = [], softmax.input[0]
     for op in reversed(DISTANCE_CHAIN):
         node = producer.get(tensor)
@@ -72,37 +72,44 @@ def _distance_chain(graph, softmax) -> list | None:
 
 def rewrite_histogram(model) -> bool:
     """Replaces each distance chain feeding a softmax in `model` (an onnx.ModelProto, changed in place) with a
-    MatMul and an Add; False (nothing changed) when the model has none."""
+    MatMul and an Add where the chain began; False (nothing changed) when the model has none."""
     from onnx import helper, numpy_helper
 
     graph = model.graph
-    found = [
+    producer = {output: node for node in graph.node for output in node.output}
+    chains = [
         (softmax, chain)
         for softmax in graph.node
-        if softmax.op_type == "Softmax" and (chain := _distance_chain(graph, softmax))
+        if softmax.op_type == "Softmax" and (chain := _distance_chain(producer, softmax))
     ]
-    for index, (softmax, chain) in enumerate(found):
+    if not chains:
+        return False
+    replaced, replacements = set(), {}
+    for index, (softmax, chain) in enumerate(chains):
         unsqueeze, sub, *_, div = chain
         palette = _constant(graph, sub.input[1]).reshape(-1, 3).astype(np.float32)
         temperature = float(_constant(graph, div.input[1]))
         prefix = f"{softmax.name.rsplit('/', 1)[0]}/palette_{index}"
         weight = numpy_helper.from_array((2 * palette / temperature).T.copy(), f"{prefix}_weight")
         bias = numpy_helper.from_array(-(palette**2).sum(1) / temperature, f"{prefix}_bias")
-        replacement = [
+        graph.initializer.extend([weight, bias])
+        replaced.update(id(node) for node in chain)
+        replacements[id(unsqueeze)] = [
             helper.make_node(
                 "MatMul", [unsqueeze.input[0], weight.name], [f"{prefix}_product"], f"{prefix}_MatMul"
             ),
             helper.make_node("Add", [f"{prefix}_product", bias.name], [softmax.input[0]], f"{prefix}_Add"),
         ]
-        nodes = list(graph.node)
-        at = nodes.index(unsqueeze)
-        kept = [n for n in nodes if n not in chain]
-        kept[at:at] = replacement
-        del graph.node[:]
-        graph.node.extend(kept)
-        graph.initializer.extend([weight, bias])
+    nodes = []
+    for node in graph.node:  # the MatMul and Add where the chain's first node was, in topological order
+        if id(node) in replacements:
+            nodes.extend(replacements[id(node)])
+        elif id(node) not in replaced:
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
     _drop_unused(graph)
-    return bool(found)
+    return True
 
 
 def _drop_unused(graph) -> None:
@@ -153,7 +160,5 @@ def upgrade_models(models_dir: Path, check_crops: int = 4) -> list[Upgrade]:
         entry.sha256, entry.bytes = sha256_of(path), path.stat().st_size
         done.append(Upgrade(name, "rewritten", difference))
     if any(upgrade.status == "rewritten" for upgrade in done):
-        written = models_dir / f"{MANIFEST_NAME}.upgrading"
-        written.write_text(manifest.model_dump_json(indent=1) + "\n", encoding="utf-8")
-        written.replace(models_dir / MANIFEST_NAME)
+        write_manifest(models_dir, manifest)
     return done
