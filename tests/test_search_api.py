@@ -36,12 +36,12 @@ from training.synth.dataset import generate_dataset
 # earlier models, 2026-11-23). This floor catches a regression of the search path on both stacks.
 TOP5_SAME_CATEGORY_COLOUR_MIN = 0.5
 # Share of the catalog's pictures that, re-encoded and asked as a photo, find their own garment first (issue 5
-# asks for it). 199 of the 200 do, with the committed models and with the ones before them (2026-11-30): the
-# miss is a picture whose garment the detector reads as a dress in one encoding and as a top in the other
-# (a different one for each model), so it is not in the catalog under the region asked. Until then only 20
-# pictures were asked, all of them required, which the models before passed because their miss was not
-# among the 20. The floor allows that one miss and no more.
-SAME_GARMENT_FIRST_MIN = 0.995
+# asks for it). Until 2026-12-01 199 of the 200 did: the miss, kf_synth_11_0000147, is a dress the detector
+# reads as a top in the catalog and as a dress in the re-encoded query, and the search was held to the query's
+# region. Searching every region with a penalty for another one (services/search/rerank.py) finds it first
+# by 0.056; the narrowest of the 200 margins over another picture's item is 0.025 (committed models). Every
+# picture is required.
+SAME_GARMENT_FIRST_MIN = 1.0
 CATALOG_BATCH = 32
 # Issue 5's criterion on a shop-sized catalog: 1,000 generated images (about 2,200 items) queried with 300
 # unseen photos, counting the photos whose query item is a labelled garment with an item of its category
@@ -206,7 +206,6 @@ def test_a_photo_finds_the_same_garment_first(deployment: Deployment) -> None:
         best = body["results"][0]
         if best["file_name"] != sample.image_path.name:
             elsewhere.append((sample.image_path.name, body["query"]["item"]["region"], best["file_name"]))
-        assert best["region"] == body["query"]["item"]["region"]
         assert [r["rank"] for r in body["results"]] == list(range(1, len(body["results"]) + 1))
         assert all(
             a["score"] >= b["score"] for a, b in zip(body["results"], body["results"][1:], strict=False)
@@ -309,16 +308,11 @@ def test_filters_hold_inside_the_search_and_k_come_back(deployment: Deployment, 
             body = _ok(httpx2.post(f"{deployment.url}/search", json={"filters": filters, "top_k": k}))
             found = [r["item_id"] for r in body["results"]]
             assert len(found) == min(k, len(allowed)) and set(found) <= allowed, filters
-        # The same filters on a photo query: its item's region joins them.
+        # The same filters on a photo query (which searches every region unless a filter names some).
         photo = unseen[0].image_path
         body = _ok(_photo_search(deployment.url, photo.name, photo.read_bytes(), filters=filters, top_k="50"))
-        region = body["query"]["item"]["region"]
-        wanted = {**filters, "region": [region]} if "region" not in filters else filters
-        allowed = {i for i, item in deployment.items.items() if _matches(item, wanted)}
-        if "region" in filters and region not in filters["region"]:
-            allowed = set()
         found = [r["item_id"] for r in body["results"]]
-        assert len(found) == min(50, len(allowed)) and set(found) <= allowed, (filters, region)
+        assert len(found) == min(50, len(allowed)) and set(found) <= allowed, filters
 
 
 def test_korean_and_english_queries_agree(deployment: Deployment) -> None:

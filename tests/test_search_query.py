@@ -45,17 +45,19 @@ def test_region_words() -> None:
 def test_photo_results_are_reordered_by_tag_agreement() -> None:
     from services.search.rerank import rerank_by_tags
 
-    def result(item_id: int, score: float, category: str, color: str) -> dict:
-        return {"item_id": item_id, "score": score, "rank": 0, "tags": {"category": category, "color": color}}
+    def result(item_id: int, score: float, category: str, color: str, region: str = "outer") -> dict:
+        tags = {"category": category, "color": color}
+        return {"item_id": item_id, "score": score, "rank": 0, "region": region, "tags": tags}
 
     query = {
+        "region": "outer",
         "attributes": {
             "category": {
                 "value": "재킷",
                 "top_k": [{"value": "재킷", "score": 0.9}, {"value": "코트", "score": 0.1}],
             },
             "color": {"value": "골드", "top_k": [{"value": "골드", "score": 0.94}]},
-        }
+        },
     }
     nearest = [
         result(1, 0.95, "재킷", "와인"),  # closest, but a colour the head did not read
@@ -68,6 +70,26 @@ def test_photo_results_are_reordered_by_tag_agreement() -> None:
     assert [r["rank"] for r in ranked] == [1, 2, 3]
     assert ranked[0]["similarity"] == 0.94 and ranked[0]["score"] == pytest.approx(0.94 + 0.047 + 0.09)
     assert ranked[1]["score"] == pytest.approx(0.95 + 0.1 * 0.9)
+
+
+def test_items_of_another_region_cross_over_only_when_much_closer() -> None:
+    """A garment the detector read as another region in the catalog is still found, if it is nearer than the
+    query region's items by more than the penalty (the same garment, in practice)."""
+    from services.search.rerank import OTHER_REGION_PENALTY, rerank_by_tags
+
+    query = {"region": "onepiece", "attributes": {}}
+
+    def result(item_id: int, score: float, region: str) -> dict:
+        return {"item_id": item_id, "score": score, "rank": 0, "region": region, "tags": {}}
+
+    margin = OTHER_REGION_PENALTY / 2
+    nearest = [result(1, 0.90, "top"), result(2, 0.90 - margin, "onepiece"), result(3, 0.85, "onepiece")]
+    assert [r["item_id"] for r in rerank_by_tags(nearest, query, 3)] == [2, 3, 1]
+    nearest = [result(1, 0.95, "top"), result(2, 0.95 - 3 * margin, "onepiece")]
+    ranked = rerank_by_tags(nearest, query, 2)
+    assert [r["item_id"] for r in ranked] == [1, 2]
+    assert ranked[0]["score"] == pytest.approx(0.95 - OTHER_REGION_PENALTY)
+    assert ranked[0]["similarity"] == 0.95
 
 
 def test_a_photo_query_is_about_the_item_read_most_surely() -> None:

@@ -1,17 +1,26 @@
 """Photo queries: the nearest catalog items by embedding, re-ordered by how well each one's tags agree with
-what the attribute model read on the query garment.
+what the attribute model read on the query garment, and by whether they are of the query garment's region.
 
 The embedding alone mixes up neighbouring colours more often than the colour head does (a gold jacket's
 nearest jackets were wine, wine, gold, navy, yellow while the head said gold at 0.94). So among the
 RERANK_POOL nearest items, each item's score is its cosine similarity plus, per tag, the weight times the
 probability the query garment's head gave to that item's tag. Weights chosen on one generated catalog
 (seed 31) and checked on two others (docs/benchmarks.md, "Search quality").
+
+The nearest items are taken from every region, and an item of another region than the query garment's loses
+OTHER_REGION_PENALTY. The detector reads some garments only as another region (60 of the 2,365 labelled
+garments of the bootstrap data's validation and test splits: tops as outers, dresses as bottoms or tops), in
+the catalog or in the query: a search held to the query's region could never find
+such a garment, while with the penalty only an item much closer than the query region's best (in practice
+the same garment) crosses over. The pool is twice what a region-held search needed, so other regions' items
+do not crowd out the query region's.
 """
 
 from __future__ import annotations
 
-RERANK_POOL = 20  # nearest items the re-ordering chooses from (top_k of them if more are asked for)
+RERANK_POOL = 40  # nearest items the re-ordering chooses from (top_k of them if more are asked for)
 TAG_WEIGHTS = {"color": 0.05, "category": 0.1}
+OTHER_REGION_PENALTY = 0.1
 
 
 def pool_size(top_k: int) -> int:
@@ -21,7 +30,8 @@ def pool_size(top_k: int) -> int:
 def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[dict]:
     """The top_k of `results` (item results, best first, `score` the cosine similarity) by cosine plus tag
     agreement with the query item; each keeps its cosine as `similarity` and gets the new `score` and
-    `rank`. A tag the head did not rank among its top-k adds nothing."""
+    `rank`. A tag the head did not rank among its top-k adds nothing; an item of another region than the
+    query item's loses OTHER_REGION_PENALTY."""
     read = {
         key: {c["value"]: c["score"] for c in query_item["attributes"].get(key, {}).get("top_k", [])}
         for key in TAG_WEIGHTS
@@ -30,6 +40,8 @@ def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[di
         agreement = sum(
             weight * read[key].get(result["tags"].get(key), 0.0) for key, weight in TAG_WEIGHTS.items()
         )
+        if result["region"] != query_item["region"]:
+            agreement -= OTHER_REGION_PENALTY
         result["similarity"] = result["score"]
         result["score"] = round(result["score"] + agreement, 6)
     ranked = sorted(results, key=lambda r: -r["score"])[:top_k]  # stable: ties keep the cosine order

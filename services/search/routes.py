@@ -265,7 +265,7 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
         else:
             item = query_item(photo, query.region)
             echo["item"] = public_item(item)
-            wanted = merge_filters({"region": [item["region"]]}, filters, text_filters)
+            wanted = merge_filters(filters, text_filters)  # every region: rerank_by_tags weighs the region
             nearest = search.item_results(
                 search.similar_items(item["embedding"], pool_size(query.top_k), wanted)
             )
