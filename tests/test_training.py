@@ -18,6 +18,7 @@ import torch
 
 from shared.imaging import decode_image
 from shared.manifest import Manifest, load_manifest
+from shared.preprocess import to_tensor
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from training.backbone import (
@@ -180,6 +181,18 @@ def test_images_are_decoded_ahead_in_order(small_data: Path) -> None:
     ahead = list(decoded_images(samples, workers=3, chunk=2))
     assert len(ahead) == len(direct)
     assert all(np.array_equal(a, b) for a, b in zip(ahead, direct, strict=True))
+
+
+def test_model_inputs_are_each_pixel_normalised_channel_first() -> None:
+    """to_tensor looks the values up per level; they must be the per-pixel formula's, bit for bit, so models
+    see what they were trained and verified on."""
+    batch = np.random.default_rng(0).integers(0, 256, (2, 17, 19, 3), dtype=np.uint8)
+    batch[0, 0, :, :] = np.arange(19 * 3).reshape(19, 3) * 4  # the extremes and levels between
+    batch[0, 1, 0] = 255
+    per_pixel = (batch.astype(np.float32) / 255.0 - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    tensor = to_tensor(batch)
+    assert tensor.shape == (2, 3, 17, 19) and tensor.dtype == np.float32 and tensor.flags.c_contiguous
+    assert np.array_equal(tensor, per_pixel.transpose(0, 3, 1, 2))
 
 
 def test_backbone_onnx_equals_torch(tmp_path: Path) -> None:

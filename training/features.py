@@ -38,7 +38,7 @@ from training.backbone import (
 )
 from training.data import Sample, region_index
 
-BATCH = 16
+BATCH = 8  # rows per ONNX Runtime call: 4-8 ran the feature stage 8% faster than 16 or 32 on 2 cores
 FEATURE_STORES = ("auto", "memory", "disk")
 MEMORY_SHARE = 0.5  # "auto" keeps the cache in memory while it needs at most this share of the free memory
 PYRAMID_DTYPE, POOLED_DTYPE = np.float16, np.float32
