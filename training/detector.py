@@ -168,7 +168,7 @@ def detector_loss(
 # ------------------------------------------------------------------ training and prediction
 
 
-# The head trains on channels-last maps: its convolutions ran an epoch 1.4-1.7x faster so on 2 CPU cores
+# The head trains on channels-last maps: its convolutions ran an epoch about 1.6x faster so on 2 CPU cores
 # (bench/training_speed.py), the same sums in another memory order.
 MAPS_FORMAT = torch.channels_last
 

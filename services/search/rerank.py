@@ -10,10 +10,10 @@ probability the query garment's head gave to that item's tag. Weights chosen on 
 The nearest items are taken from every region, and an item of another region than the query garment's loses
 OTHER_REGION_PENALTY. The detector reads some garments only as another region (60 of the 2,365 labelled
 garments of the bootstrap data's validation and test splits: tops as outers, dresses as bottoms or tops), in
-the catalog or in the query: a search held to the query's region could never find
-such a garment, while with the penalty only an item much closer than the query region's best (in practice
-the same garment) crosses over. The pool is twice what a region-held search needed, so other regions' items
-do not crowd out the query region's.
+the catalog or in the query. A search held to the query's region could never find such a garment; with the
+penalty only an item much closer than the query region's best (in practice the same garment) crosses over.
+The pool is twice what a region-held search needed, so other regions' items do not crowd out the query
+region's (docs/benchmarks.md, "Every region searched").
 """
 
 from __future__ import annotations
