@@ -16,19 +16,19 @@ from __future__ import annotations
 import argparse
 import platform
 import tempfile
-import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from unittest.mock import patch
 
 import numpy as np
 import torch
 
+from bench.timing import bootstrap_features, median_seconds
 from shared.runtime import onnx_session
 from training.backbone import Backbone, ColourHistogram, PooledBackbone
-from training.data import load_samples
-from training.features import compute_features, export_onnx, plan_features
+from training.features import compute_features, export_onnx
 from training.graph_upgrade import DistanceHistogram
-from training.run import TrainConfig
 
 
 def main() -> None:
@@ -54,15 +54,12 @@ def main() -> None:
             export_onnx(module, torch.zeros(1, 3, 224, 224), path, ["out"])
             sessions[key] = onnx_session(path, threads=2)
             outputs[key] = sessions[key].run(None, {"image": batch})[0]  # warm-up
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in sessions}
-    for _ in range(args.repeats):
-        for key, session in sessions.items():  # alternating, so drift on a noisy machine hits both
-            started = time.perf_counter()
-            session.run(None, {"image": batch})
-            times[key].append((time.perf_counter() - started) * 1000 / len(batch))
+    seconds = median_seconds(
+        {key: partial(session.run, None, {"image": batch}) for key, session in sessions.items()}, args.repeats
+    )
     print(f"{platform.processor() or platform.machine()}, batches of {len(batch)}, {args.repeats} repeats")
     for part in ("histogram", "pooled backbone"):
-        before_ms, now_ms = (float(np.median(times[(part, form)])) for form in ("before", "now"))
+        before_ms, now_ms = (seconds[(part, form)] * 1000 / len(batch) for form in ("before", "now"))
         difference = float(np.abs(outputs[(part, "before")] - outputs[(part, "now")]).max())
         print(
             f"{part}: before {before_ms:.2f} ms per crop, now {now_ms:.2f} "
@@ -74,16 +71,17 @@ def main() -> None:
 
 
 def feature_stage(backbone: Backbone, data: Path, images: int) -> None:
-    samples = load_samples(data, limit=images)[0]
-    config = TrainConfig(data=str(data), out="")
-    plan = plan_features(samples, set(config.models), set(config.mirror), "memory")
-    seconds = {}
-    for form, histogram in (("before", DistanceHistogram), ("now", ColourHistogram)):
-        # PooledBackbone, built inside compute_features, takes the histogram class from training.backbone
-        with patch("training.backbone.ColourHistogram", histogram):
-            started = time.perf_counter()
-            compute_features(samples, backbone, plan)
-            seconds[form] = time.perf_counter() - started
+    samples, plan = bootstrap_features(data, images)
+
+    def stage_with(histogram: type) -> Callable[[], object]:
+        def run() -> object:
+            # PooledBackbone, built inside compute_features, takes the histogram class from training.backbone
+            with patch("training.backbone.ColourHistogram", histogram):
+                return compute_features(samples, backbone, plan)
+
+        return run
+
+    seconds = median_seconds({"before": stage_with(DistanceHistogram), "now": stage_with(ColourHistogram)}, 1)
     print(
         f"feature stage, {len(samples)} images ({plan.crop_rows} crops, {plan.person_rows} people, "
         f"{plan.detector_rows} detector inputs): before {seconds['before']:.1f} s, "

@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import platform
-import time
 from collections.abc import Callable
 from unittest.mock import patch
 
 import numpy as np
 import torch
 
+from bench.timing import bootstrap_features, median_seconds
 from shared.preprocess import MEAN, STD, to_tensor
 from training.backbone import Backbone
-from training.data import load_samples
 from training.detector import train_detector
-from training.features import compute_features, plan_features
-from training.run import TrainConfig
+from training.features import compute_features
 
 
 def per_pixel_tensor(batch_rgb: np.ndarray) -> np.ndarray:
@@ -36,16 +34,6 @@ def per_pixel_tensor(batch_rgb: np.ndarray) -> np.ndarray:
     x = batch_rgb.astype(np.float32) / 255.0
     x = (x - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-
-
-def median_seconds(forms: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    times: dict[str, list[float]] = {name: [] for name in forms}
-    for _ in range(rounds):
-        for name, run in forms.items():
-            started = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - started)
-    return {name: float(np.median(values)) for name, values in times.items()}
 
 
 def report(what: str, seconds: dict[str, float], unit: float = 1.0, suffix: str = "s") -> None:
@@ -68,9 +56,7 @@ def main() -> None:
     )
     report("model inputs, batch of 16 crops", inputs, 1000, "ms")
 
-    samples = load_samples(args.data, limit=args.images)[0]
-    config = TrainConfig(data=args.data, out="")
-    plan = plan_features(samples, set(config.models), set(config.mirror), "memory")
+    samples, plan = bootstrap_features(args.data, args.images)
     backbone = Backbone()
 
     def features_with(rows_per_call: int) -> Callable[[], object]:

@@ -794,7 +794,7 @@ def models_bootstrap(
     ] = True,
     device: TrainDevice = "auto",
 ) -> None:
-    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (18 to 34 minutes on
+    """Generate a K-Fashion-format dataset, train every model, evaluate, and export them (15 to 34 minutes on
     2 CPU cores for the default 6,000 images, by CPU)."""
     from training.data import load_samples
     from training.export import export_run
