@@ -18,10 +18,11 @@ from shared.labels import LabelError, LabelRecord, iter_records, read_label
 from shared.settings import ImageLimits
 from shared.taxonomy import ATTRIBUTES, CATEGORY, STYLE, region_of_category
 from training.synth.dataset import generate_dataset, split_indices
+from training.synth.garments import mask_window
 from training.synth.outfit import CATEGORY_RULES, STYLE_RECIPES, derive_styles, sample_outfit
 from training.synth.palette import COLOR_SHADES
 from training.synth.prints import PRINTS, render_print
-from training.synth.render import labelled_part, render_sample
+from training.synth.render import SLIVER_PIXELS, _lighting, labelled_part, render_sample
 
 from .conftest import SYNTH_COUNT
 
@@ -227,6 +228,37 @@ def test_a_labelled_box_leaves_out_slivers() -> None:
     visible[20:26, 250:256] = 1  # a speck, under 2% of what shows
     ys, xs = np.nonzero(labelled_part(visible))
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (130, 169, 100, 239)
+
+
+@pytest.mark.parametrize("corner", [(0, 0), (150, 150), (294, 294)])
+def test_the_labelled_part_of_a_garments_window_is_the_whole_canvas_one(corner: tuple[int, int]) -> None:
+    """The generator labels each garment inside its window (mask_window with a SLIVER_PIXELS margin); that
+    must give the pixels the whole canvas gives, at the canvas's edges too, or the data would change."""
+    top, left = corner
+    visible = np.zeros((300, 300), np.uint8)
+    visible[top : top + 6, left : left + 6] = 1  # survives the opening only if its window is wide enough
+    visible[max(0, top - 40) : top + 3, left : left + 3] = 1  # a 3-pixel strip: a sliver
+    whole = labelled_part(visible)
+    window = mask_window(visible, margin=SLIVER_PIXELS)
+    assert (labelled_part(visible[window]) == whole[window]).all()
+    assert whole.sum() == whole[window].sum() > 0
+
+
+def test_lighting_gives_the_pixels_of_its_plain_formula() -> None:
+    """The lighting pass works plane by plane for speed; its pixels must stay those of image * gain *
+    warmth + noise broadcast at once, or every generated dataset (and the committed models) would change."""
+    image = np.random.default_rng(1).integers(0, 256, (90, 70, 3), np.uint8)
+    lit = _lighting(image, np.random.default_rng(5))
+    rng = np.random.default_rng(5)
+    angle = rng.uniform(0, 2 * np.pi)
+    xs, ys = np.arange(70, dtype=np.float32)[None, :], np.arange(90, dtype=np.float32)[:, None]
+    gain = rng.uniform(0.9, 1.06) + rng.uniform(0.05, 0.16) * (
+        np.cos(angle) * (xs / 70 - 0.5) + np.sin(angle) * (ys / 90 - 0.5)
+    )
+    warm = np.array([rng.uniform(0.96, 1.04), 1.0, rng.uniform(0.96, 1.04)], np.float32)
+    noise = rng.normal(0, 2.5, (90, 70, 1)).astype(np.float32)
+    expected = np.clip(image.astype(gain.dtype) * gain[..., None] * warm + noise, 0, 255).astype(np.uint8)
+    assert np.array_equal(lit, expected)
 
 
 # ------------------------------------------------------------------ coverage of the taxonomy by the generator

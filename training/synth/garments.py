@@ -450,8 +450,15 @@ def draw_surface_details(
                 darker(color, 0.85),
                 -1,
             )
-    inside = shape.mask > 0
-    canvas[inside] = layer[inside]
+    window = mask_window(shape.mask)
+    np.copyto(canvas[window], layer[window], where=shape.mask[window][..., None] > 0)
+
+
+def mask_window(mask: np.ndarray, margin: int = 0) -> tuple[slice, slice]:
+    """The rows and columns that hold every non-zero pixel of `mask`, widened by `margin` within the image:
+    work on one garment's pixels there costs what the garment covers, not the whole canvas."""
+    x, y, width, height = cv2.boundingRect(mask)
+    return slice(max(0, y - margin), y + height + margin), slice(max(0, x - margin), x + width + margin)
 
 
 def _poly_outline(canvas: np.ndarray, fig: Figure, pts: list[Point], color: RGB, thickness: int) -> None:
