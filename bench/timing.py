@@ -11,7 +11,7 @@ import numpy as np
 
 from training.data import Sample, load_samples
 from training.features import FeaturePlan, plan_features
-from training.run import TrainConfig
+from training.run import BOOTSTRAP_SETTINGS, TrainConfig
 
 Form = TypeVar("Form", bound=Hashable)
 
@@ -32,5 +32,5 @@ def bootstrap_features(data: str | Path, images: int) -> tuple[list[Sample], Fea
     """The first `images` samples of a dataset and the feature plan a bootstrap run makes for them (all three
     models, its mirrored copies, in memory)."""
     samples = load_samples(data, limit=images)[0]
-    config = TrainConfig(data=str(data), out="")
+    config = TrainConfig(data=str(data), out="", **BOOTSTRAP_SETTINGS)
     return samples, plan_features(samples, set(config.models), set(config.mirror), "memory")

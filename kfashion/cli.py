@@ -342,6 +342,13 @@ def train(
     detector_epochs: Annotated[int, typer.Option(min=1)] = 12,
     attribute_epochs: Annotated[int, typer.Option(min=1)] = 40,
     style_epochs: Annotated[int, typer.Option(min=1)] = 60,
+    mirror: Annotated[
+        str,
+        typer.Option(
+            help="comma-separated models whose training images are also used mirrored (the bootstrap: "
+            "all three; the detector's copies double its feature cache)"
+        ),
+    ] = "attributes,style",
     limit: Annotated[int | None, typer.Option(help="use at most this many images")] = None,
     seed: int = 0,
     shuffle_labels: Annotated[bool, typer.Option(help="control run on permuted labels")] = False,
@@ -362,11 +369,7 @@ def train(
     would not fit in memory (the full K-Fashion: about 425 GB)."""
     from training.run import MODELS, TrainConfig, train_run
 
-    chosen = tuple(m.strip() for m in models.split(",") if m.strip())
-    unknown = [m for m in chosen if m not in MODELS]
-    if unknown:
-        err.print(f"[red]unknown model(s) {unknown}; choose from {list(MODELS)}")
-        raise typer.Exit(2)
+    chosen, mirrored = _model_names(models, MODELS), _model_names(mirror, MODELS)
     _check_paths([data])
     config = TrainConfig(
         data=str(data),
@@ -375,6 +378,7 @@ def train(
         detector_epochs=detector_epochs,
         attribute_epochs=attribute_epochs,
         style_epochs=style_epochs,
+        mirror=mirrored,
         seed=seed,
         limit=limit,
         shuffle_labels=shuffle_labels,
@@ -386,6 +390,16 @@ def train(
         result = train_run(config, _StageBars(bar, verbose).progress())
     _print_headline(result["headline"])
     err.print(f"run folder: {out} (report.md, metrics.json); took {result['timings']['total_s']} s")
+
+
+def _model_names(listed: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """Comma-separated model names, each one of `known`; else exit 2 with the unknown ones named."""
+    chosen = tuple(m.strip() for m in listed.split(",") if m.strip())
+    unknown = [m for m in chosen if m not in known]
+    if unknown:
+        err.print(f"[red]unknown model(s) {unknown}; choose from {list(known)}")
+        raise typer.Exit(2)
+    return chosen
 
 
 @app.command("eval")
@@ -798,7 +812,7 @@ def models_bootstrap(
     2 CPU cores for the default 6,000 images, by CPU)."""
     from training.data import load_samples
     from training.export import export_run
-    from training.run import BOOTSTRAP_EPOCHS, TrainConfig, train_run
+    from training.run import BOOTSTRAP_SETTINGS, TrainConfig, train_run
     from training.synth.dataset import generate_dataset
 
     started = time.perf_counter()
@@ -807,7 +821,7 @@ def models_bootstrap(
         task = bar.add_task("generating", total=count)
         generate_dataset(data, count, seed, on_progress=lambda n: bar.advance(task, n))
         config = TrainConfig(
-            data=str(data), out=str(work / "run"), seed=seed, device=device, **BOOTSTRAP_EPOCHS
+            data=str(data), out=str(work / "run"), seed=seed, device=device, **BOOTSTRAP_SETTINGS
         )
         result = train_run(config, _StageBars(bar, False).progress())
     _print_headline(result["headline"])

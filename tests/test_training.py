@@ -33,7 +33,7 @@ from training.backbone import (
 )
 from training.data import load_samples
 from training.detector import focal_loss
-from training.features import decoded_images, export_onnx
+from training.features import compute_features, decoded_images, export_onnx, plan_features
 from training.loop import training_device
 from training.run import TrainConfig, train_run
 from training.synth.dataset import GENERATOR_VERSION, generate_dataset
@@ -144,6 +144,48 @@ def test_feature_store_is_chosen_by_size(small_data: Path, monkeypatch: pytest.M
     )
     with pytest.raises(ValueError, match="unknown feature store"):
         features.plan_features(samples, {"detector"}, set(), "ram")
+
+
+def test_mirrored_detector_copies_carry_mirrored_boxes(small_data: Path) -> None:
+    """The bootstrap also trains the detector on its training images flipped: each copy's boxes are its
+    image's boxes flipped about the letterboxed picture's centre line, and its maps are its own."""
+    samples = load_samples(small_data, limit=12)[0]
+    training = [s for s in samples if s.split == "train"]
+    assert training, "the first 12 images hold no training image"
+    plan = plan_features(samples, {"detector"}, {"detector"}, "memory")
+    detector = compute_features(samples, Backbone(), plan).detector
+    assert plan.detector_rows == len(samples) + len(training) == len(detector.sample)
+    c3 = detector.arrays()[0]
+    for row in np.flatnonzero(detector.flipped):
+        unflipped = detector.sample.index(detector.sample[row])  # a sample's first row is its own image
+        placement, width = detector.placement[unflipped], samples[detector.sample[row]].record.image.width
+        boxes, mirrored = detector.boxes[unflipped], detector.boxes[row]
+        np.testing.assert_allclose(
+            boxes[:, 0] + mirrored[:, 2], 2 * placement.pad_x + placement.scale * width, atol=0.51
+        )
+        np.testing.assert_array_equal(boxes[:, [1, 3]], mirrored[:, [1, 3]])
+        np.testing.assert_array_equal(detector.regions[unflipped], detector.regions[row])
+        assert not np.array_equal(c3[row], c3[unflipped])
+
+
+def test_train_names_its_unknown_models(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "kfashion.cli",
+            "train",
+            "--data",
+            str(tmp_path),
+            "--out",
+            str(tmp_path / "run"),
+            "--mirror",
+            "detector,sideways",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 2 and "sideways" in done.stderr
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA GPU on this machine (none is lent here)")
