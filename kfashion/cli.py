@@ -415,7 +415,7 @@ def evaluate(
     """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
     from training.data import load_samples
     from training.evaluate import headline
-    from training.onnx_eval import evaluate_onnx, retrieval_gallery
+    from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
     directory = models_dir or load_settings().models_dir
@@ -431,7 +431,12 @@ def evaluate(
     with progress_bar() as bar:
         task = bar.add_task(f"evaluating {split}", total=len(chosen) + len(gallery))
         metrics = evaluate_onnx(
-            files, chosen, stride, gallery=gallery, on_progress=lambda n: bar.advance(task, n)
+            files,
+            chosen,
+            stride,
+            gallery=gallery,
+            on_progress=lambda n: bar.advance(task, n),
+            aspect_power=aspect_powers(manifest),
         )
     _print_headline(headline({model: {split: values} for model, values in metrics.items()}))
     _print_layering(metrics.get("layering", {}))

@@ -24,7 +24,16 @@ import numpy as np
 import torch
 
 from shared.imaging import decode_image
-from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, Letterbox, crop_box, letterbox, to_tensor, union_box
+from shared.preprocess import (
+    CROP_ASPECT_POWER,
+    CROP_SIZE,
+    DETECTOR_SIZE,
+    Letterbox,
+    crop_box,
+    letterbox,
+    to_tensor,
+    union_box,
+)
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from training.backbone import (
@@ -296,13 +305,19 @@ def compute_features(
                         cache.crops.item.append(k)
                         cache.crops.region.append(region_index(item.region))
                         cache.crops.flipped.append(flipped)
-                        crops.add(crop_box(image, box))
+                        crops.add(crop_box(image, box, CROP_ASPECT_POWER["item_crop"]))
                 if "style" in want and (not flipped or "style" in mirror):
                     cache.person.sample.append(index)
                     cache.person.item.append(-1)
                     cache.person.region.append(-1)
                     cache.person.flipped.append(flipped)
-                    person.add(crop_box(image, union_box(boxes, image.shape[1], image.shape[0])))
+                    person.add(
+                        crop_box(
+                            image,
+                            union_box(boxes, image.shape[1], image.shape[0]),
+                            CROP_ASPECT_POWER["person_crop"],
+                        )
+                    )
             if on_progress:
                 on_progress(1)
         for batcher in (pyramid, crops, person):

@@ -10,7 +10,7 @@ import numpy as np
 
 from shared.colors import color_share, nearest_color_table
 from shared.heads import head_probabilities, heads, region_mask
-from shared.preprocess import crop_box, to_tensor
+from shared.preprocess import crop_aspect_power, crop_box, to_tensor
 from shared.runtime import ModelRuntime
 from shared.taxonomy import REGIONS
 
@@ -29,6 +29,7 @@ class AttributeClassifier:
         self.runtime = runtime
         self.top_k = top_k
         self.embedding_output = runtime.entry(MODEL).postprocessing.get("embedding", "embedding")
+        self.aspect_power = crop_aspect_power(runtime.entry(MODEL).preprocessing)
         nearest_color_table()  # built once here rather than in the first request
 
     def describe(self, pixels: np.ndarray, items: Sequence[ItemBox], top_k: int | None = None) -> list[dict]:
@@ -36,7 +37,7 @@ class AttributeClassifier:
         if not items:
             return []
         k = top_k or self.top_k
-        crops = np.stack([crop_box(pixels, item.box) for item in items])
+        crops = np.stack([crop_box(pixels, item.box, self.aspect_power) for item in items])
         out = self.runtime.infer(MODEL, to_tensor(crops))
         regions = np.array([REGIONS.index(item.region) for item in items])
         probabilities = head_probabilities(out, regions)

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from shared.heads import sigmoid
-from shared.preprocess import crop_box, to_tensor, union_box
+from shared.preprocess import crop_aspect_power, crop_box, to_tensor, union_box
 from shared.runtime import ModelRuntime
 from shared.taxonomy import STYLE
 
@@ -21,6 +21,7 @@ class StyleClassifier:
     def __init__(self, runtime: ModelRuntime):
         self.runtime = runtime
         self.threshold = float(runtime.entry(MODEL).postprocessing.get("threshold", 0.5))
+        self.aspect_power = crop_aspect_power(runtime.entry(MODEL).preprocessing)
 
     def classify(self, looks: Sequence[tuple[np.ndarray, Sequence[Box]]]) -> list[dict]:
         """Per (image, item boxes): its styles, best first. All looks go through the model in one call."""
@@ -28,7 +29,7 @@ class StyleClassifier:
             return []
         crops = np.stack(
             [
-                crop_box(pixels, union_box(list(boxes), pixels.shape[1], pixels.shape[0]))
+                crop_box(pixels, union_box(list(boxes), pixels.shape[1], pixels.shape[0]), self.aspect_power)
                 for pixels, boxes in looks
             ]
         )
