@@ -434,9 +434,9 @@ def evaluate(
             files,
             chosen,
             stride,
+            aspect_powers(manifest),
             gallery=gallery,
             on_progress=lambda n: bar.advance(task, n),
-            aspect_power=aspect_powers(manifest),
         )
     _print_headline(headline({model: {split: values} for model, values in metrics.items()}))
     _print_layering(metrics.get("layering", {}))

@@ -23,8 +23,8 @@ CROP_CONTEXT = 0.08  # crops take this share of the box's size as margin around 
 # take 0.25, so a top's narrow strip under an open jacket fills a crop of its own instead of a fifth of
 # one, yet a long skirt still shows taller than a mini (bootstrap data, attribute head alone: test colour
 # 0.907 -> 0.918, retrieval top-1 0.802 -> 0.823, length kept; docs/models.md).
-CROP_ASPECT_POWER = {"item_crop": 0.25, "person_crop": 1.0}
-LETTERBOX_ASPECT_POWER = 1.0  # what a manifest without the key means: models before it letterboxed crops
+LETTERBOX_ASPECT_POWER = 1.0  # also what a manifest without the key means: models before it letterboxed crops
+CROP_ASPECT_POWER = {"item_crop": 0.25, "person_crop": LETTERBOX_ASPECT_POWER}
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,11 +85,13 @@ def crop_box(
     y1 = min(pixels.shape[0], int(np.ceil(y + h + margin_y)))
     if x1 <= x0 or y1 <= y0:
         return np.full((size, size, 3), PAD_VALUE, np.uint8)
-    w, h = x1 - x0, y1 - y0
-    # The height it is shown with for width w: h * a ** (power - 1), exactly h at power 1 (the letterbox).
-    shown_h = h * (h / w) ** (aspect_power - 1)
-    scale = size / max(w, shown_h)
-    return _centred(pixels[y0:y1, x0:x1], max(1, round(w * scale)), max(1, round(shown_h * scale)), size)[0]
+    crop_w, crop_h = x1 - x0, y1 - y0
+    # The height shown for the crop's width: crop_h * a ** (power - 1); exactly crop_h at power 1 (letterbox).
+    shown_h = crop_h * (crop_h / crop_w) ** (aspect_power - 1)
+    scale = size / max(crop_w, shown_h)
+    return _centred(
+        pixels[y0:y1, x0:x1], max(1, round(crop_w * scale)), max(1, round(shown_h * scale)), size
+    )[0]
 
 
 def crop_aspect_power(preprocessing: dict) -> float:

@@ -52,7 +52,7 @@ def test_models_work_on_unseen_generated_pictures(unseen_dataset: Path) -> None:
     files = {name: MODELS / entry.file for name, entry in manifest.models.items()}
     samples = load_samples(unseen_dataset)[0]
     stride = int(manifest.models["detector"].postprocessing["stride"])
-    metrics = evaluate_onnx(files, samples, stride, aspect_power=aspect_powers(manifest))
+    metrics = evaluate_onnx(files, samples, stride, aspect_powers(manifest))
     for (model, section, key), threshold in UNSEEN_THRESHOLDS.items():
         value = (metrics[model][section] if section else metrics[model])[key]
         assert value >= threshold, (model, section, key, value)

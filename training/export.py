@@ -22,7 +22,7 @@ from torch import nn
 
 from shared.heads import heads
 from shared.manifest import Manifest, ModelEntry, TensorSpec, sha256_of, write_manifest
-from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, preprocessing_manifest, to_tensor
+from shared.preprocess import CROP_SIZE, DETECTOR_SIZE, crop_aspect_power, preprocessing_manifest, to_tensor
 from shared.runtime import onnx_session
 from shared.taxonomy import REGIONS, STYLE, TAXONOMY_VERSION
 from training.attributes import OUTPUT_NAMES as ATTRIBUTE_OUTPUTS
@@ -234,6 +234,7 @@ def export_run(
     entries: dict[str, ModelEntry] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, built in build_models(state).items():
+            preprocessing = preprocessing_manifest(built.input_size, built.preprocessing_kind)
             fp32 = Path(tmp) / f"{name}.onnx"
             export_onnx(
                 built.module, torch.zeros(1, 3, built.input_size, built.input_size), fp32, built.outputs
@@ -245,7 +246,9 @@ def export_run(
             chosen, verification = fp32, {"max_abs_diff_torch_vs_onnx": difference, "tolerance": TOLERANCE}
             storage = "fp32"
             if compact:
-                chosen, storage = _compact(name, fp32, Path(tmp), test, max_loss, verification, log)
+                chosen, storage = _compact(
+                    name, fp32, crop_aspect_power(preprocessing), Path(tmp), test, max_loss, verification, log
+                )
             target = out / f"{name}.onnx"
             shutil.copyfile(chosen, target)
             entries[name] = ModelEntry(
@@ -261,7 +264,7 @@ def export_run(
                     TensorSpec(name=n, shape=s)
                     for n, s in zip(built.outputs, built.output_shapes, strict=True)
                 ],
-                preprocessing=preprocessing_manifest(built.input_size, built.preprocessing_kind),
+                preprocessing=preprocessing,
                 postprocessing=built.postprocessing,
                 labels=built.labels,
                 taxonomy_version=TAXONOMY_VERSION,
@@ -283,6 +286,7 @@ def export_run(
 def _compact(
     name: str,
     fp32: Path,
+    aspect_power: float,
     tmp: Path,
     test: list[Sample],
     max_loss: float,
@@ -295,21 +299,24 @@ def _compact(
     than float32 on a CPU, and lost 2.4 to 19 points on the bootstrap's models; with a margin of 2 the
     int8 detector passed the screen and lost 2.4 on the whole split, about 3 minutes of every bootstrap on
     a slow machine). A form that passes the screen is measured on the whole test split, which alone
-    decides."""
+    decides. `aspect_power`: how the model's crops are made, as its manifest will say."""
     from training.onnx_eval import evaluate_onnx
+
+    def measure(model: Path, images: list[Sample]) -> float:
+        return _headline(evaluate_onnx({name: model}, images, STRIDE, {name: aspect_power}), name)
 
     if not test:
         log(f"{name}: no test images to measure a smaller form on; fp32 kept")
         return fp32, "fp32"
-    before = _headline(evaluate_onnx({name: fp32}, test, STRIDE), name)
+    before = measure(fp32, test)
     verification["test_fp32"] = before
     screen = test[:SCREEN_IMAGES] if len(test) > SCREEN_IMAGES else []
-    screen_before = _headline(evaluate_onnx({name: fp32}, screen, STRIDE), name) if screen else before
+    screen_before = measure(fp32, screen) if screen else before
     for storage, convert in (("int8", quantize_int8), ("fp16", store_fp16)):
         candidate = tmp / f"{name}.{storage}.onnx"
         convert(fp32, candidate)
         if screen:
-            screened = _headline(evaluate_onnx({name: candidate}, screen, STRIDE), name)
+            screened = measure(candidate, screen)
             if screen_before - screened >= SCREEN_MARGIN * max_loss:
                 # Measured on the screen only, so not under test_{storage} (which means the whole test split).
                 verification[f"screen_{storage}"] = {
@@ -322,7 +329,7 @@ def _compact(
                     "test images: rejected"
                 )
                 continue
-        after = _headline(evaluate_onnx({name: candidate}, test, STRIDE), name)
+        after = measure(candidate, test)
         verification[f"test_{storage}"] = after
         keep = before - after < max_loss
         log(

@@ -16,15 +16,7 @@ from shared.detection import decode_detections
 from shared.heads import head_probabilities, sigmoid
 from shared.imaging import decode_image
 from shared.manifest import Manifest
-from shared.preprocess import (
-    CROP_ASPECT_POWER,
-    DETECTOR_SIZE,
-    crop_aspect_power,
-    crop_box,
-    letterbox,
-    to_tensor,
-    union_box,
-)
+from shared.preprocess import DETECTOR_SIZE, crop_aspect_power, crop_box, letterbox, to_tensor, union_box
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
@@ -45,12 +37,6 @@ from training.metrics import (
     retrieval_metrics,
 )
 
-# The crops' aspect power per model when the caller gives none: this code's, what a fresh export has.
-DEFAULT_ASPECT_POWER = {
-    "attributes": CROP_ASPECT_POWER["item_crop"],
-    "style": CROP_ASPECT_POWER["person_crop"],
-}
-
 
 def aspect_powers(manifest: Manifest) -> dict[str, float]:
     """The crops' aspect power of each model of a manifest, as evaluate_onnx takes them."""
@@ -61,18 +47,17 @@ def evaluate_onnx(
     files: dict[str, Path],
     samples: list[Sample],
     stride: int,
+    aspect_power: dict[str, float],
     gallery: list[Sample] | None = None,
     on_progress: Callable[[int], None] | None = None,
-    aspect_power: dict[str, float] | None = None,
 ) -> dict:
     """Metrics of the given model files (keys: detector, attributes, style) on `samples`. Retrieval
     searches `gallery`'s items (the training split), or the samples' own items leave-one-out. Crops go
     through the models in batches as they are cut and only the outputs are kept, so memory grows with the
     number of items, not with their pixels. `layering` splits the figures of tops and onepieces by whether
     an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`). `on_progress` counts the
-    samples' images, then the gallery's. `aspect_power`: the crops' aspect power per model, as the models'
-    manifest says (default: this code's)."""
-    power = {**DEFAULT_ASPECT_POWER, **(aspect_power or {})}
+    samples' images, then the gallery's. `aspect_power`: how each crop model's crops are made, as its
+    manifest says (`aspect_powers`)."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
@@ -105,7 +90,7 @@ def evaluate_onnx(
             image_outer.append(outer)
         if crops:
             for item in items:
-                crops.add(crop_box(pixels, item.box, power["attributes"]))
+                crops.add(crop_box(pixels, item.box, aspect_power["attributes"]))
                 crop_meta.append(item)
                 crop_outer.append(outer)
         if persons and (target := style_target(sample.record)) is not None:
@@ -113,7 +98,7 @@ def evaluate_onnx(
                 crop_box(
                     pixels,
                     union_box([it.box for it in items], pixels.shape[1], pixels.shape[0]),
-                    power["style"],
+                    aspect_power["style"],
                 )
             )
             person_targets.append(target)
@@ -139,7 +124,7 @@ def evaluate_onnx(
         queries = logits["embedding"]
         if gallery:
             found, gallery_keys = _gallery_embeddings(
-                sessions["attributes"], gallery, limits, power["attributes"], on_progress
+                sessions["attributes"], gallery, limits, aspect_power["attributes"], on_progress
             )
             result["attributes"]["retrieval"] = retrieval_metrics(queries, keys, found, gallery_keys)
         else:
