@@ -415,7 +415,7 @@ def evaluate(
     """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
     from training.data import load_samples
     from training.evaluate import headline
-    from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
+    from training.onnx_eval import aspect_powers, detector_geometry, evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
     directory = models_dir or load_settings().models_dir
@@ -426,14 +426,14 @@ def evaluate(
         err.print(f"[red]no images of split '{split}' under {data}")
         raise typer.Exit(1)
     files = {name: Path(directory) / entry.file for name, entry in manifest.models.items()}
-    stride = int(manifest.models["detector"].postprocessing.get("stride", 8)) if "detector" in files else 8
+    geometry = detector_geometry(manifest) if "detector" in files else None
     gallery = retrieval_gallery(samples, split) if "attributes" in files else []
     with progress_bar() as bar:
         task = bar.add_task(f"evaluating {split}", total=len(chosen) + len(gallery))
         metrics = evaluate_onnx(
             files,
             chosen,
-            stride,
+            geometry,
             aspect_powers(manifest),
             gallery=gallery,
             on_progress=lambda n: bar.advance(task, n),

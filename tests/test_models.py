@@ -14,7 +14,7 @@ from shared.manifest import check_files, load_manifest
 from shared.taxonomy import TAXONOMY_VERSION
 from tests.conftest import UNSEEN_SEED
 from training.data import LAYERED_REGIONS, load_samples, shows_outer
-from training.onnx_eval import LAYERING_GROUPS, aspect_powers, evaluate_onnx
+from training.onnx_eval import LAYERING_GROUPS, aspect_powers, detector_geometry, evaluate_onnx
 from training.synth.dataset import generate_dataset
 
 MODELS = Path(__file__).parents[1] / "models"
@@ -51,8 +51,7 @@ def test_models_work_on_unseen_generated_pictures(unseen_dataset: Path) -> None:
     manifest = load_manifest(MODELS)
     files = {name: MODELS / entry.file for name, entry in manifest.models.items()}
     samples = load_samples(unseen_dataset)[0]
-    stride = int(manifest.models["detector"].postprocessing["stride"])
-    metrics = evaluate_onnx(files, samples, stride, aspect_powers(manifest))
+    metrics = evaluate_onnx(files, samples, detector_geometry(manifest), aspect_powers(manifest))
     for (model, section, key), threshold in UNSEEN_THRESHOLDS.items():
         value = (metrics[model][section] if section else metrics[model])[key]
         assert value >= threshold, (model, section, key, value)

@@ -355,15 +355,21 @@ def test_onnx_evaluation_agrees_with_training_evaluation(
     test items search the training split's, as in the run's report (`kfashion eval` does the same)."""
     from training.data import load_samples
     from training.export import export_run
-    from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
+    from training.onnx_eval import aspect_powers, detector_geometry, evaluate_onnx, retrieval_gallery
 
     run, result = small_run
     samples = load_samples(small_data)[0]
     export_run(run, tmp_path, samples, log=lambda message: None)
     test = [s for s in samples if s.split == "test"]
     files = {name: tmp_path / f"{name}.onnx" for name in ("detector", "attributes", "style")}
-    powers = aspect_powers(load_manifest(tmp_path))
-    metrics = evaluate_onnx(files, test, 8, powers, gallery=retrieval_gallery(samples, "test"))
+    manifest = load_manifest(tmp_path)
+    metrics = evaluate_onnx(
+        files,
+        test,
+        detector_geometry(manifest),
+        aspect_powers(manifest),
+        gallery=retrieval_gallery(samples, "test"),
+    )
     trained = result["metrics"]
     assert metrics["detector"]["mean"]["AP50"] == pytest.approx(
         trained["detector"]["test"]["mean"]["AP50"], abs=0.02

@@ -303,7 +303,9 @@ def _compact(
     from training.onnx_eval import evaluate_onnx
 
     def measure(model: Path, images: list[Sample]) -> float:
-        return _headline(evaluate_onnx({name: model}, images, STRIDE, {name: aspect_power}), name)
+        return _headline(
+            evaluate_onnx({name: model}, images, (DETECTOR_SIZE, STRIDE), {name: aspect_power}), name
+        )
 
     if not test:
         log(f"{name}: no test images to measure a smaller form on; fp32 kept")

@@ -16,7 +16,7 @@ from shared.detection import decode_detections
 from shared.heads import head_probabilities, sigmoid
 from shared.imaging import decode_image
 from shared.manifest import Manifest
-from shared.preprocess import DETECTOR_SIZE, crop_aspect_power, crop_box, letterbox, to_tensor, union_box
+from shared.preprocess import crop_aspect_power, crop_box, letterbox, to_tensor, union_box
 from shared.runtime import onnx_session
 from shared.settings import ImageLimits
 from shared.taxonomy import REGIONS, STYLE
@@ -43,10 +43,16 @@ def aspect_powers(manifest: Manifest) -> dict[str, float]:
     return {name: crop_aspect_power(entry.preprocessing) for name, entry in manifest.models.items()}
 
 
+def detector_geometry(manifest: Manifest) -> tuple[int, int]:
+    """The detector's input size and output stride, as its manifest says (what serving uses)."""
+    entry = manifest.models["detector"]
+    return int(entry.preprocessing["input_size"]), int(entry.postprocessing.get("stride", 8))
+
+
 def evaluate_onnx(
     files: dict[str, Path],
     samples: list[Sample],
-    stride: int,
+    geometry: tuple[int, int] | None,
     aspect_power: dict[str, float],
     gallery: list[Sample] | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -56,8 +62,9 @@ def evaluate_onnx(
     through the models in batches as they are cut and only the outputs are kept, so memory grows with the
     number of items, not with their pixels. `layering` splits the figures of tops and onepieces by whether
     an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`). `on_progress` counts the
-    samples' images, then the gallery's. `aspect_power`: how each crop model's crops are made, as its
-    manifest says (`aspect_powers`)."""
+    samples' images, then the gallery's. As the manifest says (`detector_geometry`, `aspect_powers`):
+    `geometry`, the detector's input size and stride (None without a detector), and `aspect_power`, how
+    each crop model's crops are made."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
@@ -71,7 +78,9 @@ def evaluate_onnx(
         items = [it for it in sample.record.items if it.box]
         outer = shows_outer(items)
         if "detector" in sessions:
-            model_input, placement = letterbox(pixels, DETECTOR_SIZE)
+            assert geometry is not None, "a detector needs its input size and stride"
+            detector_size, stride = geometry
+            model_input, placement = letterbox(pixels, detector_size)
             peaks, size, offset = sessions["detector"].run(
                 ["peaks", "size", "offset"], {"image": to_tensor(model_input[None])}
             )
