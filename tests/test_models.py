@@ -8,9 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import onnx
 import pytest
 
-from shared.manifest import check_files, load_manifest
+from shared.manifest import check_files, load_manifest, sha256_of, write_manifest
 from shared.taxonomy import TAXONOMY_VERSION
 from tests.conftest import UNSEEN_SEED
 from training.data import LAYERED_REGIONS, load_samples, shows_outer
@@ -61,6 +62,33 @@ def _kfashion(*args: str, timeout: int = 600) -> subprocess.CompletedProcess[str
     return subprocess.run(
         [sys.executable, "-m", "kfashion", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_eval_takes_the_detector_input_size_from_the_manifest(unseen_dataset: Path, tmp_path: Path) -> None:
+    # A user's detector may take another size than ours: the committed one, its graph set to 256x256 (it is
+    # fully convolutional), is evaluated at the size its manifest says (the training constant failed here).
+    graph = onnx.load(MODELS / "detector.onnx")
+    dims = graph.graph.input[0].type.tensor_type.shape.dim
+    dims[2].dim_value = dims[3].dim_value = 256
+    for output in graph.graph.output:
+        for dim in output.type.tensor_type.shape.dim[2:]:
+            dim.dim_param = "grid"
+    del graph.graph.value_info[:]
+    resized = tmp_path / "detector.onnx"
+    onnx.save(graph, resized)
+    manifest = load_manifest(MODELS)
+    manifest.models = {"detector": manifest.models["detector"]}
+    entry = manifest.models["detector"]
+    entry.preprocessing["input_size"] = 256
+    entry.sha256, entry.bytes = sha256_of(resized), resized.stat().st_size
+    write_manifest(tmp_path, manifest)
+    out = tmp_path / "metrics.json"
+    result = _kfashion(
+        "eval", "--data", str(unseen_dataset), "--models", str(tmp_path), "--split", "all", "--out", str(out)
+    )
+    assert result.returncode == 0, result.stderr
+    ap50 = json.loads(out.read_text(encoding="utf-8"))["detector"]["mean"]["AP50"]
+    assert ap50 >= UNSEEN_THRESHOLDS[("detector", "mean", "AP50")], ap50
 
 
 def test_eval_and_predict_commands(unseen_dataset: Path, tmp_path: Path) -> None:
