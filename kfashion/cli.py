@@ -413,9 +413,10 @@ def evaluate(
     out: Annotated[Path | None, typer.Option(help="also write the metrics JSON here")] = None,
 ) -> None:
     """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
+    from shared.detection import detector_geometry
     from training.data import load_samples
     from training.evaluate import headline
-    from training.onnx_eval import aspect_powers, detector_geometry, evaluate_onnx, retrieval_gallery
+    from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
     directory = models_dir or load_settings().models_dir
@@ -426,7 +427,7 @@ def evaluate(
         err.print(f"[red]no images of split '{split}' under {data}")
         raise typer.Exit(1)
     files = {name: Path(directory) / entry.file for name, entry in manifest.models.items()}
-    geometry = detector_geometry(manifest) if "detector" in files else None
+    geometry = detector_geometry(manifest.models["detector"]) if "detector" in files else None
     gallery = retrieval_gallery(samples, split) if "attributes" in files else []
     with progress_bar() as bar:
         task = bar.add_task(f"evaluating {split}", total=len(chosen) + len(gallery))

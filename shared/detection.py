@@ -11,8 +11,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from shared.manifest import ModelEntry
 from shared.preprocess import Letterbox
 from shared.taxonomy import REGIONS
+
+
+def detector_geometry(entry: ModelEntry) -> tuple[int, int]:
+    """The detector's input size and output stride, as its manifest entry says: serving and evaluation
+    both letterbox and decode by it, so a detector of another size than ours is read right."""
+    return int(entry.preprocessing["input_size"]), int(entry.postprocessing["stride"])
 
 
 @dataclass(frozen=True, slots=True)

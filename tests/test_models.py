@@ -11,11 +11,12 @@ from pathlib import Path
 import onnx
 import pytest
 
+from shared.detection import detector_geometry
 from shared.manifest import check_files, load_manifest, sha256_of, write_manifest
 from shared.taxonomy import TAXONOMY_VERSION
 from tests.conftest import UNSEEN_SEED
 from training.data import LAYERED_REGIONS, load_samples, shows_outer
-from training.onnx_eval import LAYERING_GROUPS, aspect_powers, detector_geometry, evaluate_onnx
+from training.onnx_eval import LAYERING_GROUPS, aspect_powers, evaluate_onnx
 from training.synth.dataset import generate_dataset
 
 MODELS = Path(__file__).parents[1] / "models"
@@ -52,7 +53,9 @@ def test_models_work_on_unseen_generated_pictures(unseen_dataset: Path) -> None:
     manifest = load_manifest(MODELS)
     files = {name: MODELS / entry.file for name, entry in manifest.models.items()}
     samples = load_samples(unseen_dataset)[0]
-    metrics = evaluate_onnx(files, samples, detector_geometry(manifest), aspect_powers(manifest))
+    metrics = evaluate_onnx(
+        files, samples, detector_geometry(manifest.models["detector"]), aspect_powers(manifest)
+    )
     for (model, section, key), threshold in UNSEEN_THRESHOLDS.items():
         value = (metrics[model][section] if section else metrics[model])[key]
         assert value >= threshold, (model, section, key, value)

@@ -353,9 +353,10 @@ def test_onnx_evaluation_agrees_with_training_evaluation(
 ) -> None:
     """The exported models, run end to end on the images, score what the training-time path scored; the
     test items search the training split's, as in the run's report (`kfashion eval` does the same)."""
+    from shared.detection import detector_geometry
     from training.data import load_samples
     from training.export import export_run
-    from training.onnx_eval import aspect_powers, detector_geometry, evaluate_onnx, retrieval_gallery
+    from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
 
     run, result = small_run
     samples = load_samples(small_data)[0]
@@ -366,7 +367,7 @@ def test_onnx_evaluation_agrees_with_training_evaluation(
     metrics = evaluate_onnx(
         files,
         test,
-        detector_geometry(manifest),
+        detector_geometry(manifest.models["detector"]),
         aspect_powers(manifest),
         gallery=retrieval_gallery(samples, "test"),
     )

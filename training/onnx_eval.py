@@ -43,12 +43,6 @@ def aspect_powers(manifest: Manifest) -> dict[str, float]:
     return {name: crop_aspect_power(entry.preprocessing) for name, entry in manifest.models.items()}
 
 
-def detector_geometry(manifest: Manifest) -> tuple[int, int]:
-    """The detector's input size and output stride, as its manifest says (what serving uses)."""
-    entry = manifest.models["detector"]
-    return int(entry.preprocessing["input_size"]), int(entry.postprocessing.get("stride", 8))
-
-
 def evaluate_onnx(
     files: dict[str, Path],
     samples: list[Sample],
@@ -62,10 +56,13 @@ def evaluate_onnx(
     through the models in batches as they are cut and only the outputs are kept, so memory grows with the
     number of items, not with their pixels. `layering` splits the figures of tops and onepieces by whether
     an outer is worn over them (`_detection_by_outer`, `_attributes_by_outer`). `on_progress` counts the
-    samples' images, then the gallery's. As the manifest says (`detector_geometry`, `aspect_powers`):
-    `geometry`, the detector's input size and stride (None without a detector), and `aspect_power`, how
-    each crop model's crops are made."""
+    samples' images, then the gallery's. As the manifest says (`shared.detection.detector_geometry`,
+    `aspect_powers`): `geometry`, the detector's input size and stride (None without a detector), and
+    `aspect_power`, how each crop model's crops are made."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
+    if "detector" in sessions:
+        assert geometry is not None, "a detector needs its input size and stride"
+        detector_size, stride = geometry
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
     crop_meta, crop_outer, person_targets = [], [], []  # crop_outer: the crop's image shows an outer
@@ -78,8 +75,6 @@ def evaluate_onnx(
         items = [it for it in sample.record.items if it.box]
         outer = shows_outer(items)
         if "detector" in sessions:
-            assert geometry is not None, "a detector needs its input size and stride"
-            detector_size, stride = geometry
             model_input, placement = letterbox(pixels, detector_size)
             peaks, size, offset = sessions["detector"].run(
                 ["peaks", "size", "offset"], {"image": to_tensor(model_input[None])}

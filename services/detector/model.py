@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.detection import Detection, decode_detections
+from shared.detection import Detection, decode_detections, detector_geometry
 from shared.preprocess import letterbox, to_tensor
 from shared.runtime import ModelRuntime
 from shared.settings import DetectorSettings
@@ -19,8 +19,7 @@ class Detector:
         entry = runtime.entry(MODEL)
         post = entry.postprocessing
         self.runtime = runtime
-        self.input_size = int(entry.preprocessing["input_size"])
-        self.stride = int(post["stride"])
+        self.input_size, self.stride = detector_geometry(entry)
         self.score_threshold = settings.score_threshold or float(post["score_threshold"])
         self.nms_iou = settings.nms_iou or float(post.get("nms_iou", 0.6))
         self.max_items = settings.max_items or int(post.get("max_items", 20))
