@@ -199,25 +199,17 @@ def _fmt(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and np.isnan(value)) else f"{value:.3f}"
 
 
+def _section(title: str, columns: list[str]) -> list[str]:
+    """A report section's heading and its table's header rows."""
+    return ["", f"## {title}", "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
 def markdown_report(metrics: dict, title: str) -> str:
-    lines = [
-        f"# {title}",
-        "",
-        "## Headline (train / val / test)",
-        "",
-        "| metric | train | val | test |",
-        "|---|---|---|---|",
-    ]
+    lines = [f"# {title}", *_section("Headline (train / val / test)", ["metric", *SPLITS])]
     for label, values in headline(metrics).items():
         lines.append(f"| {label} | " + " | ".join(_fmt(values.get(s)) for s in SPLITS) + " |")
     if "detector" in metrics:
-        lines += [
-            "",
-            "## Detection per region",
-            "",
-            "| region | split | AP50 | AP50:95 | objects |",
-            "|---|---|---|---|---|",
-        ]
+        lines += _section("Detection per region", ["region", "split", "AP50", "AP50:95", "objects"])
         for split, values in metrics["detector"].items():
             for region in REGIONS:
                 v = values[region]
@@ -225,13 +217,7 @@ def markdown_report(metrics: dict, title: str) -> str:
                     f"| {region} | {split} | {_fmt(v['AP50'])} | {_fmt(v['AP50_95'])} | {v['objects']} |"
                 )
     if "attributes" in metrics:
-        lines += [
-            "",
-            "## Attributes",
-            "",
-            "| head | split | count | top-1 / mAP | top-3 / CF1 |",
-            "|---|---|---|---|---|",
-        ]
+        lines += _section("Attributes", ["head", "split", "count", "top-1 / mAP", "top-3 / CF1"])
         for split, values in metrics["attributes"].items():
             for key in SINGLE_HEADS:
                 v = values[key]
@@ -245,13 +231,9 @@ def markdown_report(metrics: dict, title: str) -> str:
                     f"| {key} | {split} | {v.get('count', 0)} | {_fmt(v.get('mAP'))} | {_fmt(v.get('CF1'))} |"
                 )
     if "style" in metrics:
-        lines += [
-            "",
-            "## Styles",
-            "",
-            "| split | mAP | CP | CR | CF1 | OP | OR | OF1 | CF1 top-3 | OF1 top-3 |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        lines += _section(
+            "Styles", ["split", "mAP", "CP", "CR", "CF1", "OP", "OR", "OF1", "CF1 top-3", "OF1 top-3"]
+        )
         for split, v in metrics["style"].items():
             cells = [
                 v["mAP"],
