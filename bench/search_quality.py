@@ -27,7 +27,8 @@ from tests.test_search_api import (
     CATALOG_BATCH,
     SHOP_QUERIES,
     _add_to_catalog,
-    _label_pairs,
+    _judging,
+    _label_pair,
     _photo_search,
     _top5_same_category_colour,
 )
@@ -46,13 +47,12 @@ class PerGarment:
 
 
 def per_garment(url: str, catalog: list[Sample], queries: list[Sample]) -> PerGarment:
-    truth = _label_pairs([*catalog, *queries])
-    in_catalog = Counter(_label_pairs(catalog).values())
+    truth, in_catalog = _judging(catalog, queries)
     score = PerGarment()
     for sample in queries:
         data = sample.image_path.read_bytes()
         for item in sample.record.items:
-            wanted = (item.attributes.get("category"), item.attributes.get("color"))
+            wanted = _label_pair(item)
             score.asked[item.region] += 1
             score.answerable += bool(in_catalog[wanted])
             response = _photo_search(url, sample.image_path.name, data, top_k="5", region=item.region)

@@ -22,6 +22,7 @@ import pytest
 from PIL import Image
 
 from shared.blobs import S3BlobStore
+from shared.labels import Item
 from shared.settings import StorageSettings
 from shared.taxonomy import ATTRIBUTES, STYLE
 from tests.conftest import SYNTH_SEED, UNSEEN_SEED
@@ -215,13 +216,23 @@ def test_a_photo_finds_the_same_garment_first(deployment: Deployment) -> None:
     assert len(elsewhere) <= (1 - SAME_GARMENT_FIRST_MIN) * len(deployment.samples), elsewhere
 
 
+def _label_pair(item: Item) -> tuple[str | None, str | None]:
+    """What a hit must share with a labelled item: its (category, colour)."""
+    return item.attributes.get("category"), item.attributes.get("color")
+
+
 def _label_pairs(samples: list[Sample]) -> dict[tuple[str, str], tuple[str | None, str | None]]:
     """(file name, region) -> (category, colour) of the labelled item."""
-    return {
-        (s.image_path.name, item.region): (item.attributes.get("category"), item.attributes.get("color"))
-        for s in samples
-        for item in s.record.items
-    }
+    return {(s.image_path.name, item.region): _label_pair(item) for s in samples for item in s.record.items}
+
+
+def _judging(
+    catalog: list[Sample], queries: list[Sample]
+) -> tuple[dict[tuple[str, str], tuple[str | None, str | None]], Counter]:
+    """The labelled pair of every catalog and query item, and how many catalog items hold each pair (a
+    query whose pair has none cannot be answered right)."""
+    catalog_pairs = _label_pairs(catalog)
+    return {**catalog_pairs, **_label_pairs(queries)}, Counter(catalog_pairs.values())
 
 
 @dataclass
@@ -233,8 +244,7 @@ class Top5:
 
 
 def _top5_same_category_colour(url: str, catalog: list[Sample], queries: list[Sample]) -> Top5:
-    truth = _label_pairs([*catalog, *queries])
-    in_catalog = Counter(_label_pairs(catalog).values())
+    truth, in_catalog = _judging(catalog, queries)
     score = Top5()
     for sample in queries:
         response = _photo_search(url, sample.image_path.name, sample.image_path.read_bytes(), top_k="5")

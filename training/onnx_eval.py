@@ -61,7 +61,8 @@ def evaluate_onnx(
     `aspect_power`, how each crop model's crops are made."""
     sessions = {name: onnx_session(path) for name, path in files.items()}
     if "detector" in sessions:
-        assert geometry is not None, "a detector needs its input size and stride"
+        if geometry is None:
+            raise ValueError("evaluating a detector needs its input size and stride (detector_geometry)")
         detector_size, stride = geometry
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
