@@ -130,6 +130,13 @@ async def read_form_or_json(request: Request, model: type[BaseModel]) -> tuple[A
     try:
         raw = await request.json() if await request.body() else {}
     except ValueError as exc:
+        if isinstance(exc, json.JSONDecodeError) and "json" in content_type:
+            # Declared JSON: say where it breaks, so the client can find its mistake.
+            raise ApiError(
+                ErrorCode.BAD_REQUEST,
+                f"the JSON body is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}",
+                {"line": exc.lineno, "column": exc.colno},
+            ) from exc
         raise ApiError(ErrorCode.BAD_REQUEST, "the body is neither multipart form data nor JSON") from exc
     if not isinstance(raw, dict):
         raise ApiError(ErrorCode.VALIDATION_FAILED, "the JSON body must be an object")

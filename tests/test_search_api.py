@@ -587,6 +587,13 @@ def test_bad_photo_requests(deployment: Deployment, unseen: list[Sample]) -> Non
         f"{deployment.url}/search", content=b"{oops", headers={"content-type": "application/json"}
     )
     assert not_json.status_code == 400
+    assert not_json.json()["body"]["error"]["details"] == {"line": 1, "column": 2}
+    assert "not valid JSON" in not_json.json()["resultMessage"]
+    undeclared = httpx2.post(
+        f"{deployment.url}/search", content=b"{oops", headers={"content-type": "text/plain"}
+    )
+    assert undeclared.status_code == 400
+    assert undeclared.json()["resultMessage"] == "the body is neither multipart form data nor JSON"
     missing = httpx2.get(f"{deployment.url}/catalog/images/{10**8}")
     assert missing.status_code == 404 and missing.json()["body"]["error"]["code"] == "NOT_FOUND"
 
