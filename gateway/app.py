@@ -92,7 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         embedding: bool = Query(False, description="include each item's embedding vector"),
     ) -> Response:
         services.ensure_ready()
-        sources = await collect_sources(files, urls, settings, settings.gateway.sync_max_images)
+        sources = await collect_sources(
+            files, urls, settings, settings.gateway.sync_max_images, "use POST /tagging/jobs"
+        )
         tagged = await pipeline.tag_all(sources, top_k, embedding)
         if len(tagged) == 1 and tagged[0].failed:
             error = tagged[0].result["error"]

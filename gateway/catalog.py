@@ -213,7 +213,13 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
         urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
     ) -> Response:
         pipeline.services.ensure_ready()
-        sources = await collect_sources(files, urls, settings, settings.gateway.sync_max_images)
+        sources = await collect_sources(
+            files,
+            urls,
+            settings,
+            settings.gateway.sync_max_images,
+            "send them in several requests, or add a folder with `kfashion catalog add DIR`",
+        )
         results = await add_to_catalog(pipeline, search, sources)
         counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}
         return JSONResponse(success({"results": results, "counts": counts | {"total": len(results)}}))

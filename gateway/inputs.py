@@ -140,9 +140,14 @@ async def fetch(client: httpx2.AsyncClient, url: str, limits: ImageLimits) -> by
 
 
 async def collect_sources(
-    files: list[UploadFile] | None, urls: list[str] | None, settings: Settings, limit: int
+    files: list[UploadFile] | None,
+    urls: list[str] | None,
+    settings: Settings,
+    limit: int,
+    over_limit_hint: str = "",
 ) -> list[Source]:
-    """Every source of a request, checked before anything is fetched, tagged or written."""
+    """Every source of a request, checked before anything is fetched, tagged or written. Over `limit`
+    images, the error ends with `over_limit_hint`: where the caller can send that many instead."""
     url_list = [u for u in (urls or []) if u.strip()]
     sources = url_sources(url_list, settings.gateway)
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
@@ -153,10 +158,10 @@ async def collect_sources(
             "no images: send files (multipart field 'files', repeated; zip archives too) or 'urls'",
         )
     if len(sources) > limit:
-        hint = " use POST /tagging/jobs" if limit == settings.gateway.sync_max_images else ""
         raise ApiError(
             ErrorCode.TOO_MANY_FILES,
-            f"{len(sources)} images is over the limit of {limit} for this request;{hint}",
+            f"{len(sources)} images is over the limit of {limit} for this request"
+            + (f"; {over_limit_hint}" if over_limit_hint else ""),
             {"images": len(sources), "limit": limit},
         )
     return sources

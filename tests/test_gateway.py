@@ -239,6 +239,22 @@ def test_bad_input_answers_the_envelope(case: str, embedded: Server, unseen: lis
     assert envelope["resultMessage"]
 
 
+def test_too_many_images_say_where_to_send_them(embedded: Server, unseen: list[Sample]) -> None:
+    """Over the limit of a request, the message names what takes that many: a job for /tagging, several
+    requests or the folder command for the catalog (which has no job form). Nothing is tagged or stored."""
+    files, _, _, _ = _bad_inputs(unseen)["too many files"]
+
+    def catalog_size() -> int:
+        listed = httpx2.get(f"{embedded.url}/catalog/images", params={"limit": 1}, timeout=30)
+        return listed.json()["body"]["total"]
+
+    before = catalog_size()
+    for path, hint in (("/tagging", "POST /tagging/jobs"), ("/catalog/images", "kfashion catalog add")):
+        response = httpx2.post(f"{embedded.url}{path}", files=files, timeout=60)
+        assert response.status_code == 413 and hint in response.json()["resultMessage"], response.text
+    assert catalog_size() == before
+
+
 def test_unknown_service(embedded: Server) -> None:
     response = httpx2.get(f"{embedded.url}/services/tagger")
     assert response.status_code == 404 and response.json()["body"]["error"]["code"] == "UNKNOWN_SERVICE"
