@@ -86,6 +86,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def tagging(
         files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
         urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
+        folders: list[str] | None = Form(
+            None, description="folder links on allowed hosts (an index page or an S3 listing), repeated"
+        ),
         format: Format = Query(Format.json, description="json, csv, xlsx, or image (drawn; zip if several)"),
         size: int = Query(settings.gateway.draw_size, ge=64, le=4096, description="drawn image longest side"),
         top_k: int = Query(settings.gateway.top_k, ge=1, le=50),
@@ -93,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> Response:
         services.ensure_ready()
         sources = await collect_sources(
-            files, urls, settings, settings.gateway.sync_max_images, "use POST /tagging/jobs"
+            files, urls, settings, settings.gateway.sync_max_images, "use POST /tagging/jobs", folders
         )
         tagged = await pipeline.tag_all(sources, top_k, embedding)
         if len(tagged) == 1 and tagged[0].failed:
@@ -125,10 +128,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def create_job(
         files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
         urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
+        folders: list[str] | None = Form(
+            None, description="folder links on allowed hosts (an index page or an S3 listing), repeated"
+        ),
         top_k: int = Form(settings.gateway.top_k, ge=1, le=50),
         embedding: bool = Form(False),
     ) -> Response:
-        sources = await collect_sources(files, urls, settings, settings.gateway.job_max_images)
+        sources = await collect_sources(
+            files, urls, settings, settings.gateway.job_max_images, folders=folders
+        )
         job_id = await run_in_threadpool(store.create, sources, {"top_k": top_k, "embedding": embedding})
         worker.wake.set()
         job = await run_in_threadpool(store.get, job_id)

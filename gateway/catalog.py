@@ -211,6 +211,9 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
     async def add_images(
         files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
         urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
+        folders: list[str] | None = Form(
+            None, description="folder links on allowed hosts (an index page or an S3 listing), repeated"
+        ),
     ) -> Response:
         pipeline.services.ensure_ready()
         sources = await collect_sources(
@@ -219,6 +222,7 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
             settings,
             settings.gateway.sync_max_images,
             "send them in several requests, or add a folder with `kfashion catalog add DIR`",
+            folders,
         )
         results = await add_to_catalog(pipeline, search, sources)
         counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}

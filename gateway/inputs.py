@@ -1,13 +1,27 @@
-"""What a /tagging request brings: uploaded images, zip archives of images, and image URLs from allowed
-hosts. Each becomes a Source; a source that cannot be read carries its error and fails alone."""
+"""What a /tagging request brings: uploaded images, zip archives of images, image URLs and folder links from
+allowed hosts. Each image becomes a Source; a source that cannot be read carries its error and fails alone.
+
+A folder link is the URL of a folder of images, tagged image by image as an archive's entries are. Two kinds
+of listing are read:
+- an HTML index page, what a web server shows for a folder (nginx's autoindex, Apache's mod_autoindex,
+  `python -m http.server`): links to its files and subfolders;
+- an S3 bucket listing (ListObjectsV2 XML) of a bucket that allows listing, e.g.
+  `http://host:9000/bucket?list-type=2&prefix=shop/` (MinIO, S3).
+Subfolders are followed to FOLDER_DEPTH levels below the link. Links that leave the folder (a parent, another
+host, the sort-order links of index pages) are not followed, and files that are not images are skipped: a
+K-Fashion dataset folder holds a label JSON beside every image. Listings, like images, come only from allowed
+hosts and never through redirects.
+"""
 
 from __future__ import annotations
 
 import io
 import zipfile
 from dataclasses import dataclass
+from html.parser import HTMLParser
 from pathlib import PurePosixPath
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 import httpx2
 from fastapi import UploadFile
@@ -91,24 +105,29 @@ def upload_sources(uploads: list[tuple[str, bytes]], limits: ImageLimits, max_en
     return sources
 
 
+def checked_url(url: str, settings: GatewaySettings) -> str:
+    """The URL, stripped, if it is http(s) on an allowed host; else the request is refused before
+    anything is fetched or written."""
+    parts = urlsplit(url.strip())
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ApiError(ErrorCode.VALIDATION_FAILED, f"{url!r} is not an http(s) URL", {"url": url})
+    if host not in {allowed.lower() for allowed in settings.url_hosts}:
+        raise ApiError(
+            ErrorCode.HOST_NOT_ALLOWED,
+            f"{host} is not an allowed host for image URLs (KFASHION_GATEWAY__URL_HOSTS)",
+            {"url": url, "host": host},
+        )
+    return url.strip()
+
+
 def url_sources(urls: list[str], settings: GatewaySettings) -> list[Source]:
-    """URL sources, after checking every URL against the allow-list: one host not on it rejects the
-    request before anything is fetched or written."""
-    allowed = {host.lower() for host in settings.url_hosts}
+    """URL sources, after checking every URL against the allow-list (checked_url)."""
     sources = []
     for url in urls:
-        parts = urlsplit(url.strip())
-        host = (parts.hostname or "").lower()
-        if parts.scheme not in ("http", "https") or not host:
-            raise ApiError(ErrorCode.VALIDATION_FAILED, f"{url!r} is not an http(s) URL", {"url": url})
-        if host not in allowed:
-            raise ApiError(
-                ErrorCode.HOST_NOT_ALLOWED,
-                f"{host} is not an allowed host for image URLs (KFASHION_GATEWAY__URL_HOSTS)",
-                {"url": url, "host": host},
-            )
-        name = PurePosixPath(parts.path).name or host
-        sources.append(Source(name, url=url.strip()))
+        checked = checked_url(url, settings)
+        parts = urlsplit(checked)
+        sources.append(Source(PurePosixPath(parts.path).name or parts.hostname or checked, url=checked))
     return sources
 
 
@@ -139,29 +158,145 @@ async def fetch(client: httpx2.AsyncClient, url: str, limits: ImageLimits) -> by
         ) from exc
 
 
+FOLDER_DEPTH = 3  # subfolder levels followed below a link: a K-Fashion tree is <style>/<work_no>/<image>
+MAX_LISTINGS = 200  # listing pages read per folder link, so a link to a huge tree fails fast
+S3_NAMESPACE = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+
+
+class _Links(HTMLParser):
+    """The href of every <a> of a page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hrefs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.hrefs.extend(value for name, value in attrs if name == "href" and value)
+
+
+def _is_image(path: str) -> bool:
+    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def _s3_listing(text: str) -> ElementTree.Element | None:
+    """The parsed XML when the page is an S3 bucket listing, else None."""
+    if "ListBucketResult" not in text[:1000]:
+        return None
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        return None
+    return root if root.tag.endswith("ListBucketResult") else None
+
+
+async def folder_sources(
+    client: httpx2.AsyncClient, link: str, settings: Settings, limit: int
+) -> list[Source]:
+    """The images a folder link lists, each a URL source named by its path below the folder. Stops reading
+    once more than `limit` are found (the caller refuses the request then). A listing that cannot be read,
+    or a folder without images, is one failed source, so the request's other inputs are still tagged."""
+    base = urlsplit(checked_url(link, settings.gateway))
+    if not base.path.endswith("/") and not base.query:
+        base = base._replace(path=base.path + "/")  # "…/shop" is the folder shop/ (servers redirect there)
+    images: list[Source] = []
+    pending, seen, read = [(urlunsplit(base), 0)], {urlunsplit(base)}, 0
+    while pending and len(images) <= limit:
+        url, depth = pending.pop(0)
+        if read == MAX_LISTINGS:
+            return [_failed(link, ErrorCode.TOO_MANY_FILES, f"more than {MAX_LISTINGS} listing pages")]
+        read += 1
+        try:
+            text = (await fetch(client, url, settings.image)).decode("utf-8", errors="replace")
+        except ApiError as error:
+            images.append(Source(_name(url, base.path) or url, url=url, error=error))
+            continue
+        listing = _s3_listing(text)
+        if listing is not None:
+            found, next_page = _s3_images(listing, url)
+            images.extend(found)
+            if next_page:
+                pending.append((next_page, depth))
+            continue
+        parser = _Links()
+        parser.feed(text)
+        for href in parser.hrefs:
+            target = urljoin(url, href)
+            parts = urlsplit(target)
+            # Compared unquoted: index pages percent-encode links; a user may type the folder either way.
+            inside = parts.netloc == base.netloc and unquote(parts.path).startswith(unquote(base.path))
+            if not inside or parts.query or target in seen or parts.path == urlsplit(url).path:
+                continue
+            seen.add(target)
+            if parts.path.endswith("/"):
+                if depth < FOLDER_DEPTH:
+                    pending.append((target, depth + 1))
+            elif _is_image(parts.path):
+                images.append(Source(_name(target, base.path), url=target))
+    if not images:
+        return [_failed(link, ErrorCode.EMPTY_FOLDER, "the folder lists no images")]
+    return images
+
+
+def _s3_images(listing: ElementTree.Element, url: str) -> tuple[list[Source], str | None]:
+    """The listing's images as sources named by their key below the listed prefix, and the next page's
+    URL when the listing is cut."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    prefix = query.get("prefix", "")
+    bucket_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+    keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text and _is_image(key.text)]
+    images = [Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys]
+    token = listing.findtext(f"{S3_NAMESPACE}NextContinuationToken")
+    next_page = None
+    if listing.findtext(f"{S3_NAMESPACE}IsTruncated") == "true" and token:
+        next_page = f"{bucket_url.rstrip('/')}?{urlencode(query | {'continuation-token': token})}"
+    return images, next_page
+
+
+def _name(url: str, folder_path: str) -> str:
+    """A file's path below the folder link."""
+    path, folder = unquote(urlsplit(url).path), unquote(folder_path).rstrip("/") + "/"
+    return path[len(folder) :] if path.startswith(folder) else path
+
+
+def _failed(link: str, code: ErrorCode, reason: str) -> Source:
+    return Source(link, url=link, error=ApiError(code, f"{link}: {reason}", {"url": link}))
+
+
 async def collect_sources(
     files: list[UploadFile] | None,
     urls: list[str] | None,
     settings: Settings,
     limit: int,
     over_limit_hint: str = "",
+    folders: list[str] | None = None,
 ) -> list[Source]:
-    """Every source of a request, checked before anything is fetched, tagged or written. Over `limit`
-    images, the error ends with `over_limit_hint`: where the caller can send that many instead."""
+    """Every source of a request, checked before any image is fetched, tagged or written (folder links'
+    listings are read here, to count their images). Over `limit` images, the error ends with
+    `over_limit_hint`: where the caller can send that many instead."""
     url_list = [u for u in (urls or []) if u.strip()]
+    folder_list = [checked_url(link, settings.gateway) for link in (folders or []) if link.strip()]
     sources = url_sources(url_list, settings.gateway)
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
     sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources
+    if folder_list:
+        async with httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s) as client:
+            for link in folder_list:
+                if len(sources) > limit:
+                    break
+                sources += await folder_sources(client, link, settings, limit - len(sources))
     if not sources:
         raise ApiError(
             ErrorCode.EMPTY_REQUEST,
-            "no images: send files (multipart field 'files', repeated; zip archives too) or 'urls'",
+            "no images: send files (multipart field 'files', repeated; zip archives too), 'urls' or "
+            "'folders'",
         )
     if len(sources) > limit:
         raise ApiError(
             ErrorCode.TOO_MANY_FILES,
-            f"{len(sources)} images is over the limit of {limit} for this request"
-            + (f"; {over_limit_hint}" if over_limit_hint else ""),
+            f"{'more than ' if folder_list else ''}{len(sources)} images is over the limit of {limit} for "
+            "this request" + (f"; {over_limit_hint}" if over_limit_hint else ""),
             {"images": len(sources), "limit": limit},
         )
     return sources

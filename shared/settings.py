@@ -58,7 +58,8 @@ class ServiceUrls(BaseModel):
 
 class GatewaySettings(BaseModel):
     url_hosts: list[str] = Field(
-        default_factory=list, description="hosts /tagging may fetch image URLs from; empty: none"
+        default_factory=list,
+        description="hosts /tagging may fetch image URLs and folder listings from; empty: none",
     )
     url_timeout_s: float = Field(10.0, gt=0)
     sync_max_images: int = Field(32, gt=0, description="more images than this must go to /tagging/jobs")

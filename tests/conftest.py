@@ -66,6 +66,16 @@ class _CountingHandler(SimpleHTTPRequestHandler):
         return None
 
 
+def serve_folder(folder: Path) -> Iterator[tuple[str, list[str]]]:
+    """A real HTTP server on loopback serving `folder` (Python's own: files, and an HTML index page for
+    each folder); yields its URL and every path asked for, then stops."""
+    handler = type("Handler", (_CountingHandler,), {"hits": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
+    server.shutdown()
+
+
 @pytest.fixture(scope="session")
 def image_host(
     tmp_path_factory: pytest.TempPathFactory, unseen: list[Sample]
@@ -74,11 +84,7 @@ def image_host(
     folder = tmp_path_factory.mktemp("host")
     for sample in unseen[:2]:
         (folder / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
-    handler = type("Handler", (_CountingHandler,), {"hits": []})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(handler, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", handler.hits
-    server.shutdown()
+    yield from serve_folder(folder)
 
 
 @pytest.fixture(scope="session")
