@@ -55,9 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     search = SearchClient(settings)
     app.include_router(catalog_router(settings, pipeline, search))
 
-    async def tag_for_job(source: Source, options: dict) -> dict:
-        tagged = await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
-        return tagged.result
+    async def tag_for_job(source: Source, options: dict) -> Tagged:
+        return await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
 
     worker = JobWorker(store, tag_for_job, settings.gateway.concurrency)
     state.startup.append(services.start)

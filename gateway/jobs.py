@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 
 from gateway.inputs import Source
+from gateway.tagging import Tagged
 from shared.blobs import BlobStore
 from shared.db import migrate
 from shared.envelope import DATE_FORMAT
@@ -129,6 +130,9 @@ class JobStore:
             rows = [dict(r) for r in db.execute(query).mappings()]
         return [r for r in rows if (r["job_id"], r["position"]) not in exclude][:limit]
 
+    def keep_input(self, job_id: str, position: int, data: bytes) -> None:
+        self.blobs.put(self._input_key(job_id, position), data)
+
     def input_bytes(self, job_id: str, position: int) -> bytes | None:
         try:
             return self.blobs.get(self._input_key(job_id, position))
@@ -197,7 +201,7 @@ def _failed(name: str, error: ApiError) -> dict:
     return {"file": name, "status": FAILED, "error": error.to_dict()}
 
 
-TagOne = Callable[[Source, dict], Awaitable[dict]]
+TagOne = Callable[[Source, dict], Awaitable[Tagged]]
 
 
 class JobWorker:
@@ -249,7 +253,12 @@ class JobWorker:
             if data is None and not row["url"]:
                 source.error = ApiError(ErrorCode.NOT_FOUND, f"{row['name']}: the stored input is missing")
             try:
-                result = await self.tag_one(source, row["options"] or {})
+                tagged = await self.tag_one(source, row["options"] or {})
+                result = tagged.result
+                if data is None and tagged.image is not None:
+                    # An image fetched from its URL is kept as the job's input, as uploads are: its drawn
+                    # form can then be downloaded, and the host is not asked again.
+                    await asyncio.to_thread(self.store.keep_input, *key, tagged.image.data)
             except ApiError as error:
                 if error.code == ErrorCode.SERVICE_UNAVAILABLE:
                     log.warning("job %s image %s waits: %s", *key, error.message)

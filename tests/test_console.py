@@ -7,11 +7,13 @@ import os
 import shutil
 import zipfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
 import pytest
 
+from tests.conftest import serve_folder
 from tests.servers import ROOT, Server, gateway_env
 from training.data import Sample
 
@@ -102,6 +104,23 @@ def test_a_large_upload_runs_as_a_job_with_progress(page: object, unseen: list[S
     with zipfile.ZipFile(download.value.path()) as drawn:
         assert len(drawn.namelist()) == 10
     _shot(page, "tagging-job")
+
+
+def test_a_folder_link_is_tagged_as_a_job(page: object, unseen: list[Sample], tmp_path: Path) -> None:
+    chosen = unseen[30:33]
+    for sample in chosen:
+        (tmp_path / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
+    with contextmanager(serve_folder)(tmp_path) as (host, _):
+        page.fill("#tag-folder", f"{host}/")
+        page.click("#tag-run")
+        page.wait_for_selector("#tag-table tbody tr", timeout=120_000)
+    names = page.eval_on_selector_all("#tag-table tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert sorted(names) == sorted(s.image_path.name for s in chosen)
+    assert "3 / 3" in page.inner_text("#tag-counts")
+    page.locator("#tag-table tbody tr").first.click()  # its drawn image comes from the job, not the browser
+    page.wait_for_selector("#detail-boxes .box")
+    page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
+    _shot(page, "tagging-folder")
 
 
 def test_a_non_image_shows_the_error_message(page: object, tmp_path: Path) -> None:

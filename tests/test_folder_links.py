@@ -3,8 +3,10 @@ by image, against a real HTTP server and a real S3-protocol server on loopback a
 
 from __future__ import annotations
 
+import io
 import json
 import time
+import zipfile
 from collections.abc import Iterator
 
 import httpx2
@@ -89,6 +91,10 @@ def test_a_job_takes_a_folder_link(embedded: Server, shop_host: tuple[str, list[
         time.sleep(0.2)
         job = httpx2.get(f"{embedded.url}/tagging/jobs/{job['id']}", timeout=10).json()["body"]
     assert job["counts"] == {"total": 17, "done": 17, "failed": 0, "pending": 0}
+    # The fetched images are kept as the job's inputs: they download drawn, as uploads do.
+    drawn = httpx2.get(f"{embedded.url}/tagging/jobs/{job['id']}/images", params={"size": 128}, timeout=60)
+    with zipfile.ZipFile(io.BytesIO(drawn.content)) as bundle:
+        assert len(bundle.namelist()) == 17
 
 
 def test_an_s3_bucket_listing_is_tagged(embedded: Server, s3_endpoint: str, unseen: list[Sample]) -> None:

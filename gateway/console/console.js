@@ -13,7 +13,7 @@ const TEXT = {
     "tagging.pick": "파일 선택", "tagging.run": "태깅 시작", "tagging.download": "내려받기",
     "tagging.drawn": "표시된 이미지", "tagging.chosen": "개 파일 선택됨", "tagging.file": "파일",
     "tagging.status": "상태", "tagging.style": "스타일", "tagging.items": "아이템을 누르면 속성이 보입니다",
-    "tagging.job": "작업", "search.title": "유사 상품 검색", "search.text": "태그 또는 검색어",
+    "tagging.job": "작업", "tagging.folder": "또는 폴더 링크", "search.title": "유사 상품 검색", "search.text": "태그 또는 검색어",
     "search.photo": "사진", "search.topk": "개수", "search.run": "검색", "search.none": "결과 없음",
     "search.found": "건", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
     "filter.print": "프린트", "filter.style": "스타일", "filter.detail": "디테일", "filter.material": "소재", "collection.name": "컬렉션 이름",
@@ -26,7 +26,7 @@ const TEXT = {
     "matching.changed": "바꾼 결과", "matching.query": "기준 아이템",
     "trends.title": "카탈로그 트렌드", "trends.field": "항목", "trends.period": "기간", "trends.by": "기준 날짜",
     "trends.run": "보기", "trends.images": "이미지", "trends.other": "기타", "trends.empty": "데이터 없음",
-    "error.input": "사진이나 아이템 번호를 넣어 주세요", "error.files": "파일을 선택해 주세요",
+    "error.input": "사진이나 아이템 번호를 넣어 주세요", "error.files": "파일을 선택하거나 폴더 링크를 넣어 주세요",
     "error.name": "컬렉션 이름을 넣어 주세요", "score": "점수", "status.done": "완료", "status.failed": "실패",
     "status.pending": "대기",
   },
@@ -36,7 +36,7 @@ const TEXT = {
     "tagging.pick": "Choose files", "tagging.run": "Tag", "tagging.download": "Download",
     "tagging.drawn": "Drawn images", "tagging.chosen": "files chosen", "tagging.file": "File",
     "tagging.status": "Status", "tagging.style": "Style", "tagging.items": "Click an item to see its attributes",
-    "tagging.job": "Job", "search.title": "Find similar items", "search.text": "Tags or words",
+    "tagging.job": "Job", "tagging.folder": "or a folder link", "search.title": "Find similar items", "search.text": "Tags or words",
     "search.photo": "Photo", "search.topk": "Results", "search.run": "Search", "search.none": "No results",
     "search.found": "found", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
     "filter.print": "Print", "filter.style": "Style", "filter.detail": "Detail", "filter.material": "Material", "collection.name": "Collection name",
@@ -49,7 +49,7 @@ const TEXT = {
     "matching.changed": "With the change", "matching.query": "Query item",
     "trends.title": "Catalog trends", "trends.field": "Field", "trends.period": "Period", "trends.by": "Date",
     "trends.run": "Show", "trends.images": "images", "trends.other": "other", "trends.empty": "No data",
-    "error.input": "Add a photo or an item number", "error.files": "Choose files first",
+    "error.input": "Add a photo or an item number", "error.files": "Choose files or give a folder link",
     "error.name": "Name the collection", "score": "score", "status.done": "done", "status.failed": "failed",
     "status.pending": "pending",
   },
@@ -208,12 +208,15 @@ function showChosen() {
 
 async function runTagging() {
   const files = chosenFiles();
-  if (!files.length) throw new Error(t("error.files"));
+  const folder = $("tag-folder").value.trim();
+  if (!files.length && !folder) throw new Error(t("error.files"));
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
+  if (folder) form.append("folders", folder);
   const local = new Map(files.map((file) => [file.name, URL.createObjectURL(file)]));
   $("tag-detail").hidden = true;
-  const asJob = files.length > SYNC_LIMIT || files.some((f) => f.name.toLowerCase().endsWith(".zip"));
+  // A folder or an archive holds an unknown number of images: a job, which takes many and shows progress.
+  const asJob = Boolean(folder) || files.length > SYNC_LIMIT || files.some((f) => f.name.toLowerCase().endsWith(".zip"));
   if (!asJob) {
     const body = await api("/tagging", { method: "POST", body: form });
     state.tagging = { results: body.results, local, form, job: null };
