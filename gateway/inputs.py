@@ -5,8 +5,8 @@ A folder link is the URL of a folder of images, tagged image by image as an arch
 of listing are read:
 - an HTML index page, what a web server shows for a folder (nginx's autoindex, Apache's mod_autoindex,
   `python -m http.server`): links to its files and subfolders;
-- an S3 bucket listing (ListObjectsV2 XML) of a bucket that allows listing, e.g.
-  `http://host:9000/bucket?list-type=2&prefix=shop/` (MinIO, S3).
+- an S3 bucket listing (ListObjects XML, either version) of a bucket that allows listing, e.g.
+  `http://host:9000/bucket?list-type=2&prefix=shop/` or `http://host:9000/bucket/?prefix=shop/` (MinIO, S3).
 Subfolders are followed to FOLDER_DEPTH levels below the link. Links that leave the folder (a parent, another
 host, the sort-order links of index pages) are not followed, and files that are not images are skipped: a
 K-Fashion dataset folder holds a label JSON beside every image. Listings, like images, come only from allowed
@@ -247,11 +247,19 @@ def _s3_images(listing: ElementTree.Element, url: str) -> tuple[list[Source], st
     bucket_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
     keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text and _is_image(key.text)]
     images = [Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys]
+    if listing.findtext(f"{S3_NAMESPACE}IsTruncated") != "true":
+        return images, None
+    # The next page: ListObjectsV2 names a continuation token; the first version goes on after a key.
     token = listing.findtext(f"{S3_NAMESPACE}NextContinuationToken")
-    next_page = None
-    if listing.findtext(f"{S3_NAMESPACE}IsTruncated") == "true" and token:
-        next_page = f"{bucket_url.rstrip('/')}?{urlencode(query | {'continuation-token': token})}"
-    return images, next_page
+    if token:
+        following = {"continuation-token": token}
+    else:
+        last_keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text]
+        marker = listing.findtext(f"{S3_NAMESPACE}NextMarker") or (last_keys[-1] if last_keys else None)
+        if not marker:
+            return images, None
+        following = {"marker": marker}
+    return images, f"{bucket_url.rstrip('/')}?{urlencode(query | following)}"
 
 
 def _name(url: str, folder_path: str) -> str:
