@@ -272,6 +272,17 @@ def _failed(link: str, code: ErrorCode, reason: str) -> Source:
     return Source(link, url=link, error=ApiError(code, f"{link}: {reason}", {"url": link}))
 
 
+async def listed_sources(link: str, settings: Settings, limit: int | None = None) -> list[Source]:
+    """The images of one folder link chosen by whoever runs a command (`kfashion catalog add`), so its host
+    is allowed whatever KFASHION_GATEWAY__URL_HOSTS says; at most `limit` of them."""
+    host = urlsplit(link.strip()).hostname or ""
+    gateway = settings.gateway.model_copy(update={"url_hosts": [*settings.gateway.url_hosts, host]})
+    allowed = settings.model_copy(update={"gateway": gateway})
+    async with httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s) as client:
+        found = await folder_sources(client, link, allowed, limit or 10**9)
+    return found[:limit] if limit else found
+
+
 async def collect_sources(
     files: list[UploadFile] | None,
     urls: list[str] | None,

@@ -552,29 +552,46 @@ def serve(
 
 @catalog_app.command("add")
 def catalog_add(
-    folder: Annotated[Path, typer.Argument(help="a folder of images, or a K-Fashion dataset tree")],
+    folder: Annotated[
+        str, typer.Argument(help="a folder of images, a K-Fashion dataset tree, or a folder link (http)")
+    ],
     data_dir: Annotated[Path | None, typer.Option(help="the server's data dir (default: settings)")] = None,
     models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
     batch: Annotated[int, typer.Option(min=1, max=64, help="images tagged and stored per step")] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="stop after this many images")] = None,
 ) -> None:
     """Tag every image under FOLDER and add it to the catalog (each stored once, by content), through the
-    same path as POST /catalog/images. Run it while the server is stopped (it opens the same database and
+    same path as POST /catalog/images. FOLDER may be a folder link, read as /tagging reads one (a web
+    server's index page or an S3 listing); its host need not be in KFASHION_GATEWAY__URL_HOSTS, since
+    whoever runs the command chose it. Run it while the server is stopped (it opens the same database and
     indexes), or post to a running server's /catalog/images instead."""
     import asyncio
 
     from gateway.catalog import SearchClient, add_to_catalog
-    from gateway.inputs import IMAGE_SUFFIXES, Source
+    from gateway.inputs import IMAGE_SUFFIXES, Source, listed_sources
 
-    if not folder.is_dir():
-        err.print(f"[red]{folder} is not a folder")
+    settings = _settings(data_dir, models_dir)
+    root = Path(folder)
+    items: list[Path] | list[Source]
+    if folder.startswith(("http://", "https://")):
+        items = asyncio.run(listed_sources(folder, settings, limit))
+        if len(items) == 1 and items[0].error:  # the listing could not be read, or lists no images
+            err.print(f"[red]{items[0].error.message}")
+            raise typer.Exit(1)
+    elif root.is_dir():
+        items = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        items = items[:limit] if limit else items
+    else:
+        err.print(f"[red]{folder} is not a folder or a folder link")
         raise typer.Exit(2)
-    paths = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    paths = paths[:limit] if limit else paths
-    if not paths:
+    if not items:
         err.print(f"[yellow]no images under {folder}")
         raise typer.Exit(1)
-    settings = _settings(data_dir, models_dir)
+
+    def source(item: Path | Source) -> Source:
+        """A listed image is fetched by the pipeline; a file is read here, a batch at a time."""
+        return item if isinstance(item, Source) else Source(str(item.relative_to(root)), item.read_bytes())
+
     pipeline = _local_pipeline(settings)
     search = SearchClient(settings)
     search.start()
@@ -583,10 +600,9 @@ def catalog_add(
 
     async def run(bar: Progress, task: int) -> None:
         try:
-            for start in range(0, len(paths), batch):
-                chunk = paths[start : start + batch]
-                sources = [Source(str(p.relative_to(folder)), p.read_bytes()) for p in chunk]
-                for result in await add_to_catalog(pipeline, search, sources):
+            for start in range(0, len(items), batch):
+                chunk = [source(item) for item in items[start : start + batch]]
+                for result in await add_to_catalog(pipeline, search, chunk):
                     counts[result["status"]] += 1
                     if result["status"] == "failed":
                         failures.append(f"{result['file']}: {result['error']['message']}")
@@ -596,11 +612,11 @@ def catalog_add(
             await search.close()
 
     with progress_bar() as bar:
-        task = bar.add_task("catalog add", total=len(paths))
+        task = bar.add_task("catalog add", total=len(items))
         asyncio.run(run(bar, task))
     for failure in failures:
         err.print(f"[red]failed[/red] {failure}")
-    summary = {"images": len(paths), **{k: counts[k] for k in ("added", "exists", "failed")}}
+    summary = {"images": len(items), **{k: counts[k] for k in ("added", "exists", "failed")}}
     sys.stdout.write(json.dumps(summary) + "\n")
     if counts["failed"]:
         raise typer.Exit(1)

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import time
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -130,3 +134,23 @@ def test_an_s3_bucket_listing_is_tagged(embedded: Server, s3_endpoint: str, unse
         results = response.json()["body"]["results"]
         assert sorted(r["file"] for r in results) == ["a.jpg", f"{SUBFOLDER}/b.jpg"]
         assert all(r["status"] == "done" and r["items"] for r in results)
+
+
+def test_catalog_add_takes_a_folder_link(shop_host: tuple[str, list[str]], tmp_path: Path) -> None:
+    """`kfashion catalog add LINK`: the command's own choice of host (no allow-list); 17 copies of one
+    picture are stored once; the damaged image of shop/ fails alone."""
+    host, _ = shop_host
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KFASHION_")}
+
+    def add(link: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "kfashion", "catalog", "add", link, "--data-dir", str(tmp_path)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+
+    many = add(f"{host}/many/")
+    assert many.returncode == 0, many.stderr
+    assert json.loads(many.stdout) == {"images": 17, "added": 1, "exists": 16, "failed": 0}
+    shop = add(f"{host}/shop/")
+    assert shop.returncode == 1 and "broken.jpg" in shop.stderr
+    assert json.loads(shop.stdout) == {"images": 3, "added": 2, "exists": 0, "failed": 1}
+    empty = add(f"{host}/notes/")
+    assert empty.returncode == 1 and "lists no images" in empty.stderr
