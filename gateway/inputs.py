@@ -245,8 +245,8 @@ def _s3_images(listing: ElementTree.Element, url: str) -> tuple[list[Source], st
     query = dict(parse_qsl(parts.query))
     prefix = query.get("prefix", "")
     bucket_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
-    keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text and _is_image(key.text)]
-    images = [Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys]
+    keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text]
+    images = [Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys if _is_image(key)]
     if listing.findtext(f"{S3_NAMESPACE}IsTruncated") != "true":
         return images, None
     # The next page: ListObjectsV2 names a continuation token; the first version goes on after a key.
@@ -254,8 +254,7 @@ def _s3_images(listing: ElementTree.Element, url: str) -> tuple[list[Source], st
     if token:
         following = {"continuation-token": token}
     else:
-        last_keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text]
-        marker = listing.findtext(f"{S3_NAMESPACE}NextMarker") or (last_keys[-1] if last_keys else None)
+        marker = listing.findtext(f"{S3_NAMESPACE}NextMarker") or (keys[-1] if keys else None)
         if not marker:
             return images, None
         following = {"marker": marker}
