@@ -115,7 +115,7 @@ def checked_url(url: str, settings: GatewaySettings) -> str:
     if host not in {allowed.lower() for allowed in settings.url_hosts}:
         raise ApiError(
             ErrorCode.HOST_NOT_ALLOWED,
-            f"{host} is not an allowed host for image URLs (KFASHION_GATEWAY__URL_HOSTS)",
+            f"{host} is not an allowed host for image URLs and folder links (KFASHION_GATEWAY__URL_HOSTS)",
             {"url": url, "host": host},
         )
     return url.strip()
