@@ -33,6 +33,11 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+def is_image_name(path: str) -> bool:
+    """Whether a file name or path has an accepted image suffix."""
+    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
+
+
 @dataclass
 class Source:
     name: str
@@ -175,10 +180,6 @@ class _Links(HTMLParser):
             self.hrefs.extend(value for name, value in attrs if name == "href" and value)
 
 
-def _is_image(path: str) -> bool:
-    return PurePosixPath(path).suffix.lower() in IMAGE_SUFFIXES
-
-
 def _s3_listing(text: str) -> ElementTree.Element | None:
     """The parsed XML when the page is an S3 bucket listing, else None."""
     if "ListBucketResult" not in text[:1000]:
@@ -200,7 +201,8 @@ async def folder_sources(
     if not base.path.endswith("/") and not base.query:
         base = base._replace(path=base.path + "/")  # "…/shop" is the folder shop/ (servers redirect there)
     images: list[Source] = []
-    pending, seen, read = [(urlunsplit(base), 0)], {urlunsplit(base)}, 0
+    # Links are known by their unquoted path: index pages percent-encode them, a user may type either form.
+    pending, seen, read = [(urlunsplit(base), 0)], {unquote(base.path)}, 0
     while pending and len(images) <= limit:
         url, depth = pending.pop(0)
         if read == MAX_LISTINGS:
@@ -223,15 +225,15 @@ async def folder_sources(
         for href in parser.hrefs:
             target = urljoin(url, href)
             parts = urlsplit(target)
-            # Compared unquoted: index pages percent-encode links; a user may type the folder either way.
-            inside = parts.netloc == base.netloc and unquote(parts.path).startswith(unquote(base.path))
-            if not inside or parts.query or target in seen or parts.path == urlsplit(url).path:
+            path = unquote(parts.path)
+            inside = parts.netloc == base.netloc and path.startswith(unquote(base.path))
+            if not inside or parts.query or path in seen:  # elsewhere, a sort-order link, or read already
                 continue
-            seen.add(target)
+            seen.add(path)
             if parts.path.endswith("/"):
                 if depth < FOLDER_DEPTH:
                     pending.append((target, depth + 1))
-            elif _is_image(parts.path):
+            elif is_image_name(parts.path):
                 images.append(Source(_name(target, base.path), url=target))
     if not images:
         return [_failed(link, ErrorCode.EMPTY_FOLDER, "the folder lists no images")]
@@ -246,7 +248,9 @@ def _s3_images(listing: ElementTree.Element, url: str) -> tuple[list[Source], st
     prefix = query.get("prefix", "")
     bucket_url = f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
     keys = [key.text for key in listing.iter(f"{S3_NAMESPACE}Key") if key.text]
-    images = [Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys if _is_image(key)]
+    images = [
+        Source(key.removeprefix(prefix), url=bucket_url + quote(key)) for key in keys if is_image_name(key)
+    ]
     if listing.findtext(f"{S3_NAMESPACE}IsTruncated") != "true":
         return images, None
     # The next page: ListObjectsV2 names a continuation token; the first version goes on after a key.

@@ -568,7 +568,7 @@ def catalog_add(
     import asyncio
 
     from gateway.catalog import SearchClient, add_to_catalog
-    from gateway.inputs import IMAGE_SUFFIXES, Source, listed_sources
+    from gateway.inputs import Source, is_image_name, listed_sources
 
     settings = _settings(data_dir, models_dir)
     root = Path(folder)
@@ -579,7 +579,7 @@ def catalog_add(
             err.print(f"[red]{items[0].error.message}")
             raise typer.Exit(1)
     elif root.is_dir():
-        items = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        items = sorted(p for p in root.rglob("*") if p.is_file() and is_image_name(p.name))
         items = items[:limit] if limit else items
     else:
         err.print(f"[red]{folder} is not a folder or a folder link")
