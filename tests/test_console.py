@@ -162,6 +162,13 @@ def test_korean_and_english_text_searches_give_the_same_grid(page: object) -> No
     page.click("#collection-save")
     page.wait_for_selector("#collections button")
     assert page.inner_text("#collections") == f"console picks ({len(tops)})"
+    # No top is a skirt: "black skirt" among tops answers the black tops, each card saying what differs.
+    page.fill("#search-text", "black skirt")
+    page.evaluate("document.getElementById('search-summary').textContent = ''")
+    page.click("#search-run")
+    assert _grid(page) == tops
+    differs = page.eval_on_selector_all("#search-results .card", "cards => cards.map(c => c.innerText)")
+    assert all(card.endswith("Differs in: Category") for card in differs), differs
     _shot(page, "search-en")
 
 

@@ -341,8 +341,21 @@ def test_korean_and_english_queries_agree(deployment: Deployment) -> None:
     ]
     answers = [_ok(httpx2.post(f"{deployment.url}/search", json={"text": t, "top_k": 100})) for t in texts]
     ids = [[r["item_id"] for r in a["results"]] for a in answers]
-    assert len(ids[0]) == count and all(other == ids[0] for other in ids[1:]), texts
-    assert answers[0]["query"]["words"] == []
+    either = sum(
+        i["attributes"].get("color") == colour or i["attributes"].get("category") == category
+        for i in deployment.items.values()
+    )
+    assert len(ids[0]) == min(100, either) > count and all(other == ids[0] for other in ids[1:]), texts
+    # Items carrying both tags first, then those carrying one (each naming the tag it lacks).
+    exact = [r for r in answers[0]["results"] if r["missing_tags"] == []]
+    assert answers[0]["results"][: len(exact)] == exact and len(exact) == count
+    assert all(
+        (r["tags"]["color"] == colour) == ("color" not in r["missing_tags"])
+        and (r["tags"]["category"] == category) == ("category" not in r["missing_tags"])
+        and len(r["missing_tags"]) == 1
+        for r in answers[0]["results"][count:]
+    )
+    assert answers[0]["query"]["words"] == [] and answers[0]["query"]["filters"] == {}
     style = Counter(i["style"] for i in deployment.items.values()).most_common(1)[0][0]
     label = STYLE.lookup(style)
     by_tag = [
@@ -367,8 +380,9 @@ def test_free_words_match_by_tf_idf(deployment: Deployment) -> None:
         own = sum(i["image_id"] == image_id for i in deployment.items.values())
         assert {r["image_id"] for r in body["results"][:own]} == {image_id}
         assert image_id not in {r["image_id"] for r in body["results"][own:]}
-        nothing = _ok(httpx2.post(f"{deployment.url}/search", json={"text": "qqxqq"}))
-        assert nothing["results"] == []
+        nothing = _ok(httpx2.post(f"{deployment.url}/search", json={"text": "qqxqq vacation"}))
+        assert nothing["query"]["unknown_words"] == ["qqxqq"] and nothing["results"] == body["results"]
+        assert _ok(httpx2.post(f"{deployment.url}/search", json={"text": "xyzzy"}))["results"] == []
     finally:
         httpx2.patch(f"{deployment.url}/catalog/images/{image_id}", json={"file_name": original})
 

@@ -32,6 +32,23 @@ def test_unknown_words_are_kept_for_free_text_search() -> None:
     assert parse_query("   ").tags == {} and parse_query("#").words == []
 
 
+def test_plurals_and_participles_name_the_same_tags() -> None:
+    assert (
+        parse_query("navy striped shirts").tags
+        == parse_query("navy stripe shirt").tags
+        == {
+            "color": ["네이비"],
+            "print": ["스트라이프"],
+            "category": ["셔츠"],
+        }
+    )
+    assert parse_query("dotted dresses").tags == {"print": ["도트"], "category": ["드레스"]}
+    assert parse_query("knitted blouses").tags == {"material": ["니트"], "category": ["블라우스"]}
+    assert parse_query("3/4 sleeves").tags == parse_query("3/4 sleeve").tags != {}
+    assert parse_query("jeans pants dress").tags == {"category": ["청바지", "팬츠", "드레스"]}  # not "jean"
+    assert parse_query("boots gloss").words == ["boots", "gloss"]  # no such tags
+
+
 def test_region_words() -> None:
     # "top" alone is also a category (탑) in English, so the Korean region word is the unambiguous one.
     assert parse_query("상의 화이트 셔츠").tags == {

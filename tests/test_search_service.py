@@ -154,3 +154,32 @@ def test_look_vectors_are_the_mean_of_their_items(stack: Stack) -> None:
     assert len(modern) == 3 and first not in {h.id for h in modern}
     assert np.all(np.diff([h.score for h in hits]) <= 0)
     search.close()
+
+
+def test_text_tags_rank_what_carries_most_of_them_and_filters_stay_exact(stack: Stack) -> None:
+    search = stack.open()
+    _fill(search, 8)  # a t-shirt and a skirt per image; colours cycle black, white, navy, beige
+    rows = search.catalog.items(search.catalog.item_ids())
+
+    def described(hits: list) -> list[tuple[str, str, tuple[str, ...] | None]]:
+        return [
+            (rows[h.id]["attributes"]["category"], rows[h.id]["attributes"]["color"], h.missing_tags)
+            for h in hits
+        ]
+
+    tags = {"color": ["화이트"], "category": ["스커트"]}
+    hits = search.text_items([], tags, 50)
+    # White skirts, then skirts of other colours (the garment's kind weighs twice), then white t-shirts;
+    # black, navy and beige t-shirts carry neither tag and are left out.
+    found = described(hits)
+    assert found[:2] == [("스커트", "화이트", ())] * 2
+    assert sorted(found[2:8]) == sorted(("스커트", c, ("color",)) for c in ["블랙", "네이비", "베이지"] * 2)
+    assert found[8:] == [("티셔츠", "화이트", ("category",))] * 2
+    assert np.all(np.diff([h.score for h in hits]) <= 0) and 0 < hits[-1].score < hits[0].score <= 1
+    assert [h.id for h in search.text_items([], tags, 3)] == [h.id for h in hits[:3]]
+    # A filter is not relaxed: modern looks are the even images (black and navy), so no white at all.
+    modern = search.text_items([], tags, 50, {"style": ["모던"]})
+    assert sorted(described(modern)) == sorted(("스커트", c, ("color",)) for c in ["블랙", "네이비"] * 2)
+    assert search.text_items(["xyzzy"], {}, 10) == []
+    assert [h.missing_tags for h in search.text_items([], {}, 3)] == [None] * 3
+    search.close()

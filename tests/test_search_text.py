@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.search.query import merge_filters, normalize_filters
-from services.search.text import TextIndex, item_tags
+from services.search.text import MIN_LIKENESS, TextIndex, item_tags, likeness
 from shared.errors import ApiError
 
 
@@ -28,7 +28,7 @@ def test_item_documents_hold_both_languages_and_file_words() -> None:
     assert {"jeju", "vacation"} <= set(tags) and "2024" not in tags and "jpg" not in tags
 
 
-def test_exact_words_rank_first_and_unknown_words_match_nothing() -> None:
+def test_exact_words_rank_first_and_unlike_words_match_nothing() -> None:
     index = TextIndex(
         [
             _item(1, "jeju vacation.jpg", "셔츠", "블랙"),
@@ -37,10 +37,21 @@ def test_exact_words_rank_first_and_unknown_words_match_nothing() -> None:
         ]
     )
     scores = index.scores(["vacation"])
-    assert max(scores, key=scores.get) == 1 and 2 not in scores
-    assert 0 < scores[3] < scores[1] <= 1.0  # shares "va", "ca", ... with "vacances"
-    assert index.scores(["qqxqq"]) == {}
+    assert set(scores) == {1}  # "vacances" shares three letter pairs of seven: another word
+    assert index.scores(["vacaton"]) == scores  # a typo finds what the word finds
+    assert index.meanings("vacaton") == {"vacation": pytest.approx(10 / 13)}
+    for unlike in ("qqxqq", "xyzzy", "vintage", "cozy", "summer"):
+        assert index.scores([unlike]) == {} and index.meanings(unlike) == {}, unlike
     assert set(index.scores(["블랙진"], allowed=np.array([3]))) == {3}  # "블랙" in it
+    assert index.meanings("블랙진") == {"블랙": pytest.approx(2 / 3)}
+
+
+def test_likeness_of_words_and_terms() -> None:
+    assert likeness("black", "black") == 1.0
+    assert likeness("블랙진", "블랙") == pytest.approx(2 / 3)
+    assert likeness("shirt", "tshirt") == pytest.approx(5 / 6)
+    assert likeness("vacation", "vacances") < MIN_LIKENESS <= likeness("vacaton", "vacation")
+    assert likeness("a", "b") == 0.0
 
 
 def test_filters_accept_either_language_and_reject_unknowns() -> None:

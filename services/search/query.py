@@ -46,16 +46,40 @@ def _region(text: str) -> str | None:
     return None
 
 
+def english_base_forms(text: str) -> list[str]:
+    """The phrase as written, then with its last English word's plural or past-participle ending taken off
+    ("shirts", "dresses", "striped", "dotted", "knitted"): shoppers write those, the taxonomy's names are
+    base forms."""
+    head, _, last = text.rpartition(" ")
+    forms = [text]
+    if not re.fullmatch(r"[a-z]{4,}", last.casefold()):
+        return forms
+    word = last.casefold()
+    stems = []
+    if word.endswith("ed"):
+        stems += [word[:-1], word[:-2]]  # "striped" -> "stripe", "checked" -> "check"
+        if len(word) > 4 and word[-3] == word[-4]:
+            stems.append(word[:-3])  # "dotted" -> "dot"
+    elif word.endswith("es"):
+        stems += [word[:-1], word[:-2]]  # "blouses" -> "blouse", "dresses" -> "dress"
+    elif word.endswith("s") and not word.endswith("ss"):
+        stems.append(word[:-1])
+    return forms + [f"{head} {stem}" if head else stem for stem in stems]
+
+
 def _match(text: str, hashtag: bool) -> tuple[str, str] | None:
     """(key, Korean value) of a word or phrase; a hashtag prefers a style."""
     order: list[tuple[str, Attribute]] = [(key, ATTRIBUTES[key]) for key in QUERY_ATTRIBUTES]
     order = [("style", STYLE), *order] if hashtag else [*order, ("style", STYLE)]
-    for key, attribute in order:
-        label = attribute.lookup(text)
-        if label is not None:
-            return key, label.ko
-    region = _region(text)
-    return ("region", region) if region else None
+    for form in english_base_forms(text):
+        for key, attribute in order:
+            label = attribute.lookup(form)
+            if label is not None:
+                return key, label.ko
+        region = _region(form)
+        if region:
+            return "region", region
+    return None
 
 
 @cache

@@ -273,8 +273,11 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
     elif parsed.tags or parsed.words or filters:
         if query.scope == "look":
             raise ApiError(ErrorCode.VALIDATION_FAILED, "scope 'look' needs a photo")
-        wanted = merge_filters(filters, text_filters)
-        results = search.item_results(search.text_items(parsed.words, query.top_k, wanted))
+        # The text is the query: its tags rank (text_items) where a photo's query takes them as filters.
+        wanted = filters
+        index = search.text_index() if parsed.words else None
+        echo["unknown_words"] = [w for w in parsed.words if index and not index.meanings(w)]
+        results = search.item_results(search.text_items(parsed.words, text_filters, query.top_k, wanted))
     else:
         raise ApiError(
             ErrorCode.EMPTY_REQUEST, "send a photo (multipart field 'files'), a text query or filters"

@@ -21,6 +21,7 @@ import numpy as np
 
 from services.search.catalog import CatalogStore
 from services.search.index import IndexConfig, VectorIndex
+from services.search.query import merge_filters
 from services.search.text import TextIndex, item_tags
 from shared.blobs import BlobStore
 from shared.errors import ApiError, ErrorCode
@@ -38,6 +39,7 @@ Filters = dict[str, list[str]]
 class Hit:
     id: int  # item id (item search) or image id (look search)
     score: float
+    missing_tags: tuple[str, ...] | None = None  # a text query's tag keys the item lacks (None: no tags)
 
 
 def _normalised(vectors: np.ndarray) -> np.ndarray:
@@ -51,6 +53,12 @@ def look_vectors(image_ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray
     sums = np.zeros((len(images), vectors.shape[1]), np.float32)
     np.add.at(sums, inverse, vectors)
     return images, _normalised(sums).astype(np.float32)
+
+
+def tag_weight(key: str) -> int:
+    """What a text query's tag counts for in ranking: what the garment is (category, region) twice any
+    other tag, so "white shirt" answers shirts of other colours before white garments of other kinds."""
+    return 2 if key in ("category", "region") else 1
 
 
 class CatalogSearch:
@@ -287,25 +295,59 @@ class CatalogSearch:
         scores, ids = self.indexes["looks"].search(query, k, allowed)
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def text_items(self, words: list[str], k: int, filters: Filters | None = None) -> list[Hit]:
-        """Items matching every filter (the query's taxonomy tags among them), ranked by the TF-IDF score
-        of the free words; with no free words, by detection confidence."""
+    def text_index(self) -> TextIndex:
+        with self._lock:
+            if self._text is None:
+                self._text = TextIndex((row["id"], item_tags(row)) for row in self.catalog.looks())
+            return self._text
+
+    def text_items(
+        self, words: list[str], tags: Filters, k: int, filters: Filters | None = None
+    ) -> list[Hit]:
+        """Items for a text query. Every filter holds. The query's taxonomy tags rank, as a shop's search
+        fills its page: items carrying all of them first, then by the weight (`tag_weight`) of those they
+        carry (each hit names the tag keys it misses), so "red floral dress" still answers on a catalog
+        without one. Among equals, the TF-IDF score of the free words, or with none, detection confidence.
+        An item carrying none of the tags and none of the words is left out. The score is (weight carried
+        + that score) / (weight of all the tags + 1): in [0, 1], falling down the list."""
         allowed = self.allowed_items(filters)
-        if words:
-            with self._lock:
-                if self._text is None:
-                    self._text = TextIndex((row["id"], item_tags(row)) for row in self.catalog.looks())
-                text = self._text
-            ranked = sorted(text.scores(words, allowed).items(), key=lambda kv: (-kv[1], kv[0]))
-            return [Hit(i, s) for i, s in ranked[:k]]
-        ids = allowed if allowed is not None else self.catalog.item_ids()
-        confidence = {i: row["score"] for i, row in self.catalog.items(ids).items()}
-        ranked = sorted(confidence.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [Hit(i, s) for i, s in ranked[:k]]
+        if allowed is not None and len(allowed) == 0:
+            return []
+        word_scores = self.text_index().scores(words, allowed) if words else {}
+        carriers = {k: self.allowed_items(merge_filters(filters or {}, {k: v})) for k, v in tags.items()}
+        worded = np.array(sorted(word_scores), np.int64)
+        if carriers or words:
+            candidates = np.unique(np.concatenate([*carriers.values(), worded]))
+        else:
+            candidates = allowed if allowed is not None else self.catalog.item_ids()
+        carried = np.zeros(len(candidates), np.int64)
+        for key, ids in carriers.items():
+            carried += tag_weight(key) * np.isin(candidates, ids)
+        # Groups by tags carried, best first; only as many groups as fill k need a second score.
+        ranked: list[tuple[int, float]] = []
+        for count in sorted(set(carried.tolist()), reverse=True):
+            group = candidates[carried == count]
+            if words:
+                second = {int(i): word_scores.get(int(i), 0.0) for i in group}
+            else:
+                second = {i: row["score"] for i, row in self.catalog.items(group).items()}
+            order = sorted(second.items(), key=lambda kv: (-kv[1], kv[0]))
+            ranked += [(i, (count + score) / (sum(map(tag_weight, tags)) + 1)) for i, score in order]
+            if len(ranked) >= k:
+                break
+        ranked = ranked[:k]
+        if not tags:
+            return [Hit(i, score) for i, score in ranked]
+        top = np.array([i for i, _ in ranked], np.int64)
+        lacking = {key: ~np.isin(top, ids) for key, ids in carriers.items()}
+        return [
+            Hit(i, score, tuple(key for key in tags if lacking[key][row]))
+            for row, (i, score) in enumerate(ranked)
+        ]
 
     def item_results(self, hits: list[Hit]) -> list[dict]:
         rows = self.catalog.items(h.id for h in hits)
-        return [_item_result(rows[h.id], h.score, rank) for rank, h in enumerate(hits, 1) if h.id in rows]
+        return [_item_result(rows[h.id], h, rank) for rank, h in enumerate(hits, 1) if h.id in rows]
 
     def look_results(self, hits: list[Hit]) -> list[dict]:
         results = []
@@ -352,10 +394,10 @@ def _item_summary(item: dict) -> dict:
     }
 
 
-def _item_result(row: dict, score: float, rank: int) -> dict:
-    return {
+def _item_result(row: dict, hit: Hit, rank: int) -> dict:
+    result = {
         "rank": rank,
-        "score": round(score, 6),
+        "score": round(hit.score, 6),
         "image_id": row["image_id"],
         "item_id": row["id"],
         "file_name": row["file_name"],
@@ -366,3 +408,6 @@ def _item_result(row: dict, score: float, rank: int) -> dict:
         "sub_style": row["sub_style"],
         "image_url": image_url(row["image_id"]),
     }
+    if hit.missing_tags is not None:
+        result["missing_tags"] = list(hit.missing_tags)
+    return result

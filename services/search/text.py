@@ -1,9 +1,10 @@
 """Free words over the catalog's tags by TF-IDF (as seed 003).
 
 Each item is a document of its tags in both languages (attribute values, the image's styles, its region)
-and the words of its file name. Terms are the tags themselves and their character bigrams, so a word the
-taxonomy does not know still meets the tags that share part of it ("블랙진" meets "블랙"). Scores are
-cosine similarities of TF-IDF weights, in [0, 1].
+and the words of its file name. A query word stands for the terms it is like (`likeness`): itself, a term it
+holds or is held by ("블랙진" meets "블랙"), a spelling one letter off; so a word the taxonomy does not know
+still meets the tags it names, and a word like none of them meets nothing. Scores are cosine similarities of
+TF-IDF weights, in [0, 1].
 """
 
 from __future__ import annotations
@@ -36,14 +37,29 @@ def item_tags(item: dict) -> list[str]:
 
 
 def terms(texts: Iterable[str]) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for text in texts:
-        key = normalize_key(text)
-        if not key:
-            continue
-        counts[key] += 1
-        counts.update(key[i : i + 2] for i in range(len(key) - 1))
-    return counts
+    """A document's terms: its tags and words, normalised (case and spacing do not matter)."""
+    return Counter(key for text in texts if (key := normalize_key(text)))
+
+
+def bigrams(term: str) -> set[str]:
+    return {term[i : i + 2] for i in range(len(term) - 1)}
+
+
+def likeness(word: str, term: str) -> float:
+    """How much a query word stands for a catalog term, in [0, 1]: 1 when equal; the shorter's share of the
+    longer when one holds the other ("블랙진" holds "블랙": 2/3); otherwise the Dice overlap of their
+    character bigrams ("vacaton" and "vacation": 0.77). Under MIN_LIKENESS they do not meet."""
+    if word == term:
+        return 1.0
+    if word in term or term in word:
+        return min(len(word), len(term)) / max(len(word), len(term))
+    ours, theirs = bigrams(word), bigrams(term)
+    return 2 * len(ours & theirs) / (len(ours) + len(theirs)) if ours and theirs else 0.0
+
+
+# Half the word: "블랙진" meets "블랙" and a one-letter typo meets its word, where shared letter pairs alone
+# made "vintage" or "xyzzy" meet every catalog item a little (scores near 0.15) and answer with noise.
+MIN_LIKENESS = 0.5
 
 
 class TextIndex:
@@ -64,12 +80,27 @@ class TextIndex:
             for row, weight in rows:
                 norms[row] += weight * weight
         self.norms = np.sqrt(norms)
+        self.terms_by_bigram: dict[str, set[str]] = {}
+        for term in self.postings:
+            for pair in bigrams(term):
+                self.terms_by_bigram.setdefault(pair, set()).add(term)
+
+    def meanings(self, word: str) -> dict[str, float]:
+        """The catalog terms a query word meets, with their likeness (at least MIN_LIKENESS)."""
+        key = normalize_key(word)
+        if key in self.postings:
+            return {key: 1.0}
+        candidates = set().union(*(self.terms_by_bigram.get(pair, ()) for pair in bigrams(key)))
+        found = {term: likeness(key, term) for term in candidates}
+        return {term: score for term, score in found.items() if score >= MIN_LIKENESS}
 
     def scores(self, words: list[str], allowed: np.ndarray | None = None) -> dict[int, float]:
-        """Item id -> similarity to the words, for the items sharing at least one term (of `allowed`)."""
-        query = {
-            term: (1.0 + math.log(c)) * self.idf[term] for term, c in terms(words).items() if term in self.idf
-        }
+        """Item id -> cosine similarity of its TF-IDF terms to the words' (each word standing for the terms
+        it meets, weighted by likeness), for the items holding at least one such term (of `allowed`)."""
+        query: dict[str, float] = {}
+        for word in words:
+            for term, weight in self.meanings(word).items():
+                query[term] = query.get(term, 0.0) + weight * self.idf[term]
         if not query:
             return {}
         query_norm = math.sqrt(sum(w * w for w in query.values()))
