@@ -272,7 +272,7 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
         ("GET", "/catalog/images", "catalog", "the catalog's images, newest first (offset, limit)", None),
         ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items", None),
         ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones", None),
-        ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded", None),
+        ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded (format=jpeg)", None),
         ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags", CatalogUpdate),
         ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items", None),
         ("POST", "/collections", "collections", "create a collection", CollectionCreate),

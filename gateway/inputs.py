@@ -29,7 +29,9 @@ from fastapi import UploadFile
 from shared.errors import ApiError, ErrorCode
 from shared.settings import GatewaySettings, ImageLimits, Settings
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".mpo"})
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".mpo"}
+)
 ZIP_MAGIC = b"PK\x03\x04"
 
 

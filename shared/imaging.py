@@ -11,10 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
+import pi_heif
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from shared.errors import ApiError, ErrorCode
 from shared.settings import ImageLimits
+
+# Pillow reads AVIF itself; HEIC/HEIF (what iPhones save) through libheif. The decoder applies the file's
+# rotation and mirroring and leaves the EXIF orientation at 1, so exif_transpose below cannot turn it twice.
+pi_heif.register_heif_opener()
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,7 +19,7 @@ class ImageLimits(BaseModel):
         40_000_000, gt=0, description="largest accepted width*height, checked before decoding"
     )
     min_side: int = Field(16, gt=0, description="smallest accepted width or height")
-    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "MPO")
+    formats: tuple[str, ...] = ("JPEG", "PNG", "WEBP", "HEIF", "AVIF", "BMP", "TIFF", "GIF", "MPO")
 
 
 class RuntimeSettings(BaseModel):

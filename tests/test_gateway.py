@@ -16,6 +16,8 @@ import pytest
 from openpyxl import load_workbook
 from PIL import Image
 
+from shared.imaging import decode_image
+from shared.settings import ImageLimits
 from shared.taxonomy import ATTRIBUTES, REGIONS, STYLE
 from tests.servers import MAX_BYTES, Server, gateway_env
 from training.data import Sample
@@ -128,6 +130,45 @@ def test_a_bad_file_in_a_batch_fails_alone(embedded: Server, unseen: list[Sample
     assert body["counts"] == {"total": 3, "failed": 1, "done": 2}
     failed = body["results"][2]
     assert failed["file"] == "notes.txt" and failed["error"]["code"] == "UNSUPPORTED_IMAGE_FORMAT"
+
+
+def _decoded_png(data: bytes) -> bytes:
+    """The pixels the project's decoder reads from `data`, as a PNG (lossless)."""
+    buffer = io.BytesIO()
+    Image.fromarray(decode_image(data, ImageLimits()).pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_heic_and_avif_photos_are_tagged_as_their_pixels(embedded: Server, unseen: list[Sample]) -> None:
+    # tests/data/person.heic: a generated picture saved as HEIC (by pillow-heif's encoder, once; the
+    # project decodes with pi-heif, which has none). AVIF is written here by Pillow itself.
+    heic = (Path(__file__).parent / "data" / "person.heic").read_bytes()
+    buffer = io.BytesIO()
+    Image.open(unseen[0].image_path).save(buffer, format="AVIF", quality=90)
+    avif = buffer.getvalue()
+    files = [
+        ("files", ("IMG_0001.HEIC", heic, "image/heic")),
+        ("files", ("IMG_0001.png", _decoded_png(heic), "image/png")),
+        ("files", ("look.avif", avif, "image/avif")),
+        ("files", ("look.png", _decoded_png(avif), "image/png")),
+    ]
+    results = _ok_results(httpx2.post(f"{embedded.url}/tagging", files=files, timeout=120))
+    assert [r["status"] for r in results] == ["done"] * 4
+    for coded, decoded in (results[:2], results[2:]):
+        assert coded["items"] and coded["items"] == decoded["items"] and coded["styles"] == decoded["styles"]
+    # In the catalog the file stays as uploaded; browsers other than Safari ask for a JPEG of it.
+    added = httpx2.post(f"{embedded.url}/catalog/images", files=files[:1], timeout=120).json()["body"]
+    image_id = added["results"][0]["image_id"]
+    try:
+        original = httpx2.get(f"{embedded.url}/catalog/images/{image_id}/file", timeout=30)
+        assert original.content == heic and original.headers["content-type"] == "image/heif"
+        jpeg = httpx2.get(
+            f"{embedded.url}/catalog/images/{image_id}/file", params={"format": "jpeg"}, timeout=30
+        )
+        assert jpeg.headers["content-type"] == "image/jpeg"
+        assert Image.open(io.BytesIO(jpeg.content)).size == (360, 360)
+    finally:
+        httpx2.delete(f"{embedded.url}/catalog/images/{image_id}", timeout=30)
 
 
 def test_archive_entries_are_tagged_and_bad_entries_fail_alone(

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,12 +24,26 @@ def solid(color: tuple[int, int, int], size: tuple[int, int] = (40, 30), mode: s
     return Image.new(mode, size, color if mode == "RGB" else (*color, 255))
 
 
-@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF"])
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "AVIF", "BMP", "TIFF", "GIF"])
 def test_decodes_supported_formats(fmt: str) -> None:
     image = decode_image(encoded(solid((200, 30, 40)), fmt), LIMITS, f"x.{fmt.lower()}")
     assert image.format == fmt
     assert image.pixels.shape == (30, 40, 3) and image.pixels.dtype == np.uint8
     assert np.abs(image.pixels.reshape(-1, 3).mean(0) - (200, 30, 40)).max() < 12
+
+
+def test_heic_photos_are_read() -> None:
+    # Written once by pillow-heif's encoder (the project installs only pi-heif's decoder).
+    data = (Path(__file__).parent / "data" / "person.heic").read_bytes()
+    image = decode_image(data, LIMITS, "IMG_0001.HEIC")
+    assert image.format == "HEIF" and image.pixels.shape == (360, 360, 3)
+    assert 20 < image.pixels.mean() < 235 and image.pixels.std() > 20  # a picture, not a blank
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the orientation in an AVIF's EXIF is applied as in a JPEG's
+    avif = decode_image(
+        encoded(solid((10, 200, 10), (60, 20)), "AVIF", exif=exif.tobytes()), LIMITS, "a.avif"
+    )
+    assert avif.pixels.shape == (60, 20, 3)
 
 
 def test_gif_takes_the_first_frame() -> None:

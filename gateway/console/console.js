@@ -388,7 +388,8 @@ function card(result) {
   const stage = document.createElement("div");
   stage.className = "stage";
   const img = document.createElement("img");
-  img.src = result.image_url;
+  // Only Safari shows HEIC: ask the server for a JPEG of those.
+  img.src = /\.hei[cf]$/i.test(result.file_name) ? `${result.image_url}?format=jpeg` : result.image_url;
   img.alt = result.file_name;
   img.loading = "lazy";
   stage.appendChild(img);

@@ -25,6 +25,7 @@ from services.search.rerank import pool_size, rerank_by_tags
 from services.search.service import CatalogSearch
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
+from shared.imaging import decode_image, encode_jpeg
 from shared.settings import Settings
 from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGIONS
 
@@ -176,8 +177,15 @@ def catalog_router(context: CatalogContext) -> APIRouter:
         return _json(await run_in_threadpool(search.catalog.get, image_id))
 
     @router.get("/catalog/images/{image_id}/file", tags=["catalog"], summary="the image as uploaded")
-    async def image_file(image_id: int) -> Response:
+    async def image_file(
+        image_id: int,
+        image_format: Literal["original", "jpeg"] = Query(
+            "original", alias="format", description="jpeg: converted, for browsers that cannot show HEIC"
+        ),
+    ) -> Response:
         data = await run_in_threadpool(search.catalog.image_bytes, image_id)
+        if image_format == "jpeg":
+            data = await run_in_threadpool(_as_jpeg, data, context.settings)
         return Response(data, media_type=_media_type(data))
 
     @router.patch("/catalog/images/{image_id}", tags=["catalog"], summary="rename, or correct item tags")
@@ -296,6 +304,10 @@ def _save_results(context: CatalogContext, name: str, results: list[dict]) -> di
         context.collections.create(name)
     entries = [{"image_id": r["image_id"], "item_id": r.get("item_id"), "score": r["score"]} for r in results]
     return context.collections.add(name, entries) if entries else context.collections.get(name)
+
+
+def _as_jpeg(data: bytes, settings: Settings) -> bytes:
+    return encode_jpeg(decode_image(data, settings.image).pixels)
 
 
 def _media_type(data: bytes) -> str:

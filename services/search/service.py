@@ -307,9 +307,9 @@ class CatalogSearch:
         """Items for a text query. Every filter holds. The query's taxonomy tags rank, as a shop's search
         fills its page: items carrying all of them first, then by the weight (`tag_weight`) of those they
         carry (each hit names the tag keys it misses), so "red floral dress" still answers on a catalog
-        without one. Among equals, the TF-IDF score of the free words, or with none, detection confidence.
-        An item carrying none of the tags and none of the words is left out. The score is (weight carried
-        + that score) / (weight of all the tags + 1): in [0, 1], falling down the list."""
+        without one. Among equals, the TF-IDF score of the free words, or where none meets a catalog term,
+        detection confidence. An item carrying none of the tags and none of the words is left out. The
+        score is (weight carried + that score) / (weight of all the tags + 1): in [0, 1], falling."""
         allowed = self.allowed_items(filters)
         if allowed is not None and len(allowed) == 0:
             return []
@@ -327,7 +327,7 @@ class CatalogSearch:
         ranked: list[tuple[int, float]] = []
         for count in sorted(set(carried.tolist()), reverse=True):
             group = candidates[carried == count]
-            if words:
+            if word_scores:
                 second = {int(i): word_scores.get(int(i), 0.0) for i in group}
             else:
                 second = {i: row["score"] for i, row in self.catalog.items(group).items()}
