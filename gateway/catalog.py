@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from gateway.access import require_write
 from gateway.inputs import Source, collect_sources
 from gateway.ports import request_with_retries, service_body
 from gateway.tagging import TaggingPipeline
@@ -245,6 +246,8 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
     )
     async def search_catalog(request: Request) -> Response:
         query, files = await read_form_or_json(request, SearchRequest)
+        if query.save_to:
+            require_write(request, "saving results to a collection (save_to)")
         if len(files) > 1:
             raise ApiError(ErrorCode.TOO_MANY_FILES, "search takes one photo", {"images": len(files)})
         payload = query.model_dump()

@@ -544,6 +544,11 @@ def serve(
             raise typer.Exit(2)
         if service == "gateway" and not settings.services.remote:
             err.print("[yellow]no service URLs: the gateway runs the models in-process (embedded)")
+        if host not in ("127.0.0.1", "localhost", "::1") and not settings.gateway.api_keys:
+            err.print(
+                f"[yellow]listening on {host} with no API keys: anyone who reaches it can change the catalog"
+                " (set KFASHION_GATEWAY__API_KEYS, docs/api.md)"
+            )
         from gateway.app import create_app
     else:
         create_app = importlib.import_module(f"services.{service}.app").create_app

@@ -20,14 +20,20 @@ from training.data import Sample
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 CATALOG = 16
+# The console's server wants keys, as a deployment would; the page is given the write key (`page`).
+API_KEY = "console-test-key"
+KEYED = {"X-API-Key": API_KEY}
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, unseen: list[Sample]) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("console")
-    server = Server([], gateway_env(folder / "data"), log=folder / "server.log").start()
+    env = gateway_env(folder / "data") | {"KFASHION_GATEWAY__API_KEYS": f'{{"{API_KEY}": "write"}}'}
+    server = Server([], env, log=folder / "server.log").start()
     files = [("files", (s.image_path.name, s.image_path.read_bytes())) for s in unseen[:CATALOG]]
-    added = httpx2.post(f"{server.url}/catalog/images", files=files, timeout=300).json()["body"]
+    added = httpx2.post(f"{server.url}/catalog/images", files=files, headers=KEYED, timeout=300).json()[
+        "body"
+    ]
     assert added["counts"]["added"] == CATALOG
     yield server
     server.kill()
@@ -57,6 +63,8 @@ def page(browser: object, server: Server) -> Iterator[object]:
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(f"{server.url}/")
     page.wait_for_selector("body[data-ready=true]")
+    page.fill("#api-key", API_KEY)
+    page.dispatch_event("#api-key", "change")
     yield page
     context.close()
     assert errors == [], errors  # no script error on any page
@@ -139,6 +147,23 @@ def _grid(page: object) -> list[str]:
     return page.eval_on_selector_all("#search-results .card", "cards => cards.map(c => c.dataset.itemId)")
 
 
+def test_the_api_key_is_kept_and_sent(page: object) -> None:
+    page.click("#tab-search")
+    page.fill("#search-text", "black")
+    page.click("#search-run")
+    assert _grid(page)
+    page.reload()  # kept across visits
+    page.wait_for_selector("body[data-ready=true]")
+    assert page.input_value("#api-key") == API_KEY
+    page.fill("#api-key", "not-the-key")
+    page.dispatch_event("#api-key", "change")
+    page.click("#tab-search")
+    page.fill("#search-text", "black")
+    page.click("#search-run")
+    page.wait_for_selector("#error:not([hidden])")
+    assert page.inner_text("#error") == "send a valid API key in the X-API-Key header"
+
+
 def test_korean_and_english_text_searches_give_the_same_grid(page: object) -> None:
     page.click("#tab-search")
     page.fill("#search-text", "블랙")
@@ -175,8 +200,10 @@ def test_korean_and_english_text_searches_give_the_same_grid(page: object) -> No
 def test_matching_and_an_attribute_change(page: object, server: Server) -> None:
     top = next(
         item
-        for image in httpx2.get(f"{server.url}/catalog/images").json()["body"]["images"]
-        for item in httpx2.get(f"{server.url}/catalog/images/{image['id']}").json()["body"]["items"]
+        for image in httpx2.get(f"{server.url}/catalog/images", headers=KEYED).json()["body"]["images"]
+        for item in httpx2.get(f"{server.url}/catalog/images/{image['id']}", headers=KEYED).json()["body"][
+            "items"
+        ]
         if item["region"] == "top"
     )
     page.click("#tab-matching")

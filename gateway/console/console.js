@@ -15,7 +15,7 @@ const TEXT = {
     "tagging.status": "상태", "tagging.style": "스타일", "tagging.items": "아이템을 누르면 속성이 보입니다",
     "tagging.job": "작업", "tagging.folder": "또는 폴더 링크", "search.title": "유사 상품 검색", "search.text": "태그 또는 검색어",
     "search.photo": "사진", "search.topk": "개수", "search.run": "검색", "search.none": "결과 없음",
-    "search.found": "건", "search.differs": "다른 점", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
+    "search.found": "건", "apiKey": "API 키", "search.differs": "다른 점", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
     "filter.print": "프린트", "filter.style": "스타일", "filter.detail": "디테일", "filter.material": "소재", "collection.name": "컬렉션 이름",
     "collection.save": "결과 저장", "collection.title": "컬렉션", "collection.saved": "저장됨",
     "matching.title": "어울리는 아이템 추천", "matching.photo": "사진", "matching.item": "또는 카탈로그 아이템 번호",
@@ -38,7 +38,7 @@ const TEXT = {
     "tagging.status": "Status", "tagging.style": "Style", "tagging.items": "Click an item to see its attributes",
     "tagging.job": "Job", "tagging.folder": "or a folder link", "search.title": "Find similar items", "search.text": "Tags or words",
     "search.photo": "Photo", "search.topk": "Results", "search.run": "Search", "search.none": "No results",
-    "search.found": "found", "search.differs": "Differs in", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
+    "search.found": "found", "apiKey": "API key", "search.differs": "Differs in", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
     "filter.print": "Print", "filter.style": "Style", "filter.detail": "Detail", "filter.material": "Material", "collection.name": "Collection name",
     "collection.save": "Save results", "collection.title": "Collections", "collection.saved": "saved",
     "matching.title": "Items that go with it", "matching.photo": "Photo", "matching.item": "or a catalog item number",
@@ -61,8 +61,12 @@ const t = (key) => TEXT[state.lang][key] || key;
 
 // ------------------------------------------------------------------ API and errors
 
+function apiKey() { return localStorage.getItem("kfashion.apiKey") || ""; }
+
 async function api(path, options = {}) {
-  const response = await fetch(path, options);
+  const headers = new Headers(options.headers || {});
+  if (apiKey()) headers.set("X-API-Key", apiKey());
+  const response = await fetch(path, { ...options, headers });
   const type = response.headers.get("content-type") || "";
   if (!type.includes("application/json")) {
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
@@ -71,6 +75,12 @@ async function api(path, options = {}) {
   const envelope = await response.json();
   if (!response.ok) throw new Error(envelope.resultMessage || `HTTP ${response.status}`);
   return envelope.body;
+}
+
+// An <img> sends no headers: with an API key set, a server image (a job's drawn one) comes through api().
+async function showImage(img, source) {
+  if (!apiKey() || !source.startsWith("/")) { img.src = source; return; }
+  img.src = URL.createObjectURL(await (await api(source)).blob());
 }
 
 function showError(error) {
@@ -119,6 +129,7 @@ function valueText(key, value) {
 function applyLanguage() {
   document.documentElement.lang = state.lang;
   document.querySelectorAll("[data-i18n]").forEach((el) => { el.textContent = t(el.dataset.i18n); });
+  document.querySelectorAll("[data-i18n-placeholder]").forEach((el) => { el.placeholder = t(el.dataset.i18nPlaceholder); });
   $("language").textContent = state.lang === "ko" ? "English" : "한국어";
   if (state.taxonomy) { buildChips(); buildChangeControl(); }
   if (state.tagging) renderTable();
@@ -131,7 +142,7 @@ function selectTab(tab) {
     other.tabIndex = selected ? 0 : -1;
     $(other.getAttribute("aria-controls")).hidden = !selected;
   });
-  if (tab.id === "tab-search") loadCollections();
+  if (tab.id === "tab-search") guarded(loadCollections);
 }
 
 function setUpTabs() {
@@ -284,7 +295,7 @@ function showDetail(index, tr) {
   if (result.status !== "done") return;
   const source = state.tagging.local.get(result.file)
     || (state.tagging.job ? `/tagging/jobs/${state.tagging.job}/images/${result.position}?size=800` : "");
-  $("detail-image").src = source;
+  guarded(() => showImage($("detail-image"), source));
   $("detail-image").alt = result.file;
   // Larger boxes first, so a top inside an open outer stays clickable on top of it.
   const area = (item) => item.box[2] * item.box[3];
@@ -565,6 +576,8 @@ async function start() {
     localStorage.setItem("kfashion.lang", state.lang);
     applyLanguage();
   });
+  $("api-key").value = apiKey();
+  $("api-key").addEventListener("change", () => localStorage.setItem("kfashion.apiKey", $("api-key").value.trim()));
   $("tag-files").addEventListener("change", showChosen);
   $("tag-run").addEventListener("click", () => guarded(runTagging));
   $("download-csv").addEventListener("click", () => guarded(() => downloadTagged("csv")));

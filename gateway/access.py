@@ -1,0 +1,97 @@
+"""API keys at the gateway, the one public entry. With none configured every route is open (the embedded
+default on one machine). With keys configured, every request but the open ones needs one in the X-API-Key
+header, and the key's scope says what it may do: `read` (tag, search, recommend, read the catalog, trends
+and jobs: a key a mobile app can carry) or `write` (also change the catalog, collections and jobs: a key for
+the shop's own backend). The model services behind the gateway are not exposed (deploy/k8s)."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from collections.abc import Awaitable, Callable
+from typing import Literal
+
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+
+from shared.envelope import failure
+from shared.errors import ApiError, ErrorCode
+
+Scope = Literal["read", "write"]
+API_KEY_HEADER = "X-API-Key"
+OPEN_PATHS = frozenset(
+    {
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/taxonomy",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/openapi.json",
+    }
+)
+OPEN_PREFIXES = ("/console/",)
+# Result images load in image views (<img>, mobile image components), which send no headers; a catalog's
+# product photos are what its shop shows anyway. Their ids come from search results.
+OPEN_GETS = re.compile(r"^/catalog/images/\d+/file$")
+READ_POSTS = frozenset({"/tagging", "/tagging/jobs", "/search", "/recommend"})
+
+
+def needed_scope(method: str, path: str) -> Scope | None:
+    """What a request needs: nothing, a read key or a write key."""
+    reading = method in ("GET", "HEAD", "OPTIONS")
+    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (reading and OPEN_GETS.match(path)):
+        return None
+    return "read" if reading or (method == "POST" and path in READ_POSTS) else "write"
+
+
+def key_scope(keys: dict[str, Scope], given: str | None) -> Scope | None:
+    """The scope of the key given; None when it is none of them (compared in constant time)."""
+    found = None
+    for key, scope in keys.items():
+        if given is not None and hmac.compare_digest(key.encode(), given.encode()):
+            found = scope
+    return found
+
+
+def require_write(request: Request, what: str) -> None:
+    """For a read route that writes on request (a search saved to a collection)."""
+    if getattr(request.state, "api_scope", "write") != "write":
+        raise ApiError(
+            ErrorCode.FORBIDDEN, f"{what} needs a write key; this key may only read", {"scope": "read"}
+        )
+
+
+def install_api_keys(app: FastAPI, keys: dict[str, Scope]) -> None:
+    if not keys:
+        return
+
+    @app.middleware("http")
+    async def _check_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        needed = needed_scope(request.method, request.url.path)
+        if needed is None:
+            return await call_next(request)
+        given = request.headers.get(API_KEY_HEADER)
+        scope = key_scope(keys, given)
+        if scope is None:
+            error = ApiError(
+                ErrorCode.UNAUTHORIZED,
+                f"send a valid API key in the {API_KEY_HEADER} header"
+                if given
+                else f"this server needs an API key in the {API_KEY_HEADER} header",
+                {"header": API_KEY_HEADER},
+            )
+            return JSONResponse(
+                failure(error), status_code=error.status, headers={"WWW-Authenticate": API_KEY_HEADER}
+            )
+        if needed == "write" and scope != "write":
+            error = ApiError(
+                ErrorCode.FORBIDDEN,
+                f"{request.method} {request.url.path} needs a write key; this key may only read",
+                {"scope": scope, "needs": needed},
+            )
+            return JSONResponse(failure(error), status_code=error.status)
+        request.state.api_scope = scope
+        return await call_next(request)

@@ -1,0 +1,93 @@
+"""API keys at the gateway (gateway/access.py) over HTTP, against a real server configured with a read key
+and a write key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx2
+import pytest
+
+from gateway.access import needed_scope
+from tests.servers import Server, gateway_env
+from training.data import Sample
+
+READ = {"X-API-Key": "app-key-read"}
+WRITE = {"X-API-Key": "backend-key-write"}
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    folder = tmp_path_factory.mktemp("keyed")
+    keys = '{"app-key-read": "read", "backend-key-write": "write"}'
+    server = Server(
+        [], gateway_env(folder / "data") | {"KFASHION_GATEWAY__API_KEYS": keys}, log=folder / "log"
+    )
+    yield server.start()
+    server.kill()
+
+
+def _error(response: httpx2.Response, status: int, code: str) -> str:
+    envelope = response.json()
+    assert response.status_code == envelope["resultCode"] == status, response.text
+    assert envelope["body"]["error"]["code"] == code
+    return envelope["resultMessage"]
+
+
+def test_requests_without_a_valid_key_are_refused(keyed: Server) -> None:
+    missing = httpx2.post(f"{keyed.url}/search", json={"text": "black"})
+    assert "X-API-Key" in _error(missing, 401, "UNAUTHORIZED")
+    assert missing.headers["www-authenticate"] == "X-API-Key"
+    wrong = httpx2.get(f"{keyed.url}/catalog/images", headers={"X-API-Key": "app-key-reaD"})
+    assert _error(wrong, 401, "UNAUTHORIZED") == "send a valid API key in the X-API-Key header"
+    # Probes, metrics, the taxonomy, the API's description and the console need none.
+    for path in ("/healthz", "/readyz", "/metrics", "/taxonomy", "/openapi.json", "/", "/console/console.js"):
+        assert httpx2.get(f"{keyed.url}{path}").status_code == 200, path
+
+
+def test_a_read_key_reads_and_a_write_key_writes(keyed: Server, unseen: list[Sample]) -> None:
+    photo = [("files", (unseen[0].image_path.name, unseen[0].image_path.read_bytes()))]
+    refused = httpx2.post(f"{keyed.url}/catalog/images", files=photo, headers=READ, timeout=60)
+    assert "needs a write key" in _error(refused, 403, "FORBIDDEN")
+    added = httpx2.post(f"{keyed.url}/catalog/images", files=photo, headers=WRITE, timeout=60)
+    assert added.status_code == 200, added.text
+    image_id = added.json()["body"]["results"][0]["image_id"]
+    tagged = httpx2.post(f"{keyed.url}/tagging", files=photo, headers=READ, timeout=60)
+    assert tagged.status_code == 200 and tagged.json()["body"]["results"][0]["items"]
+    found = httpx2.post(f"{keyed.url}/search", files=photo, headers=READ, timeout=60).json()["body"][
+        "results"
+    ]
+    assert found[0]["image_id"] == image_id
+    # The result's image loads in an image view, which sends no header.
+    assert httpx2.get(f"{keyed.url}{found[0]['image_url']}").content == unseen[0].image_path.read_bytes()
+    saved = httpx2.post(f"{keyed.url}/search", json={"text": "black", "save_to": "picks"}, headers=READ)
+    assert "save_to" in _error(saved, 403, "FORBIDDEN")
+    assert httpx2.post(
+        f"{keyed.url}/search", json={"text": "black", "save_to": "picks"}, headers=WRITE
+    ).is_success
+    assert httpx2.get(f"{keyed.url}/collections/picks", headers=READ).is_success
+    _error(httpx2.delete(f"{keyed.url}/catalog/images/{image_id}", headers=READ), 403, "FORBIDDEN")
+    assert httpx2.delete(f"{keyed.url}/catalog/images/{image_id}", headers=WRITE).is_success
+
+
+def test_what_each_route_needs(keyed: Server) -> None:
+    routes = httpx2.get(f"{keyed.url}/openapi.json").json()["paths"]
+    needs = {
+        (method.upper(), path): needed_scope(method.upper(), path)
+        for path in routes
+        for method in routes[path]
+    }
+    reads = {route for route, scope in needs.items() if scope == "read" and route[0] != "GET"}
+    assert reads == {
+        ("POST", "/tagging"),
+        ("POST", "/tagging/jobs"),
+        ("POST", "/search"),
+        ("POST", "/recommend"),
+    }
+    assert all(
+        scope == "write" for (method, _), scope in needs.items() if method in ("PUT", "PATCH", "DELETE")
+    )
+    assert needs[("POST", "/catalog/images")] == needs[("POST", "/collections")] == "write"
+    assert needs[("GET", "/catalog/images/{image_id}/file")] == "read"  # the template; a real id is open
+    assert needed_scope("GET", "/catalog/images/12/file") is None
+    assert needed_scope("DELETE", "/catalog/images/12/file") == "write"
