@@ -314,7 +314,10 @@ class CatalogSearch:
         if allowed is not None and len(allowed) == 0:
             return []
         word_scores = self.text_index().scores(words, allowed) if words else {}
-        carriers = {k: self.allowed_items(merge_filters(filters or {}, {k: v})) for k, v in tags.items()}
+        carriers = {}  # tag key -> the allowed items carrying it
+        for key, values in tags.items():
+            carriers[key] = self.allowed_items(merge_filters(filters or {}, {key: values}))
+        most = sum(map(tag_weight, tags)) + 1
         worded = np.array(sorted(word_scores), np.int64)
         if carriers or words:
             candidates = np.unique(np.concatenate([*carriers.values(), worded]))
@@ -332,7 +335,7 @@ class CatalogSearch:
             else:
                 second = {i: row["score"] for i, row in self.catalog.items(group).items()}
             order = sorted(second.items(), key=lambda kv: (-kv[1], kv[0]))
-            ranked += [(i, (count + score) / (sum(map(tag_weight, tags)) + 1)) for i, score in order]
+            ranked += [(i, (count + score) / most) for i, score in order]
             if len(ranked) >= k:
                 break
         ranked = ranked[:k]
