@@ -327,6 +327,47 @@ def test_filters_hold_inside_the_search_and_k_come_back(deployment: Deployment, 
         assert len(found) == min(50, len(allowed)) and set(found) <= allowed, filters
 
 
+def test_pages_follow_one_another(deployment: Deployment, unseen: list[Sample]) -> None:
+    photo = unseen[1].image_path
+
+    def pages(size: int, **query: object) -> list[dict]:
+        """Every page of a query, following next_offset from the first."""
+        results, offset = [], 0
+        while offset is not None:
+            if "text" in query:
+                body = _ok(
+                    httpx2.post(f"{deployment.url}/search", json={**query, "top_k": size, "offset": offset})
+                )
+            else:
+                fields = {**query, "top_k": str(size), "offset": str(offset)}
+                body = _ok(_photo_search(deployment.url, photo.name, photo.read_bytes(), **fields))
+            assert body["offset"] == offset and len(body["results"]) <= size
+            results += body["results"]
+            offset = body["next_offset"]
+        return results
+
+    for query in (
+        {"text": "black skirt"},
+        {"filters": {"region": "bottom", "color": "black"}},
+        {"scope": "look"},
+    ):
+        if "filters" in query:
+            query = {**query, "filters": json.dumps(query["filters"])}
+        whole = _ok(
+            httpx2.post(f"{deployment.url}/search", json={**query, "top_k": 200})
+            if "text" in query
+            else _photo_search(deployment.url, photo.name, photo.read_bytes(), **query, top_k="200")
+        )["results"][:60]
+        paged = pages(7, **query)[:60]
+        key = "item_id" if query.get("scope") != "look" else "image_id"
+        assert [(r[key], r["rank"]) for r in paged] == [(r[key], r["rank"]) for r in whole], query
+    # The last page says so: the catalog's 'black skirt' answers end, and so does the paging.
+    first = _ok(httpx2.post(f"{deployment.url}/search", json={"text": "black skirt", "top_k": 200}))
+    assert len(first["results"]) < 200 and first["next_offset"] is None
+    beyond = httpx2.post(f"{deployment.url}/search", json={"text": "black", "offset": 1001})
+    assert beyond.status_code == 422
+
+
 def test_korean_and_english_queries_agree(deployment: Deployment) -> None:
     pairs = Counter(
         (i["attributes"].get("color"), i["attributes"].get("category")) for i in deployment.items.values()

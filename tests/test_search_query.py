@@ -129,3 +129,35 @@ def test_a_photo_query_is_about_the_item_read_most_surely() -> None:
     with pytest.raises(ApiError) as raised:
         query_item(photo, "onepiece")
     assert raised.value.details["regions_found"] == ["bottom", "outer", "top"]
+
+
+def test_reordering_works_in_blocks_so_pages_agree() -> None:
+    """Results past the 40th are re-ordered among the next 40 nearest, never pulled into the first block:
+    a page is the same whatever page size asked for it (POST /search's offset)."""
+    from services.search.rerank import RERANK_POOL, pool_size, rerank_by_tags
+
+    query = {"region": "top", "attributes": {}}
+
+    def nearest() -> list[dict]:
+        # Cosines falling by 0.001; every third item of another region (it loses the penalty).
+        return [
+            {
+                "item_id": i,
+                "score": 0.9 - i / 1000,
+                "rank": 0,
+                "region": "top" if i % 3 else "bottom",
+                "tags": {},
+            }
+            for i in range(3 * RERANK_POOL)
+        ]
+
+    whole = rerank_by_tags(nearest(), query, 3 * RERANK_POOL)
+    assert {r["item_id"] for r in whole[:RERANK_POOL]} == set(range(RERANK_POOL))
+    assert [r["region"] for r in whole[: RERANK_POOL - RERANK_POOL // 3 - 1]] == ["top"] * (
+        RERANK_POOL - RERANK_POOL // 3 - 1
+    )
+    for size in (1, 7, 40, 41, 100):
+        assert [r["item_id"] for r in rerank_by_tags(nearest(), query, size)] == [
+            r["item_id"] for r in whole[:size]
+        ]
+    assert [pool_size(k) for k in (1, 40, 41, 80, 81)] == [40, 40, 80, 80, 120]

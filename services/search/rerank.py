@@ -18,20 +18,22 @@ region's (docs/benchmarks.md, "Every region searched").
 
 from __future__ import annotations
 
-RERANK_POOL = 40  # nearest items the re-ordering chooses from (top_k of them if more are asked for)
+RERANK_POOL = 40  # nearest items the re-ordering chooses from (the next 40 for results past the 40th)
 TAG_WEIGHTS = {"color": 0.05, "category": 0.1}
 OTHER_REGION_PENALTY = 0.1
 
 
 def pool_size(top_k: int) -> int:
-    return max(top_k, RERANK_POOL)
+    """Nearest items to fetch for top_k results: whole blocks of RERANK_POOL."""
+    return -(-top_k // RERANK_POOL) * RERANK_POOL
 
 
 def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[dict]:
     """The top_k of `results` (item results, best first, `score` the cosine similarity) by cosine plus tag
     agreement with the query item; each keeps its cosine as `similarity` and gets the new `score` and
     `rank`. A tag the head did not rank among its top-k adds nothing; an item of another region than the
-    query item's loses OTHER_REGION_PENALTY."""
+    query item's loses OTHER_REGION_PENALTY. Re-ordered in blocks of RERANK_POOL nearest (the 40 nearest,
+    then the next 40, ...), so a page of results is the same whatever page size asked for it."""
     read = {
         key: {c["value"]: c["score"] for c in query_item["attributes"].get(key, {}).get("top_k", [])}
         for key in TAG_WEIGHTS
@@ -44,7 +46,11 @@ def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[di
             agreement -= OTHER_REGION_PENALTY
         result["similarity"] = result["score"]
         result["score"] = round(result["score"] + agreement, 6)
-    ranked = sorted(results, key=lambda r: -r["score"])[:top_k]  # stable: ties keep the cosine order
+    ranked = [  # sorted is stable: ties keep the cosine order
+        result
+        for start in range(0, len(results), RERANK_POOL)
+        for result in sorted(results[start : start + RERANK_POOL], key=lambda r: -r["score"])
+    ][:top_k]
     for rank, result in enumerate(ranked, 1):
         result["rank"] = rank
     return ranked

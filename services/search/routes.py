@@ -29,6 +29,7 @@ from shared.imaging import decode_image, encode_jpeg
 from shared.settings import Settings
 from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGIONS
 
+MAX_OFFSET = 1000  # deeper pages are not served
 TREND_FIELDS = ("style", "category", "color", "print", "region", "material", "detail", "length", "fit")
 
 
@@ -47,6 +48,7 @@ class SearchRequest(BaseModel):
         default_factory=dict, description='{"color": ["블랙"], "region": "bottom", "style": "스트리트"}'
     )
     top_k: int = Field(10, ge=1, le=200)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip; the next page: next_offset")
     scope: Literal["item", "look"] = Field("item", description="a photo's item, or its whole look")
     region: str | None = Field(None, description="which item of the photo (default: the surest read)")
     save_to: str | None = Field(None, description="also save the results to this collection (created if new)")
@@ -261,6 +263,8 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
     parsed = parse_query(query.text or "")
     text_filters = dict(parsed.tags)
     echo: dict[str, Any] = {"text": query.text, "tags": parsed.tags, "words": parsed.words}
+    # Ranks count from the first page, and one result past this page says whether there is a next.
+    wanted_k = query.offset + query.top_k + 1
     photo = query.photo
     if photo is not None:
         echo["photo"] = {"file": photo.get("file"), "items": [public_item(i) for i in photo["items"]]}
@@ -269,15 +273,15 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
                 raise ApiError(ErrorCode.NO_ITEM_FOUND, "no garment was found in the photo")
             vector = np.sum([i["embedding"] for i in photo["items"]], axis=0)
             wanted = merge_filters(filters, text_filters)
-            results = search.look_results(search.similar_looks(vector, query.top_k, wanted))
+            results = search.look_results(search.similar_looks(vector, wanted_k, wanted))
         else:
             item = query_item(photo, query.region)
             echo["item"] = public_item(item)
             wanted = merge_filters(filters, text_filters)  # every region: rerank_by_tags weighs the region
             nearest = search.item_results(
-                search.similar_items(item["embedding"], pool_size(query.top_k), wanted)
+                search.similar_items(item["embedding"], pool_size(wanted_k), wanted)
             )
-            results = rerank_by_tags(nearest, item, query.top_k)
+            results = rerank_by_tags(nearest, item, wanted_k)
     elif parsed.tags or parsed.words or filters:
         if query.scope == "look":
             raise ApiError(ErrorCode.VALIDATION_FAILED, "scope 'look' needs a photo")
@@ -285,13 +289,20 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
         wanted = filters
         index = search.text_index() if parsed.words else None
         echo["unknown_words"] = [w for w in parsed.words if index and not index.meanings(w)]
-        results = search.item_results(search.text_items(parsed.words, text_filters, query.top_k, wanted))
+        results = search.item_results(search.text_items(parsed.words, text_filters, wanted_k, wanted))
     else:
         raise ApiError(
             ErrorCode.EMPTY_REQUEST, "send a photo (multipart field 'files'), a text query or filters"
         )
     echo["filters"] = wanted
-    body: dict[str, Any] = {"query": echo, "results": results}
+    results, after = results[query.offset : wanted_k - 1], results[wanted_k - 1 :]
+    next_offset = query.offset + query.top_k
+    body: dict[str, Any] = {
+        "query": echo,
+        "results": results,
+        "offset": query.offset,
+        "next_offset": next_offset if after and next_offset <= MAX_OFFSET else None,
+    }
     if query.save_to:
         body["collection"] = _save_results(context, query.save_to, results)
     return body
