@@ -143,6 +143,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         job = await run_in_threadpool(store.get, job_id)
         return _json(success(job | _links(job_id), status=202), 202)
 
+    @app.get("/tagging/jobs", tags=["tagging"], summary="jobs, newest first, with their status and counts")
+    async def list_jobs(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> Response:
+        total, jobs = await run_in_threadpool(store.newest, offset, limit)
+        return _json(success({"total": total, "offset": offset, "jobs": [j | _links(j["id"]) for j in jobs]}))
+
     @app.get("/tagging/jobs/{job_id}", tags=["tagging"], summary="a job's status and counts")
     async def job_status(job_id: str) -> Response:
         job = await run_in_threadpool(store.get, job_id)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import (
@@ -22,7 +22,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, RowMapping
 
 from gateway.inputs import Source
 from gateway.tagging import Tagged
@@ -84,32 +84,56 @@ class JobStore:
             job = db.execute(select(tagging_jobs).where(tagging_jobs.c.id == job_id)).mappings().first()
             if job is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no tagging job {job_id}", {"job_id": job_id})
-            counts = dict(
-                db.execute(
-                    select(tagging_job_items.c.status, func.count())
-                    .where(tagging_job_items.c.job_id == job_id)
-                    .group_by(tagging_job_items.c.status)
-                ).all()
+            return self._summaries(db, [job])[0]
+
+    def newest(self, offset: int, limit: int) -> tuple[int, list[dict]]:
+        """Jobs newest first, each as `get` gives it, and how many there are in all."""
+        with self.engine.connect() as db:
+            total = db.execute(select(func.count()).select_from(tagging_jobs)).scalar() or 0
+            newest = select(tagging_jobs).order_by(tagging_jobs.c.created.desc(), tagging_jobs.c.id)
+            jobs = db.execute(newest.offset(offset).limit(limit)).mappings().all()
+            return total, self._summaries(db, jobs)
+
+    @staticmethod
+    def _summaries(db: Connection, jobs: Sequence[RowMapping]) -> list[dict]:
+        """Status and counts of jobs, read from their rows (one query for them all)."""
+        ids = [job["id"] for job in jobs]
+        counts: dict[str, dict[str, int]] = {job_id: {} for job_id in ids}
+        last: dict[str, datetime | None] = dict.fromkeys(ids)
+        rows = db.execute(
+            select(
+                tagging_job_items.c.job_id,
+                tagging_job_items.c.status,
+                func.count(),
+                func.max(tagging_job_items.c.finished),
             )
-            last = db.execute(
-                select(func.max(tagging_job_items.c.finished)).where(tagging_job_items.c.job_id == job_id)
-            ).scalar()
-        total = sum(counts.values())
-        pending = counts.get(PENDING, 0)
-        status = "done" if pending == 0 else ("running" if last else "queued")
-        return {
-            "id": job_id,
-            "status": status,
-            "counts": {
-                "total": total,
-                "done": counts.get(DONE, 0),
-                "failed": counts.get(FAILED, 0),
-                "pending": pending,
-            },
-            "created": job["created"].strftime(DATE_FORMAT),
-            "updated": last.strftime(DATE_FORMAT) if last else None,
-            "options": job["options"],
-        }
+            .where(tagging_job_items.c.job_id.in_(ids))
+            .group_by(tagging_job_items.c.job_id, tagging_job_items.c.status)
+        )
+        for job_id, status, count, finished in rows:
+            counts[job_id][status] = count
+            if finished is not None and (last[job_id] is None or finished > last[job_id]):
+                last[job_id] = finished
+        summaries = []
+        for job in jobs:
+            these, updated = counts[job["id"]], last[job["id"]]
+            pending = these.get(PENDING, 0)
+            summaries.append(
+                {
+                    "id": job["id"],
+                    "status": "done" if pending == 0 else ("running" if updated else "queued"),
+                    "counts": {
+                        "total": sum(these.values()),
+                        "done": these.get(DONE, 0),
+                        "failed": these.get(FAILED, 0),
+                        "pending": pending,
+                    },
+                    "created": job["created"].strftime(DATE_FORMAT),
+                    "updated": updated.strftime(DATE_FORMAT) if updated else None,
+                    "options": job["options"],
+                }
+            )
+        return summaries
 
     def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
         """The oldest job's waiting images first, each with its job's options."""

@@ -47,6 +47,8 @@ def test_job_results_download_as_json_csv_xlsx_and_images(embedded: Server, unse
     job_id = created.json()["body"]["id"]
     job = _wait(embedded.url, job_id, lambda j: j["status"] == "done")
     assert job["counts"] == {"total": 6, "done": 5, "failed": 1, "pending": 0}
+    listed = httpx2.get(f"{embedded.url}/tagging/jobs", params={"limit": 500}).json()["body"]
+    assert job in listed["jobs"] and listed["total"] == len(listed["jobs"]) >= 1
     results = httpx2.get(f"{embedded.url}/tagging/jobs/{job_id}/results").json()["body"]["results"]
     assert [r["position"] for r in results] == list(range(6))
     assert [r["file"] for r in results[:5]] == [name for name, _ in named]

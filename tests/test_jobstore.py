@@ -51,6 +51,22 @@ def test_images_finish_once_and_counts_follow_the_rows(store: JobStore, tmp_path
     assert list(store.blobs.keys(f"jobs/{job_id}/")) == []
 
 
+def test_jobs_list_newest_first_with_counts(store: JobStore) -> None:
+    first = store.create([Source("a.jpg", b"1")], {})
+    second = store.create([Source(f"{k}.jpg", b"x") for k in range(3)], {"top_k": 5})
+    store.finish(second, 1, {"file": "1.jpg", "status": "done", "items": []})
+    total, jobs = store.newest(0, 10)
+    assert total == 2 and [j["id"] for j in jobs] == [second, first]
+    assert jobs[0] == store.get(second) and jobs[1] == store.get(first)
+    assert jobs[0]["status"] == "running" and jobs[0]["counts"] == {
+        "total": 3,
+        "done": 1,
+        "failed": 0,
+        "pending": 2,
+    }
+    assert store.newest(1, 10) == (2, [store.get(first)]) and store.newest(2, 10) == (2, [])
+
+
 def test_pending_skips_images_in_flight(store: JobStore) -> None:
     job_id = store.create([Source(f"{k}.jpg", b"x") for k in range(4)], {})
     mine = lambda rows: [r["position"] for r in rows if r["job_id"] == job_id]  # noqa: E731
