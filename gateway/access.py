@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Literal
 
 from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
 from shared.envelope import failure
@@ -40,9 +41,12 @@ READ_POSTS = frozenset({"/tagging", "/tagging/jobs", "/search", "/recommend"})
 
 
 def needed_scope(method: str, path: str) -> Scope | None:
-    """What a request needs: nothing, a read key or a write key."""
-    reading = method in ("GET", "HEAD", "OPTIONS")
-    if path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or (reading and OPEN_GETS.match(path)):
+    """What a request needs: nothing, a read key or a write key. A browser's CORS preflight (OPTIONS)
+    never carries the key, so it needs none; the request it clears does."""
+    reading = method in ("GET", "HEAD")
+    if method == "OPTIONS" or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        return None
+    if reading and OPEN_GETS.match(path):
         return None
     return "read" if reading or (method == "POST" and path in READ_POSTS) else "write"
 
@@ -64,9 +68,22 @@ def require_write(request: Request, what: str) -> None:
         )
 
 
-def install_api_keys(app: FastAPI, keys: dict[str, Scope]) -> None:
-    if not keys:
-        return
+def install_access(app: FastAPI, keys: dict[str, Scope], cors_origins: list[str]) -> None:
+    """API keys, then CORS outside them (added last, it runs first), so a preflight is answered without a
+    key and the answers to the origins' requests, refusals included, carry the CORS headers."""
+    if keys:
+        _install_api_keys(app, keys)
+    if cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=[API_KEY_HEADER, "Content-Type"],
+            expose_headers=["Content-Disposition"],
+        )
+
+
+def _install_api_keys(app: FastAPI, keys: dict[str, Scope]) -> None:
 
     @app.middleware("http")
     async def _check_key(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from gateway.access import install_api_keys
+from gateway.access import install_access
 from gateway.catalog import SearchClient, catalog_router
 from gateway.exports import drawn_jpeg, to_csv, to_xlsx
 from gateway.inputs import Source, collect_sources
@@ -48,7 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "Fashion photo tagging over the K-Fashion taxonomy. Every response is the envelope "
         '{"resultCode", "resultMessage", "body", "responseDate"}.',
     )
-    install_api_keys(app, settings.gateway.api_keys)
+    install_access(app, settings.gateway.api_keys, settings.gateway.cors_origins)
     services = model_services(settings, state.registry)
     pipeline = TaggingPipeline(services, settings)
     store = JobStore(

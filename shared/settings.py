@@ -68,6 +68,10 @@ class GatewaySettings(BaseModel):
     concurrency: int = Field(2, gt=0, description="images tagged at the same time")
     top_k: int = Field(3, gt=0, le=50, description="labels listed per attribute")
     draw_size: int = Field(800, ge=64, le=4096, description="default longest side of drawn images")
+    cors_origins: list[str] = Field(
+        default_factory=list,
+        description='web origins whose pages may call the API from the browser: ["https://shop.example"]',
+    )
     api_keys: dict[str, Literal["read", "write"]] = Field(
         default_factory=dict,
         description='API key -> scope: {"app-key": "read", "backend-key": "write"}; empty: no key needed',

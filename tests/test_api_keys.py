@@ -14,15 +14,17 @@ from training.data import Sample
 
 READ = {"X-API-Key": "app-key-read"}
 WRITE = {"X-API-Key": "backend-key-write"}
+SHOP = "https://shop.example"  # a web shop whose pages call the API from the browser
 
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     folder = tmp_path_factory.mktemp("keyed")
-    keys = '{"app-key-read": "read", "backend-key-write": "write"}'
-    server = Server(
-        [], gateway_env(folder / "data") | {"KFASHION_GATEWAY__API_KEYS": keys}, log=folder / "log"
-    )
+    env = gateway_env(folder / "data") | {
+        "KFASHION_GATEWAY__API_KEYS": '{"app-key-read": "read", "backend-key-write": "write"}',
+        "KFASHION_GATEWAY__CORS_ORIGINS": f'["{SHOP}"]',
+    }
+    server = Server([], env, log=folder / "log")
     yield server.start()
     server.kill()
 
@@ -70,6 +72,23 @@ def test_a_read_key_reads_and_a_write_key_writes(keyed: Server, unseen: list[Sam
     assert httpx2.delete(f"{keyed.url}/catalog/images/{image_id}", headers=WRITE).is_success
 
 
+def test_a_shops_pages_may_call_from_the_browser(keyed: Server) -> None:
+    asked = {
+        "Origin": SHOP,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "x-api-key",
+    }
+    preflight = httpx2.options(f"{keyed.url}/search", headers=asked)  # the browser sends no key here
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == SHOP
+    assert "x-api-key" in preflight.headers["access-control-allow-headers"].lower()
+    answered = httpx2.post(f"{keyed.url}/search", json={"text": "black"}, headers={"Origin": SHOP} | READ)
+    assert answered.status_code == 200 and answered.headers["access-control-allow-origin"] == SHOP
+    refused = httpx2.post(f"{keyed.url}/search", json={"text": "black"}, headers={"Origin": SHOP})
+    assert refused.status_code == 401 and refused.headers["access-control-allow-origin"] == SHOP  # readable
+    elsewhere = httpx2.options(f"{keyed.url}/search", headers=asked | {"Origin": "https://other.example"})
+    assert elsewhere.status_code == 400 and "access-control-allow-origin" not in elsewhere.headers
+
+
 def test_what_each_route_needs(keyed: Server) -> None:
     routes = httpx2.get(f"{keyed.url}/openapi.json").json()["paths"]
     needs = {
@@ -91,3 +110,4 @@ def test_what_each_route_needs(keyed: Server) -> None:
     assert needs[("GET", "/catalog/images/{image_id}/file")] == "read"  # the template; a real id is open
     assert needed_scope("GET", "/catalog/images/12/file") is None
     assert needed_scope("DELETE", "/catalog/images/12/file") == "write"
+    assert needed_scope("OPTIONS", "/catalog/images/12") is None  # a CORS preflight
