@@ -16,7 +16,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.access import install_access
 from gateway.catalog import SearchClient, catalog_router
 from gateway.exports import drawn_jpeg, to_csv, to_xlsx
-from gateway.inputs import Source, collect_sources
+from gateway.inputs import Source, checked_url, collect_sources
 from gateway.jobs import JobStore, JobWorker
 from gateway.ports import SERVICE_NAMES, model_services
 from gateway.tagging import Tagged, TaggingPipeline
@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def tag_for_job(source: Source, options: dict) -> Tagged:
         return await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
 
-    worker = JobWorker(store, tag_for_job, settings.gateway.concurrency)
+    worker = JobWorker(
+        store, tag_for_job, settings.gateway.concurrency, callback_timeout_s=settings.gateway.url_timeout_s
+    )
     state.startup.append(services.start)
     state.startup.append(search.start)
 
@@ -134,11 +136,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
         top_k: int = Form(settings.gateway.top_k, ge=1, le=50),
         embedding: bool = Form(False),
+        callback_url: str | None = Form(
+            None, description="POST the job here when done (a host in KFASHION_GATEWAY__CALLBACK_HOSTS)"
+        ),
     ) -> Response:
+        callback = (
+            checked_url(callback_url, settings.gateway.callback_hosts, "job callbacks", "CALLBACK_HOSTS")
+            if callback_url
+            else None
+        )
         sources = await collect_sources(
             files, urls, settings, settings.gateway.job_max_images, folders=folders
         )
-        job_id = await run_in_threadpool(store.create, sources, {"top_k": top_k, "embedding": embedding})
+        options = {"top_k": top_k, "embedding": embedding}
+        job_id = await run_in_threadpool(store.create, sources, options, callback)
         worker.wake.set()
         job = await run_in_threadpool(store.get, job_id)
         return _json(success(job | _links(job_id), status=202), 202)

@@ -112,17 +112,19 @@ def upload_sources(uploads: list[tuple[str, bytes]], limits: ImageLimits, max_en
     return sources
 
 
-def checked_url(url: str, settings: GatewaySettings) -> str:
-    """The URL, stripped, if it is http(s) on an allowed host; else the request is refused before
-    anything is fetched or written."""
+def checked_url(
+    url: str, hosts: list[str], what: str = "image URLs and folder links", setting: str = "URL_HOSTS"
+) -> str:
+    """The URL, stripped, if it is http(s) on one of `hosts`; else the request is refused before anything
+    is fetched or written. `what` and `setting` name the allow-list in the refusal."""
     parts = urlsplit(url.strip())
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
         raise ApiError(ErrorCode.VALIDATION_FAILED, f"{url!r} is not an http(s) URL", {"url": url})
-    if host not in {allowed.lower() for allowed in settings.url_hosts}:
+    if host not in {allowed.lower() for allowed in hosts}:
         raise ApiError(
             ErrorCode.HOST_NOT_ALLOWED,
-            f"{host} is not an allowed host for image URLs and folder links (KFASHION_GATEWAY__URL_HOSTS)",
+            f"{host} is not an allowed host for {what} (KFASHION_GATEWAY__{setting})",
             {"url": url, "host": host},
         )
     return url.strip()
@@ -132,7 +134,7 @@ def url_sources(urls: list[str], settings: GatewaySettings) -> list[Source]:
     """URL sources, after checking every URL against the allow-list (checked_url)."""
     sources = []
     for url in urls:
-        checked = checked_url(url, settings)
+        checked = checked_url(url, settings.url_hosts)
         parts = urlsplit(checked)
         sources.append(Source(PurePosixPath(parts.path).name or parts.hostname or checked, url=checked))
     return sources
@@ -199,7 +201,7 @@ async def folder_sources(
     """The images a folder link lists, each a URL source named by its path below the folder. Stops reading
     once more than `limit` are found (the caller refuses the request then). A listing that cannot be read,
     or a folder without images, is one failed source, so the request's other inputs are still tagged."""
-    base = urlsplit(checked_url(link, settings.gateway))
+    base = urlsplit(checked_url(link, settings.gateway.url_hosts))
     if not base.path.endswith("/") and not base.query:
         base = base._replace(path=base.path + "/")  # "…/shop" is the folder shop/ (servers redirect there)
     images: list[Source] = []
@@ -300,7 +302,7 @@ async def collect_sources(
     listings are read here, to count their images). Over `limit` images, the error ends with
     `over_limit_hint`: where the caller can send that many instead."""
     url_list = [u for u in (urls or []) if u.strip()]
-    folder_list = [checked_url(link, settings.gateway) for link in (folders or []) if link.strip()]
+    folder_list = [checked_url(link, settings.gateway.url_hosts) for link in (folders or []) if link.strip()]
     sources = url_sources(url_list, settings.gateway)
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
     sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
+import httpx2
 from sqlalchemy import (
     delete,
     func,
@@ -28,7 +29,7 @@ from gateway.inputs import Source
 from gateway.tagging import Tagged
 from shared.blobs import BlobStore
 from shared.db import migrate
-from shared.envelope import DATE_FORMAT
+from shared.envelope import DATE_FORMAT, success
 from shared.errors import ApiError, ErrorCode
 from shared.schema import tagging_job_items, tagging_jobs
 
@@ -36,6 +37,8 @@ log = logging.getLogger("kfashion.jobs")
 
 
 PENDING, DONE, FAILED = "pending", "done", "failed"
+WAITING, SENDING, DELIVERED = "waiting", "sending", "delivered"  # a callback's states (and FAILED)
+CALLBACK_RETRY_S = (1.0, 4.0)  # waits between the three attempts to deliver a callback
 
 
 class JobStore:
@@ -48,9 +51,10 @@ class JobStore:
     def _input_key(job_id: str, position: int) -> str:
         return f"jobs/{job_id}/{position:06d}"
 
-    def create(self, sources: list[Source], options: dict) -> str:
+    def create(self, sources: list[Source], options: dict, callback_url: str | None = None) -> str:
         """Store every input, then the job's rows in one transaction; sources that already failed
-        (a bad archive entry) are stored as failed with their reason."""
+        (a bad archive entry) are stored as failed with their reason. With `callback_url`, the job is
+        POSTed there once done (JobWorker)."""
         job_id = uuid.uuid4().hex
         stored: list[str] = []
         try:
@@ -71,7 +75,15 @@ class JobStore:
                     }
                 )
             with self.engine.begin() as db:
-                db.execute(insert(tagging_jobs).values(id=job_id, created=_now(), options=options))
+                db.execute(
+                    insert(tagging_jobs).values(
+                        id=job_id,
+                        created=_now(),
+                        options=options,
+                        callback_url=callback_url,
+                        callback_status=WAITING if callback_url else None,
+                    )
+                )
                 db.execute(insert(tagging_job_items), rows)
         except BaseException:
             for key in stored:  # the rows were not written: nothing refers to these inputs
@@ -133,7 +145,50 @@ class JobStore:
                     "options": job["options"],
                 }
             )
+            if job["callback_url"]:
+                summaries[-1]["callback"] = {
+                    "url": job["callback_url"],
+                    "status": job["callback_status"],
+                    **(job["callback_detail"] or {}),
+                }
         return summaries
+
+    # ------------------------------------------------------------------ callbacks
+
+    def callbacks_due(self) -> list[str]:
+        """Jobs done whose callback waits to be sent."""
+        pending = select(tagging_job_items.c.job_id).where(
+            tagging_job_items.c.job_id == tagging_jobs.c.id, tagging_job_items.c.status == PENDING
+        )
+        query = select(tagging_jobs.c.id).where(tagging_jobs.c.callback_status == WAITING, ~pending.exists())
+        with self.engine.connect() as db:
+            return list(db.execute(query).scalars())
+
+    def claim_callback(self, job_id: str) -> bool:
+        """Take a waiting callback for sending; False when another worker took it first."""
+        return self._move_callback(job_id, WAITING, SENDING, None)
+
+    def end_callback(self, job_id: str, delivered: bool, detail: dict) -> None:
+        self._move_callback(job_id, SENDING, DELIVERED if delivered else FAILED, detail)
+
+    def requeue_callbacks(self) -> int:
+        """Callbacks a stopped process was sending wait again (at least once: the receiver may see a job
+        twice, and tells them apart by its id)."""
+        with self.engine.begin() as db:
+            sending = tagging_jobs.c.callback_status == SENDING
+            return db.execute(update(tagging_jobs).where(sending).values(callback_status=WAITING)).rowcount
+
+    def _move_callback(self, job_id: str, old: str, new: str, detail: dict | None) -> bool:
+        with self.engine.begin() as db:
+            values: dict = {"callback_status": new}
+            if detail is not None:
+                values["callback_detail"] = detail
+            moved = db.execute(
+                update(tagging_jobs)
+                .where(tagging_jobs.c.id == job_id, tagging_jobs.c.callback_status == old)
+                .values(**values)
+            )
+            return moved.rowcount == 1
 
     def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
         """The oldest job's waiting images first, each with its job's options."""
@@ -232,14 +287,23 @@ class JobWorker:
     """Tags pending images of every job, a few at a time, until stopped; wakes up when a job arrives.
     A model service that is down leaves the image pending (tried again later), never failed."""
 
-    def __init__(self, store: JobStore, tag_one: TagOne, concurrency: int, idle_s: float = 1.0):
+    def __init__(
+        self,
+        store: JobStore,
+        tag_one: TagOne,
+        concurrency: int,
+        idle_s: float = 1.0,
+        callback_timeout_s: float = 10.0,
+    ):
         self.store = store
         self.tag_one = tag_one
         self.concurrency = concurrency
         self.idle_s = idle_s
+        self.callback_timeout_s = callback_timeout_s
         self.wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._in_flight: set[tuple[str, int]] = set()
+        self._callbacks: set[asyncio.Task] = set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -252,7 +316,12 @@ class JobWorker:
 
     async def _run(self) -> None:
         running: set[asyncio.Task] = set()
+        await asyncio.to_thread(self.store.requeue_callbacks)
         while True:
+            for job_id in await asyncio.to_thread(self.store.callbacks_due):
+                task = asyncio.create_task(self._call_back(job_id))
+                self._callbacks.add(task)
+                task.add_done_callback(self._callbacks.discard)
             room = self.concurrency - len(running)
             batch = (
                 await asyncio.to_thread(self.store.pending, room, set(self._in_flight)) if room > 0 else []
@@ -295,3 +364,37 @@ class JobWorker:
             await asyncio.to_thread(self.store.finish, *key, result)
         finally:
             self._in_flight.discard(key)
+
+    async def _call_back(self, job_id: str) -> None:
+        """POST the done job (the envelope of GET /tagging/jobs/{id}) to its callback URL: three attempts,
+        a 2xx answer delivers it; the outcome is kept on the job (its `callback`)."""
+        if not await asyncio.to_thread(self.store.claim_callback, job_id):
+            return  # another worker has it
+        try:
+            await self._deliver(job_id)
+        except Exception:
+            log.exception("job %s: callback failed", job_id)
+            await asyncio.to_thread(self.store.end_callback, job_id, False, {"error": "internal error"})
+
+    async def _deliver(self, job_id: str) -> None:
+        job = await asyncio.to_thread(self.store.get, job_id)
+        url = job.pop("callback")["url"]
+        detail: dict = {"attempts": 0}
+        payload = success({"event": "job.done", "job": job})
+        async with httpx2.AsyncClient(timeout=self.callback_timeout_s) as client:
+            for wait in (0.0, *CALLBACK_RETRY_S):
+                await asyncio.sleep(wait)
+                detail["attempts"] += 1
+                try:
+                    answer = await client.post(url, json=payload)
+                    detail.update(http_status=answer.status_code, error=None)
+                    if answer.is_success:
+                        break
+                except httpx2.HTTPError as exc:
+                    detail.update(http_status=None, error=f"{type(exc).__name__}: {exc}")
+        delivered = detail.get("http_status") is not None and 200 <= detail["http_status"] < 300
+        if delivered:
+            detail["delivered"] = _now().strftime(DATE_FORMAT)
+        else:
+            log.warning("job %s: callback to %s failed: %s", job_id, url, detail)
+        await asyncio.to_thread(self.store.end_callback, job_id, delivered, detail)

@@ -23,6 +23,10 @@ tagging_jobs = Table(
     Column("id", String(32), primary_key=True),
     Column("created", DateTime, nullable=False),
     Column("options", JSON, nullable=False),
+    # Where to POST the job when it is done, and how that went: waiting, sending, delivered or failed.
+    Column("callback_url", String(2048)),
+    Column("callback_status", String(16)),
+    Column("callback_detail", JSON),  # attempts, the last HTTP status or error, when delivered
 )
 tagging_job_items = Table(
     "tagging_job_items",

@@ -62,6 +62,9 @@ class GatewaySettings(BaseModel):
         description="hosts /tagging may fetch image URLs and folder listings from; empty: none",
     )
     url_timeout_s: float = Field(10.0, gt=0)
+    callback_hosts: list[str] = Field(
+        default_factory=list, description="hosts a job's callback_url may name (your backend); empty: none"
+    )
     sync_max_images: int = Field(32, gt=0, description="more images than this must go to /tagging/jobs")
     job_max_images: int = Field(20_000, gt=0)
     archive_max_entries: int = Field(5_000, gt=0)

@@ -84,6 +84,7 @@ def gateway_env(data_dir: Path) -> dict[str, str]:
     return {
         "KFASHION_DATA_DIR": str(data_dir),
         "KFASHION_GATEWAY__URL_HOSTS": '["127.0.0.1"]',
+        "KFASHION_GATEWAY__CALLBACK_HOSTS": '["127.0.0.1"]',
         "KFASHION_GATEWAY__SYNC_MAX_IMAGES": "16",
         "KFASHION_IMAGE__MAX_BYTES": str(MAX_BYTES),
         "KFASHION_IMAGE__MAX_PIXELS": str(MAX_PIXELS),

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import io
+import json
 import signal
+import threading
 import time
 import zipfile
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import cv2
 import httpx2
 import numpy as np
+import pytest
 from openpyxl import load_workbook
 from PIL import Image
 
@@ -20,6 +26,30 @@ from tests.servers import Server, gateway_env
 from training.data import Sample
 
 BULK = 200
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """A shop backend's callback endpoint: records each POST; /broken answers 500 every time."""
+
+    received: ClassVar[list[tuple[str, dict]]] = []  # each fixture makes a subclass with its own list
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        self.received.append((self.path, body))
+        self.send_response(500 if self.path == "/broken" else 204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[str, list]]:
+    handler = type("Receiver", (_Receiver,), {"received": []})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", handler.received
+    server.shutdown()
 
 
 def _files(named: list[tuple[str, bytes]]) -> list:
@@ -80,6 +110,35 @@ def _bulk_images(unseen: list[Sample]) -> list[tuple[str, bytes]]:
         )
         named.append((f"bulk_{k:03d}.jpg", encode_jpeg(small)))
     return named
+
+
+def test_a_done_job_is_posted_to_its_callback(
+    embedded: Server, unseen: list[Sample], receiver: tuple[str, list]
+) -> None:
+    url, received = receiver
+    files = _files([(s.image_path.name, s.image_path.read_bytes()) for s in unseen[:2]])
+    hooked = httpx2.post(f"{embedded.url}/tagging/jobs", files=files, data={"callback_url": f"{url}/hook"})
+    broken = httpx2.post(f"{embedded.url}/tagging/jobs", files=files, data={"callback_url": f"{url}/broken"})
+    hooked_id, broken_id = hooked.json()["body"]["id"], broken.json()["body"]["id"]
+    assert hooked.json()["body"]["callback"] == {"url": f"{url}/hook", "status": "waiting"}
+    job = _wait(embedded.url, hooked_id, lambda j: j["callback"]["status"] == "delivered", timeout=120)
+    assert job["callback"]["attempts"] == 1 and job["callback"]["http_status"] == 204
+    posted = [body for path, body in received if path == "/hook"]
+    assert len(posted) == 1 and posted[0]["resultCode"] == 200 and posted[0]["body"]["event"] == "job.done"
+    sent = posted[0]["body"]["job"]
+    assert sent["id"] == hooked_id and sent["status"] == "done" and sent["counts"]["done"] == 2
+    # A receiver that keeps failing is tried three times; the job says so.
+    failed = _wait(embedded.url, broken_id, lambda j: j["callback"]["status"] == "failed", timeout=120)
+    assert failed["callback"]["attempts"] == 3 and failed["callback"]["http_status"] == 500
+    assert sum(path == "/broken" for path, _ in received) == 3
+    # Only hosts the settings name; the refused job is not created.
+    before = httpx2.get(f"{embedded.url}/tagging/jobs").json()["body"]["total"]
+    elsewhere = httpx2.post(
+        f"{embedded.url}/tagging/jobs", files=files, data={"callback_url": "http://callback.example/hook"}
+    )
+    assert elsewhere.status_code == 403 and elsewhere.json()["body"]["error"]["code"] == "HOST_NOT_ALLOWED"
+    assert "KFASHION_GATEWAY__CALLBACK_HOSTS" in elsewhere.json()["resultMessage"]
+    assert httpx2.get(f"{embedded.url}/tagging/jobs").json()["body"]["total"] == before
 
 
 def test_a_killed_worker_resumes_without_losing_or_repeating(tmp_path: Path, unseen: list[Sample]) -> None:

@@ -67,6 +67,30 @@ def test_jobs_list_newest_first_with_counts(store: JobStore) -> None:
     assert store.newest(1, 10) == (2, [store.get(first)]) and store.newest(2, 10) == (2, [])
 
 
+def test_a_callback_is_due_once_the_job_is_done_and_sent_once(store: JobStore) -> None:
+    quiet = store.create([Source("a.jpg", b"1")], {})
+    job_id = store.create([Source("a.jpg", b"1"), Source("b.jpg", b"2")], {}, "http://shop.test/hook")
+    assert store.get(job_id)["callback"] == {"url": "http://shop.test/hook", "status": "waiting"}
+    assert "callback" not in store.get(quiet)
+    store.finish(job_id, 0, {"file": "a.jpg", "status": "done", "items": []})
+    assert store.callbacks_due() == []  # b.jpg is still pending
+    store.finish(job_id, 1, {"file": "b.jpg", "status": "done", "items": []})
+    store.finish(quiet, 0, {"file": "a.jpg", "status": "done", "items": []})
+    assert store.callbacks_due() == [job_id]
+    assert store.claim_callback(job_id) and not store.claim_callback(job_id)  # one sender
+    assert store.callbacks_due() == []
+    assert store.requeue_callbacks() == 1 and store.callbacks_due() == [job_id]  # its process stopped
+    assert store.claim_callback(job_id)
+    store.end_callback(job_id, True, {"attempts": 1, "http_status": 204})
+    assert store.get(job_id)["callback"] == {
+        "url": "http://shop.test/hook",
+        "status": "delivered",
+        "attempts": 1,
+        "http_status": 204,
+    }
+    assert store.requeue_callbacks() == 0 and store.callbacks_due() == []
+
+
 def test_pending_skips_images_in_flight(store: JobStore) -> None:
     job_id = store.create([Source(f"{k}.jpg", b"x") for k in range(4)], {})
     mine = lambda rows: [r["position"] for r in rows if r["job_id"] == job_id]  # noqa: E731
@@ -92,7 +116,7 @@ def test_migrations_build_the_declared_schema(
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         version = connection.execute(sa.text("select version_num from alembic_version")).scalar()
-    assert version == "0004"
+    assert version == "0005"
     engine.dispose()
 
 
