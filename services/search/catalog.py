@@ -223,6 +223,15 @@ class CatalogStore:
         with self.engine.connect() as db:
             return {row.id: dict(row._mapping) for row in db.execute(query)}
 
+    def detection_scores(self, item_ids: Iterable[int]) -> dict[int, float]:
+        """Items' detection scores by id (text queries rank by them): one narrow column, not whole rows."""
+        wanted = [int(i) for i in item_ids]
+        if not wanted:
+            return {}
+        query = select(catalog_items.c.id, catalog_items.c.score).where(catalog_items.c.id.in_(wanted))
+        with self.engine.connect() as db:
+            return {row.id: row.score for row in db.execute(query)}
+
     def looks(self) -> list[dict]:
         """Every item's image, region, attributes and the image's styles: the looks the compatibility
         statistics are counted from, and the documents of the text index."""

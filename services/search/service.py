@@ -333,7 +333,7 @@ class CatalogSearch:
             if word_scores:
                 second = {int(i): word_scores.get(int(i), 0.0) for i in group}
             else:
-                second = {i: row["score"] for i, row in self.catalog.items(group).items()}
+                second = self.catalog.detection_scores(group)
             order = sorted(second.items(), key=lambda kv: (-kv[1], kv[0]))
             ranked += [(i, (count + score) / most) for i, score in order]
             if len(ranked) >= k:
