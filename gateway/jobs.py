@@ -309,10 +309,12 @@ class JobWorker:
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        # A callback cut off here stays "sending" and is sent again at the next start.
+        for task in [self._task, *self._callbacks]:
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _run(self) -> None:
         running: set[asyncio.Task] = set()
