@@ -13,6 +13,7 @@ from typing import Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from shared.envelope import failure
@@ -73,6 +74,7 @@ def install_access(app: FastAPI, keys: dict[str, Scope], cors_origins: list[str]
     key and the answers to the origins' requests, refusals included, carry the CORS headers."""
     if keys:
         _install_api_keys(app, keys)
+        _document_api_keys(app)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -81,6 +83,29 @@ def install_access(app: FastAPI, keys: dict[str, Scope], cors_origins: list[str]
             allow_headers=[API_KEY_HEADER, "Content-Type"],
             expose_headers=["Content-Disposition"],
         )
+
+
+def _document_api_keys(app: FastAPI) -> None:
+    """The OpenAPI description says which operations need which key, so /docs can send one (Authorize)."""
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
+            }
+            for path, operations in schema["paths"].items():
+                for method, operation in operations.items():
+                    scope = needed_scope(method.upper(), re.sub(r"\{[^}]+\}", "0", path))
+                    if scope is not None:
+                        operation["security"] = [{"ApiKey": []}]
+                        operation["description"] = f"Needs a {scope} key. " + operation.get("description", "")
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _install_api_keys(app: FastAPI, keys: dict[str, Scope]) -> None:

@@ -90,7 +90,20 @@ def test_a_shops_pages_may_call_from_the_browser(keyed: Server) -> None:
 
 
 def test_what_each_route_needs(keyed: Server) -> None:
-    routes = httpx2.get(f"{keyed.url}/openapi.json").json()["paths"]
+    described = httpx2.get(f"{keyed.url}/openapi.json").json()
+    routes = described["paths"]
+    # The description says which operations need a key, so /docs can send one.
+    assert described["components"]["securitySchemes"]["ApiKey"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "X-API-Key",
+    }
+    assert routes["/search"]["post"]["security"] == [{"ApiKey": []}]
+    assert routes["/catalog/images/{image_id}"]["delete"]["description"].startswith("Needs a write key.")
+    assert (
+        "security" not in routes["/healthz"]["get"]
+        and "security" not in routes["/catalog/images/{image_id}/file"]["get"]
+    )
     needs = {
         (method.upper(), path): needed_scope(method.upper(), path)
         for path in routes
@@ -107,7 +120,6 @@ def test_what_each_route_needs(keyed: Server) -> None:
         scope == "write" for (method, _), scope in needs.items() if method in ("PUT", "PATCH", "DELETE")
     )
     assert needs[("POST", "/catalog/images")] == needs[("POST", "/collections")] == "write"
-    assert needs[("GET", "/catalog/images/{image_id}/file")] == "read"  # the template; a real id is open
     assert needed_scope("GET", "/catalog/images/12/file") is None
     assert needed_scope("DELETE", "/catalog/images/12/file") == "write"
     assert needed_scope("OPTIONS", "/catalog/images/12") is None  # a CORS preflight
