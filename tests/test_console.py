@@ -129,6 +129,18 @@ def test_a_folder_link_is_tagged_as_a_job(page: object, unseen: list[Sample], tm
     page.wait_for_selector("#detail-boxes .box")
     page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
     _shot(page, "tagging-folder")
+    # Back later (a new page): the jobs panel lists the job, and opening it shows its results again.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.click("#jobs-panel summary")
+    page.wait_for_selector("#jobs-list button")
+    newest = page.locator("#jobs-list button").first
+    assert newest.inner_text().endswith("완료 · 3 / 3")  # done, in the Korean console
+    newest.click()
+    page.wait_for_selector("#tag-table tbody tr")
+    again = page.eval_on_selector_all("#tag-table tbody tr", "rows => rows.map(r => r.cells[0].textContent)")
+    assert sorted(again) == sorted(names) and not page.is_hidden("#tag-downloads")
+    _shot(page, "tagging-jobs")
 
 
 def test_a_non_image_shows_the_error_message(page: object, tmp_path: Path) -> None:

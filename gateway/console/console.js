@@ -15,7 +15,7 @@ const TEXT = {
     "tagging.status": "상태", "tagging.style": "스타일", "tagging.items": "아이템을 누르면 속성이 보입니다",
     "tagging.job": "작업", "tagging.folder": "또는 폴더 링크", "search.title": "유사 상품 검색", "search.text": "태그 또는 검색어",
     "search.photo": "사진", "search.topk": "개수", "search.run": "검색", "search.none": "결과 없음",
-    "search.found": "건", "apiKey": "API 키", "search.differs": "다른 점", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
+    "search.found": "건", "jobs.title": "최근 작업", "jobs.none": "작업 없음", "apiKey": "API 키", "search.differs": "다른 점", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
     "filter.print": "프린트", "filter.style": "스타일", "filter.detail": "디테일", "filter.material": "소재", "collection.name": "컬렉션 이름",
     "collection.save": "결과 저장", "collection.title": "컬렉션", "collection.saved": "저장됨",
     "matching.title": "어울리는 아이템 추천", "matching.photo": "사진", "matching.item": "또는 카탈로그 아이템 번호",
@@ -28,7 +28,7 @@ const TEXT = {
     "trends.run": "보기", "trends.images": "이미지", "trends.other": "기타", "trends.empty": "데이터 없음",
     "error.input": "사진이나 아이템 번호를 넣어 주세요", "error.files": "파일을 선택하거나 폴더 링크를 넣어 주세요",
     "error.name": "컬렉션 이름을 넣어 주세요", "score": "점수", "status.done": "완료", "status.failed": "실패",
-    "status.pending": "대기",
+    "status.pending": "대기", "status.queued": "대기 중", "status.running": "진행 중",
   },
   en: {
     "tab.tagging": "Tagging", "tab.search": "Search", "tab.matching": "Matching", "tab.trends": "Trends",
@@ -38,7 +38,7 @@ const TEXT = {
     "tagging.status": "Status", "tagging.style": "Style", "tagging.items": "Click an item to see its attributes",
     "tagging.job": "Job", "tagging.folder": "or a folder link", "search.title": "Find similar items", "search.text": "Tags or words",
     "search.photo": "Photo", "search.topk": "Results", "search.run": "Search", "search.none": "No results",
-    "search.found": "found", "apiKey": "API key", "search.differs": "Differs in", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
+    "search.found": "found", "jobs.title": "Recent jobs", "jobs.none": "No jobs", "apiKey": "API key", "search.differs": "Differs in", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
     "filter.print": "Print", "filter.style": "Style", "filter.detail": "Detail", "filter.material": "Material", "collection.name": "Collection name",
     "collection.save": "Save results", "collection.title": "Collections", "collection.saved": "saved",
     "matching.title": "Items that go with it", "matching.photo": "Photo", "matching.item": "or a catalog item number",
@@ -51,7 +51,7 @@ const TEXT = {
     "trends.run": "Show", "trends.images": "images", "trends.other": "other", "trends.empty": "No data",
     "error.input": "Add a photo or an item number", "error.files": "Choose files or give a folder link",
     "error.name": "Name the collection", "score": "score", "status.done": "done", "status.failed": "failed",
-    "status.pending": "pending",
+    "status.pending": "pending", "status.queued": "queued", "status.running": "running",
   },
 };
 
@@ -247,7 +247,35 @@ async function runTagging() {
       showProgress(status.counts.done, status.counts.failed, status.counts.total);
     }
     state.tagging.results = (await api(`/tagging/jobs/${job.id}/results`)).results;
+    if ($("jobs-panel").open) await loadJobs();
   }
+  $("tag-downloads").hidden = false;
+  renderTable();
+}
+
+// Jobs run on after the page is closed: the panel lists them, and opening one shows its results so far.
+async function loadJobs() {
+  const body = await api("/tagging/jobs?limit=20");
+  const items = body.jobs.map((job) => {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.jobId = job.id;
+    const counts = job.counts;
+    button.textContent = `${job.created} · ${t(`status.${job.status}`)} · ${counts.done + counts.failed} / ${counts.total}`;
+    button.addEventListener("click", () => guarded(() => openJob(job.id)));
+    const item = document.createElement("li");
+    item.appendChild(button);
+    return item;
+  });
+  $("jobs-list").replaceChildren(...(items.length ? items : [text("li", t("jobs.none"))]));
+}
+
+async function openJob(id) {
+  const status = await api(`/tagging/jobs/${id}`);
+  const results = (await api(`/tagging/jobs/${id}/results`)).results;
+  state.tagging = { results, local: new Map(), form: null, job: id };
+  $("tag-detail").hidden = true;
+  showProgress(status.counts.done, status.counts.failed, status.counts.total);
   $("tag-downloads").hidden = false;
   renderTable();
 }
@@ -256,7 +284,7 @@ function showProgress(done, failed, total) {
   $("tag-progress").hidden = false;
   $("tag-bar").max = Math.max(total, 1);
   $("tag-bar").value = done + failed;
-  $("tag-counts").textContent = `${done + failed} / ${total} (done ${done}, failed ${failed})`;
+  $("tag-counts").textContent = `${done + failed} / ${total} (${t("status.done")} ${done}, ${t("status.failed")} ${failed})`;
 }
 
 function renderTable() {
@@ -579,6 +607,7 @@ async function start() {
   $("api-key").value = apiKey();
   $("api-key").addEventListener("change", () => localStorage.setItem("kfashion.apiKey", $("api-key").value.trim()));
   $("tag-files").addEventListener("change", showChosen);
+  $("jobs-panel").addEventListener("toggle", () => { if ($("jobs-panel").open) guarded(loadJobs); });
   $("tag-run").addEventListener("click", () => guarded(runTagging));
   $("download-csv").addEventListener("click", () => guarded(() => downloadTagged("csv")));
   $("download-xlsx").addEventListener("click", () => guarded(() => downloadTagged("xlsx")));
