@@ -143,6 +143,16 @@ def test_a_folder_link_is_tagged_as_a_job(page: object, unseen: list[Sample], tm
     _shot(page, "tagging-jobs")
 
 
+def test_a_heic_photo_is_shown_from_the_server(page: object) -> None:
+    # Chromium cannot show HEIC: the console tags it as a job and shows the job's stored JPEG.
+    page.set_input_files("#tag-files", [str(Path(__file__).parent / "data" / "person.heic")])
+    page.click("#tag-run")
+    page.wait_for_selector("#tag-table tbody tr", timeout=120_000)
+    page.locator("#tag-table tbody tr").first.click()
+    page.wait_for_selector("#detail-boxes .box")
+    page.wait_for_function("document.getElementById('detail-image').naturalWidth > 0")
+
+
 def test_a_non_image_shows_the_error_message(page: object, tmp_path: Path) -> None:
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not a picture")

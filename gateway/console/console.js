@@ -228,10 +228,12 @@ async function runTagging() {
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
   if (folder) form.append("folders", folder);
-  const local = new Map(files.map((file) => [file.name, URL.createObjectURL(file)]));
+  // Only Safari shows HEIC: those are seen as the job's stored (drawn, JPEG) copies instead.
+  const shown = files.filter((file) => !/\.(zip|heic|heif)$/i.test(file.name));
+  const local = new Map(shown.map((file) => [file.name, URL.createObjectURL(file)]));
   $("tag-detail").hidden = true;
   // A folder or an archive holds an unknown number of images: a job, which takes many and shows progress.
-  const asJob = Boolean(folder) || files.length > SYNC_LIMIT || files.some((f) => f.name.toLowerCase().endsWith(".zip"));
+  const asJob = Boolean(folder) || files.length > SYNC_LIMIT || shown.length < files.length;
   if (!asJob) {
     const body = await api("/tagging", { method: "POST", body: form });
     state.tagging = { results: body.results, local, form, job: null };
