@@ -13,7 +13,6 @@ from typing import Literal
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
 from shared.envelope import failure
@@ -54,9 +53,11 @@ def needed_scope(method: str, path: str) -> Scope | None:
 
 def key_scope(keys: dict[str, Scope], given: str | None) -> Scope | None:
     """The scope of the key given; None when it is none of them (compared in constant time)."""
+    if given is None:
+        return None
     found = None
-    for key, scope in keys.items():
-        if given is not None and hmac.compare_digest(key.encode(), given.encode()):
+    for key, scope in keys.items():  # every key compared, so the time does not say which one matched
+        if hmac.compare_digest(key.encode(), given.encode()):
             found = scope
     return found
 
@@ -87,13 +88,13 @@ def install_access(app: FastAPI, keys: dict[str, Scope], cors_origins: list[str]
 
 def _document_api_keys(app: FastAPI) -> None:
     """The OpenAPI description says which operations need which key, so /docs can send one (Authorize)."""
+    described = app.openapi  # FastAPI's own, which builds the description once and keeps it
 
     def openapi() -> dict:
-        if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title, version=app.version, description=app.description, routes=app.routes
-            )
-            schema.setdefault("components", {})["securitySchemes"] = {
+        schema = described()
+        components = schema.setdefault("components", {})
+        if "securitySchemes" not in components:
+            components["securitySchemes"] = {
                 "ApiKey": {"type": "apiKey", "in": "header", "name": API_KEY_HEADER}
             }
             for path, operations in schema["paths"].items():
@@ -102,8 +103,7 @@ def _document_api_keys(app: FastAPI) -> None:
                     if scope is not None:
                         operation["security"] = [{"ApiKey": []}]
                         operation["description"] = f"Needs a {scope} key. " + operation.get("description", "")
-            app.openapi_schema = schema
-        return app.openapi_schema
+        return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
 

@@ -150,7 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         options = {"top_k": top_k, "embedding": embedding}
         job_id = await run_in_threadpool(store.create, sources, options, callback)
-        worker.wake.set()
+        worker.job_added()
         job = await run_in_threadpool(store.get, job_id)
         return _json(success(job | _links(job_id), status=202), 202)
 

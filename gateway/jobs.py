@@ -304,6 +304,15 @@ class JobWorker:
         self._task: asyncio.Task | None = None
         self._in_flight: set[tuple[str, int]] = set()
         self._callbacks: set[asyncio.Task] = set()
+        # Callbacks can only fall due when an image finishes (or were left by a stopped process): only
+        # then is the database asked, not on every turn of the loop.
+        self._callbacks_may_be_due = True
+
+    def job_added(self) -> None:
+        """A new job: its images wait, and a job whose every input failed already is done (its callback
+        due)."""
+        self._callbacks_may_be_due = True
+        self.wake.set()
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -320,10 +329,12 @@ class JobWorker:
         running: set[asyncio.Task] = set()
         await asyncio.to_thread(self.store.requeue_callbacks)
         while True:
-            for job_id in await asyncio.to_thread(self.store.callbacks_due):
-                task = asyncio.create_task(self._call_back(job_id))
-                self._callbacks.add(task)
-                task.add_done_callback(self._callbacks.discard)
+            if self._callbacks_may_be_due:
+                self._callbacks_may_be_due = False
+                for job_id in await asyncio.to_thread(self.store.callbacks_due):
+                    task = asyncio.create_task(self._call_back(job_id))
+                    self._callbacks.add(task)
+                    task.add_done_callback(self._callbacks.discard)
             room = self.concurrency - len(running)
             batch = (
                 await asyncio.to_thread(self.store.pending, room, set(self._in_flight)) if room > 0 else []
@@ -364,6 +375,7 @@ class JobWorker:
                 log.exception("job %s image %s failed", *key)
                 result = _failed(row["name"], ApiError(ErrorCode.INTERNAL_ERROR, "tagging this image failed"))
             await asyncio.to_thread(self.store.finish, *key, result)
+            self._callbacks_may_be_due = True
         finally:
             self._in_flight.discard(key)
 

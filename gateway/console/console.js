@@ -61,6 +61,8 @@ const t = (key) => TEXT[state.lang][key] || key;
 
 // ------------------------------------------------------------------ API and errors
 
+const BROWSER_CANNOT_SHOW = /\.hei[cf]$/i;  // HEIC: only Safari shows it
+
 function apiKey() { return localStorage.getItem("kfashion.apiKey") || ""; }
 
 async function api(path, options = {}) {
@@ -81,6 +83,7 @@ async function api(path, options = {}) {
 async function showImage(img, source) {
   if (!apiKey() || !source.startsWith("/")) { img.src = source; return; }
   img.src = URL.createObjectURL(await (await api(source)).blob());
+  img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
 }
 
 function showError(error) {
@@ -228,8 +231,8 @@ async function runTagging() {
   const form = new FormData();
   files.forEach((file) => form.append("files", file, file.name));
   if (folder) form.append("folders", folder);
-  // Only Safari shows HEIC: those are seen as the job's stored (drawn, JPEG) copies instead.
-  const shown = files.filter((file) => !/\.(zip|heic|heif)$/i.test(file.name));
+  // Archives, and images this browser cannot show (seen as the job's stored JPEG copies instead).
+  const shown = files.filter((file) => !file.name.toLowerCase().endsWith(".zip") && !BROWSER_CANNOT_SHOW.test(file.name));
   const local = new Map(shown.map((file) => [file.name, URL.createObjectURL(file)]));
   $("tag-detail").hidden = true;
   // A folder or an archive holds an unknown number of images: a job, which takes many and shows progress.
@@ -273,11 +276,10 @@ async function loadJobs() {
 }
 
 async function openJob(id) {
-  const status = await api(`/tagging/jobs/${id}`);
-  const results = (await api(`/tagging/jobs/${id}/results`)).results;
+  const { job, results } = await api(`/tagging/jobs/${id}/results`);
   state.tagging = { results, local: new Map(), form: null, job: id };
   $("tag-detail").hidden = true;
-  showProgress(status.counts.done, status.counts.failed, status.counts.total);
+  showProgress(job.counts.done, job.counts.failed, job.counts.total);
   $("tag-downloads").hidden = false;
   renderTable();
 }
@@ -429,8 +431,7 @@ function card(result) {
   const stage = document.createElement("div");
   stage.className = "stage";
   const img = document.createElement("img");
-  // Only Safari shows HEIC: ask the server for a JPEG of those.
-  img.src = /\.hei[cf]$/i.test(result.file_name) ? `${result.image_url}?format=jpeg` : result.image_url;
+  img.src = BROWSER_CANNOT_SHOW.test(result.file_name) ? `${result.image_url}?format=jpeg` : result.image_url;
   img.alt = result.file_name;
   img.loading = "lazy";
   stage.appendChild(img);

@@ -51,10 +51,9 @@ def english_base_forms(text: str) -> list[str]:
     ("shirts", "dresses", "striped", "dotted", "knitted"): shoppers write those, the taxonomy's names are
     base forms."""
     head, _, last = text.rpartition(" ")
-    forms = [text]
-    if not re.fullmatch(r"[a-z]{4,}", last.casefold()):
+    forms, word = [text], last.casefold()
+    if not re.fullmatch(r"[a-z]{4,}", word):
         return forms
-    word = last.casefold()
     stems = []
     if word.endswith("ed"):
         stems += [word[:-1], word[:-2]]  # "striped" -> "stripe", "checked" -> "check"

@@ -317,35 +317,35 @@ class CatalogSearch:
         carriers = {}  # tag key -> the allowed items carrying it
         for key, values in tags.items():
             carriers[key] = self.allowed_items(merge_filters(filters or {}, {key: values}))
-        most = sum(map(tag_weight, tags)) + 1
-        worded = np.array(sorted(word_scores), np.int64)
         if carriers or words:
+            worded = np.array(sorted(word_scores), np.int64)
             candidates = np.unique(np.concatenate([*carriers.values(), worded]))
         else:
             candidates = allowed if allowed is not None else self.catalog.item_ids()
-        carried = np.zeros(len(candidates), np.int64)
-        for key, ids in carriers.items():
-            carried += tag_weight(key) * np.isin(candidates, ids)
+        carries = {key: np.isin(candidates, ids) for key, ids in carriers.items()}  # per candidate
+        carried = sum((tag_weight(key) * has for key, has in carries.items()), np.zeros(len(candidates), int))
+        most = sum(map(tag_weight, tags)) + 1
         # Groups by tags carried, best first; only as many groups as fill k need a second score.
-        ranked: list[tuple[int, float]] = []
+        ranked: list[tuple[int, float]] = []  # (position among the candidates, score)
         for count in sorted(set(carried.tolist()), reverse=True):
-            group = candidates[carried == count]
+            group = np.flatnonzero(carried == count)
+            ids = candidates[group].tolist()
             if word_scores:
-                second = {int(i): word_scores.get(int(i), 0.0) for i in group}
+                second = [word_scores.get(i, 0.0) for i in ids]
             else:
-                second = self.catalog.detection_scores(group)
-            order = sorted(second.items(), key=lambda kv: (-kv[1], kv[0]))
-            ranked += [(i, (count + score) / most) for i, score in order]
+                by_id = self.catalog.detection_scores(ids)
+                second = [by_id.get(i, 0.0) for i in ids]
+            order = sorted(zip(second, ids, group.tolist(), strict=True), key=lambda s: (-s[0], s[1]))
+            ranked += [(position, (count + score) / most) for score, _, position in order]
             if len(ranked) >= k:
                 break
-        ranked = ranked[:k]
-        if not tags:
-            return [Hit(i, score) for i, score in ranked]
-        top = np.array([i for i, _ in ranked], np.int64)
-        lacking = {key: ~np.isin(top, ids) for key, ids in carriers.items()}
         return [
-            Hit(i, score, tuple(key for key in tags if lacking[key][row]))
-            for row, (i, score) in enumerate(ranked)
+            Hit(
+                int(candidates[position]),
+                score,
+                tuple(key for key, has in carries.items() if not has[position]) if tags else None,
+            )
+            for position, score in ranked[:k]
         ]
 
     def item_results(self, hits: list[Hit]) -> list[dict]:
