@@ -19,6 +19,7 @@ from gateway.inputs import Source, collect_sources
 from gateway.ports import request_with_retries, service_body
 from gateway.tagging import TaggingPipeline
 from services.recommend.routes import RecommendRequest
+from services.search.products import ProductFields
 from services.search.routes import CatalogUpdate, CollectionCreate, CollectionEntries, SearchRequest
 from shared.envelope import success
 from shared.errors import ApiError, ErrorCode
@@ -144,6 +145,21 @@ async def read_form_or_json(request: Request, model: type[BaseModel]) -> tuple[A
     return request_model(model, raw), []
 
 
+def product_form(product_id: str | None, product: str | None) -> ProductFields:
+    """The product fields of a catalog upload's form: `product_id` as text, `product` as JSON text."""
+    raw: dict[str, Any] = {}
+    if product_id is not None:
+        raw["product_id"] = product_id
+    if product is not None:
+        try:
+            raw["product"] = json.loads(product)
+        except json.JSONDecodeError as exc:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED, "form field 'product' is not valid JSON", {"field": "product"}
+            ) from exc
+    return request_model(ProductFields, raw)
+
+
 def _body_schema(model: type[BaseModel], photos: bool) -> dict:
     schema = model.model_json_schema()
     content: dict[str, Any] = {"application/json": {"schema": schema}}
@@ -156,10 +172,15 @@ def _body_schema(model: type[BaseModel], photos: bool) -> dict:
 
 
 async def add_to_catalog(
-    pipeline: TaggingPipeline, search: SearchClient, sources: list[Source]
+    pipeline: TaggingPipeline,
+    search: SearchClient,
+    sources: list[Source],
+    product: ProductFields | None = None,
 ) -> list[dict]:
-    """Tag each source (with embeddings) and store the tagged ones in the catalog: one result per source,
-    "added", "exists" (the same bytes are in the catalog) or "failed" (this source only)."""
+    """Tag each source (with embeddings) and store the tagged ones in the catalog, with the product they
+    show if given: one result per source, "added", "exists" (the same bytes are in the catalog; its
+    product is updated) or "failed" (this source only)."""
+    product = product or ProductFields()
     tagged = await pipeline.tag_all(sources, embedding=True)
     done = [t for t in tagged if not t.failed]
     stored: list[dict] = []
@@ -168,7 +189,10 @@ async def add_to_catalog(
             "POST",
             "/catalog/images",
             files=[("files", (t.result["file"], t.image.data)) for t in done],
-            data={"tagged": json.dumps([t.result for t in done])},
+            data={
+                "tagged": json.dumps([t.result for t in done]),
+                "product": product.model_dump_json(include=product.model_fields_set),
+            },
         )
         stored = (search.body(response))["results"]
     outcomes = iter(stored)
@@ -215,7 +239,12 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
         folders: list[str] | None = Form(
             None, description="folder links on allowed hosts (an index page or an S3 listing), repeated"
         ),
+        product_id: str | None = Form(None, description="the shop's id of the product the images show"),
+        product: str | None = Form(
+            None, description='JSON: the product\'s fields, e.g. {"name": "Linen shirt", "in_stock": true}'
+        ),
     ) -> Response:
+        fields = product_form(product_id, product)  # before any tagging: a bad field costs nothing
         pipeline.services.ensure_ready()
         sources = await collect_sources(
             files,
@@ -225,7 +254,7 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
             "send them in several requests, or add a folder with `kfashion catalog add DIR`",
             folders,
         )
-        results = await add_to_catalog(pipeline, search, sources)
+        results = await add_to_catalog(pipeline, search, sources, fields)
         counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}
         return JSONResponse(success({"results": results, "counts": counts | {"total": len(results)}}))
 
@@ -272,12 +301,19 @@ def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: Search
         return search.relay(await search.send("POST", "/recommend", json=payload))
 
     forwarded: list[tuple[str, str, str, str, dict | None]] = [
-        ("GET", "/catalog/images", "catalog", "the catalog's images, newest first (offset, limit)", None),
+        (
+            "GET",
+            "/catalog/images",
+            "catalog",
+            "the catalog's images, newest first (offset, limit, product_id)",
+            None,
+        ),
         ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items", None),
         ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones", None),
         ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded (format=jpeg)", None),
         ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags", CatalogUpdate),
         ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items", None),
+        ("DELETE", "/catalog/images", "catalog", "remove every image of a product (product_id)", None),
         ("POST", "/collections", "collections", "create a collection", CollectionCreate),
         ("GET", "/collections", "collections", "every collection with its size", None),
         ("GET", "/collections/{name}", "collections", "a collection's entries", None),

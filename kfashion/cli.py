@@ -564,16 +564,25 @@ def catalog_add(
     models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
     batch: Annotated[int, typer.Option(min=1, max=64, help="images tagged and stored per step")] = 8,
     limit: Annotated[int | None, typer.Option(min=1, help="stop after this many images")] = None,
+    products: Annotated[
+        Path | None,
+        typer.Option(
+            help="CSV of the shop's products: a `file` column (the image's path under FOLDER, or its name), "
+            "`product_id`, and any other columns as the product's fields"
+        ),
+    ] = None,
 ) -> None:
     """Tag every image under FOLDER and add it to the catalog (each stored once, by content), through the
-    same path as POST /catalog/images. FOLDER may be a folder link, read as /tagging reads one (a web
-    server's index page or an S3 listing); its host need not be in KFASHION_GATEWAY__URL_HOSTS, since
-    whoever runs the command chose it. Run it while the server is stopped (it opens the same database and
-    indexes), or post to a running server's /catalog/images instead."""
+    same path as POST /catalog/images, with its product from --products. FOLDER may be a folder link, read
+    as /tagging reads one (a web server's index page or an S3 listing); its host need not be in
+    KFASHION_GATEWAY__URL_HOSTS, since whoever runs the command chose it. Run it while the server is
+    stopped (it opens the same database and indexes), or post to a running server's /catalog/images
+    instead."""
     import asyncio
 
     from gateway.catalog import SearchClient, add_to_catalog
     from gateway.inputs import Source, is_image_name, listed_sources
+    from services.search.products import ProductFields, read_products
 
     settings = _settings(data_dir, models_dir)
     root = Path(folder)
@@ -593,9 +602,24 @@ def catalog_add(
         err.print(f"[yellow]no images under {folder}")
         raise typer.Exit(1)
 
+    def name(item: Path | Source) -> str:
+        return item.name if isinstance(item, Source) else str(item.relative_to(root))
+
     def source(item: Path | Source) -> Source:
         """A listed image is fetched by the pipeline; a file is read here, a batch at a time."""
-        return item if isinstance(item, Source) else Source(str(item.relative_to(root)), item.read_bytes())
+        return item if isinstance(item, Source) else Source(name(item), item.read_bytes())
+
+    try:
+        product_of = read_products(products) if products else {}
+    except ValueError as exc:
+        err.print(f"[red]{exc}")
+        raise typer.Exit(2) from exc
+    # Images of one product go in together: the catalog takes one product per request.
+    groups: dict[str, list] = {}
+    for item in items:
+        found = product_of.get(name(item)) or product_of.get(name(item).rsplit("/", 1)[-1])
+        key = found.model_dump_json(include=found.model_fields_set) if found else ""
+        groups.setdefault(key, []).append(item)
 
     pipeline = _local_pipeline(settings)
     search = SearchClient(settings)
@@ -605,16 +629,21 @@ def catalog_add(
 
     async def run(bar: Progress, task: int) -> None:
         try:
-            for start in range(0, len(items), batch):
-                chunk = [source(item) for item in items[start : start + batch]]
-                for result in await add_to_catalog(pipeline, search, chunk):
-                    counts[result["status"]] += 1
-                    if result["status"] == "failed":
-                        failures.append(f"{result['file']}: {result['error']['message']}")
-                bar.advance(task, len(chunk))
+            for key, members in groups.items():
+                product = ProductFields.model_validate_json(key) if key else None
+                await add_group(bar, task, members, product)
         finally:
             await pipeline.close()
             await search.close()
+
+    async def add_group(bar: Progress, task: int, members: list, product: ProductFields | None) -> None:
+        for start in range(0, len(members), batch):
+            chunk = [source(item) for item in members[start : start + batch]]
+            for result in await add_to_catalog(pipeline, search, chunk, product):
+                counts[result["status"]] += 1
+                if result["status"] == "failed":
+                    failures.append(f"{result['file']}: {result['error']['message']}")
+            bar.advance(task, len(chunk))
 
     with progress_bar() as bar:
         task = bar.add_task("catalog add", total=len(items))

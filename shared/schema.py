@@ -57,6 +57,9 @@ catalog_images = Table(
     Column("created", DateTime, nullable=False, index=True),  # upload (UTC)
     Column("versions", JSON, nullable=False),  # taxonomy and model versions that tagged it
     Column("captured", DateTime, index=True),  # the photo's EXIF capture date, when it has one
+    # The shop's own product the photo shows (migration 0006): its id, and its fields (name, price, stock...)
+    Column("product_id", String(128), index=True),
+    Column("product", JSON),
     sqlite_autoincrement=True,  # ids are never reused (migration 0004)
 )
 catalog_items = Table(

@@ -35,6 +35,10 @@ def server(tmp_path_factory: pytest.TempPathFactory, unseen: list[Sample]) -> It
         "body"
     ]
     assert added["counts"]["added"] == CATALOG
+    for result in added["results"]:  # the shop's products, which the result cards name
+        product = {"product_id": f"SKU-{result['image_id']}", "product": {"name": "Linen shirt"}}
+        url = f"{server.url}/catalog/images/{result['image_id']}"
+        assert httpx2.patch(url, json=product, headers=KEYED).status_code == 200
     yield server
     server.kill()
 
@@ -216,6 +220,11 @@ def test_korean_and_english_text_searches_give_the_same_grid(page: object) -> No
     assert _grid(page) == tops
     differs = page.eval_on_selector_all("#search-results .card", "cards => cards.map(c => c.innerText)")
     assert all(card.endswith("Differs in: Category") for card in differs), differs
+    products = page.eval_on_selector_all(
+        "#search-results .card",
+        "cards => cards.map(c => [c.dataset.imageId, c.querySelector('.product').innerText])",
+    )
+    assert all(line == f"Product SKU-{image_id} · Linen shirt" for image_id, line in products), products
     _shot(page, "search-en")
 
 

@@ -441,6 +441,55 @@ def test_item_tags_can_be_corrected(deployment: Deployment) -> None:
     assert bad.status_code == 422 and bad.json()["body"]["error"]["code"] == "VALIDATION_FAILED"
 
 
+def test_products_ride_with_results_and_filter_them(deployment: Deployment, unseen: list[Sample]) -> None:
+    url = deployment.url
+    photos = _files([(s.image_path.name, s.image_path.read_bytes()) for s in unseen[:2]])
+    bad = httpx2.post(f"{url}/catalog/images", files=photos, data={"product": "{'price': 1}"}, timeout=60)
+    assert bad.status_code == 422 and bad.json()["body"]["error"]["code"] == "VALIDATION_FAILED"
+    too_long = httpx2.post(f"{url}/catalog/images", files=photos, data={"product_id": "x" * 129}, timeout=60)
+    assert too_long.status_code == 422
+    assert _ok(httpx2.get(f"{url}/catalog/images", params={"limit": 1}))["total"] == len(deployment.samples)
+
+    product = {"name": "린넨 셔츠", "price": 39000, "in_stock": True}
+    form = {"product_id": "SKU-T1", "product": json.dumps(product)}
+    added = _ok(httpx2.post(f"{url}/catalog/images", files=photos, data=form, timeout=120))
+    assert added["counts"]["added"] == 2
+    first, second = (r["image_id"] for r in added["results"])
+    listed = _ok(httpx2.get(f"{url}/catalog/images", params={"product_id": "SKU-T1"}))
+    assert listed["total"] == 2 and {i["product"]["price"] for i in listed["images"]} == {39000}
+
+    query = _reencoded(unseen[0].image_path.read_bytes())
+    body = _ok(_photo_search(url, "q.jpg", query, filters={"product_id": "SKU-T1"}, top_k=10))
+    assert {r["image_id"] for r in body["results"]} <= {first, second} and body["results"]
+    assert body["results"][0]["product"] == product and body["results"][0]["product_id"] == "SKU-T1"
+    one_each = _ok(_photo_search(url, "q.jpg", query, filters={"product_id": "SKU-T1"}, distinct="product"))
+    assert [r["image_id"] for r in one_each["results"]] == [body["results"][0]["image_id"]]
+    by_image = _ok(httpx2.post(f"{url}/search", json={"text": "black", "top_k": 30, "distinct": "image"}))
+    assert len({r["image_id"] for r in by_image["results"]}) == len(by_image["results"]) == 30
+    in_stock = {"filters": {"product.in_stock": "true"}, "top_k": 50}
+    assert {r["image_id"] for r in _ok(httpx2.post(f"{url}/search", json=in_stock))["results"]} == {
+        first,
+        second,
+    }
+
+    patched = _ok(
+        httpx2.patch(f"{url}/catalog/images/{first}", json={"product": {**product, "in_stock": False}})
+    )
+    assert patched["product"]["in_stock"] is False and patched["product_id"] == "SKU-T1"
+    assert {r["image_id"] for r in _ok(httpx2.post(f"{url}/search", json=in_stock))["results"]} == {second}
+    _ok(httpx2.post(f"{url}/search", json={**in_stock, "save_to": "in-stock"}))
+    saved = _ok(httpx2.get(f"{url}/collections/in-stock"))["entries"]
+    assert [(e["image_id"], e["product_id"]) for e in saved] == [(second, "SKU-T1")]
+    _ok(httpx2.delete(f"{url}/collections/in-stock"))
+
+    gone = _ok(httpx2.delete(f"{url}/catalog/images", params={"product_id": "SKU-T1"}))
+    assert gone["deleted"] == [first, second] and gone["items"]
+    assert _ok(httpx2.post(f"{url}/search", json=in_stock))["results"] == []
+    again = httpx2.delete(f"{url}/catalog/images", params={"product_id": "SKU-T1"})
+    assert again.status_code == 404 and again.json()["body"]["error"]["code"] == "NOT_FOUND"
+    assert _ok(httpx2.get(f"{url}/catalog/images", params={"limit": 1}))["total"] == len(deployment.samples)
+
+
 # ---------------------------------------------------------------------------------------------- looks
 
 
@@ -761,6 +810,13 @@ def test_catalog_add_command_fills_the_catalog_a_server_then_serves(
         (folder / sample.image_path.name).write_bytes(sample.image_path.read_bytes())
     (folder / "broken.jpg").write_bytes(b"not an image")
     (folder / "notes.txt").write_text("not a picture, skipped")
+    products = tmp_path / "products.csv"  # as Excel saves it: a BOM, one row by path, one by bare name
+    products.write_text(
+        "\ufefffile,product_id,price,in_stock\n"
+        f"spring/{unseen[0].image_path.name},P-1,12000,true\n"
+        f"{unseen[1].image_path.name},P-2,,false\n",
+        encoding="utf-8",
+    )
     data = tmp_path / "data"
     command = [
         sys.executable,
@@ -771,7 +827,13 @@ def test_catalog_add_command_fills_the_catalog_a_server_then_serves(
         str(tmp_path / "shop"),
         "--data-dir",
         str(data),
+        "--products",
+        str(products),
     ]
+    broken_csv = tmp_path / "broken.csv"
+    broken_csv.write_text("file,product_id\nspring/a.jpg," + "x" * 200 + "\n")
+    refused = subprocess.run([*command[:-1], str(broken_csv)], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "line 2" in refused.stderr, refused.stderr
     first = subprocess.run(command, capture_output=True, text=True, timeout=300)
     assert first.returncode == 1, first.stderr  # one file failed; the others are stored
     assert json.loads(first.stdout) == {"images": 5, "added": 4, "exists": 0, "failed": 1}
@@ -789,6 +851,12 @@ def test_catalog_add_command_fills_the_catalog_a_server_then_serves(
         ready = _ok(httpx2.get(f"{server.url}/readyz"))
         assert ready["search"]["rebuilt_at_start"] == {}  # the command saved the indexes it built
         assert _ok(httpx2.get(f"{server.url}/catalog/images"))["total"] == 4
+        listed = _ok(httpx2.get(f"{server.url}/catalog/images", params={"product_id": "P-1"}))["images"]
+        assert [(i["file_name"], i["product"]) for i in listed] == [
+            (f"spring/{unseen[0].image_path.name}", {"price": "12000", "in_stock": "true"})
+        ]
+        second = _ok(httpx2.get(f"{server.url}/catalog/images", params={"product_id": "P-2"}))["images"]
+        assert [i["product"] for i in second] == [{"in_stock": "false"}]  # the empty price left out
         body = _ok(_photo_search(server.url, "q.jpg", _reencoded(unseen[1].image_path.read_bytes())))
         assert body["results"][0]["file_name"] == f"spring/{unseen[1].image_path.name}"
     finally:

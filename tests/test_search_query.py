@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.search.query import parse_query
+from services.search.routes import distinct_results
 
 SAME_TAGS = [
     ("블랙 미니 스커트", "black mini skirt", {"color": ["블랙"], "length": ["미니"], "category": ["스커트"]}),
@@ -161,3 +162,26 @@ def test_reordering_works_in_blocks_so_pages_agree() -> None:
             r["item_id"] for r in whole[:size]
         ]
     assert [pool_size(k) for k in (1, 40, 41, 80, 81)] == [40, 40, 80, 80, 120]
+
+
+def test_distinct_results_ask_for_more_until_a_page_is_distinct() -> None:
+    # 40 results: product A on every other one; the rest each their own image without a product.
+    catalog = [
+        {"image_id": n, "product_id": "A" if n % 2 == 0 else None, "rank": n + 1, "score": 1 - n / 100}
+        for n in range(40)
+    ]
+    asked: list[int] = []
+
+    def ranked(k: int) -> list[dict]:
+        asked.append(k)
+        return [dict(r) for r in catalog[:k]]
+
+    page = distinct_results(ranked, 6, "product")
+    assert [r["image_id"] for r in page] == [0, 1, 3, 5, 7, 9] and [r["rank"] for r in page] == list(
+        range(1, 7)
+    )
+    assert asked == [6, 24]
+    asked.clear()
+    assert len(distinct_results(ranked, 30, "product")) == 21  # all there is: 20 bare images and product A
+    assert asked == [30, 120]
+    assert [r["image_id"] for r in distinct_results(ranked, 5, "image")] == [0, 1, 2, 3, 4]

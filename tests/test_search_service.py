@@ -13,9 +13,11 @@ import pytest
 
 from services.search.catalog import CatalogStore
 from services.search.index import IndexConfig
+from services.search.query import normalize_filters
 from services.search.service import INDEX_KEYS, CatalogSearch
 from shared.blobs import BlobStore, create_blob_store
 from shared.db import database_engine
+from shared.errors import ApiError, ErrorCode
 from shared.settings import StorageSettings
 from tests.catalog_data import VERSIONS, item, look
 from tests.databases import database_url
@@ -182,4 +184,52 @@ def test_text_tags_rank_what_carries_most_of_them_and_filters_stay_exact(stack: 
     assert sorted(described(modern)) == sorted(("스커트", c, ("color",)) for c in ["블랙", "네이비"] * 2)
     assert search.text_items(["xyzzy"], {}, 10) == []
     assert [h.missing_tags for h in search.text_items([], {}, 3)] == [None] * 3
+    search.close()
+
+
+def test_products_ride_with_results_filter_them_and_go_as_one(stack: Stack) -> None:
+    search = stack.open()
+    shirt = {"product_id": "SKU-1", "product": {"name": "Linen shirt", "price": 39000, "in_stock": True}}
+    sold_out = {"product_id": "SKU-2", "product": {"name": "Wool coat", "in_stock": False}}
+    first = search.add("a.jpg", b"a", look("모던", [item("top", "셔츠", "화이트", [], 1)]), shirt)[0]
+    second = search.add("b.jpg", b"b", look("모던", [item("top", "셔츠", "블랙", [], 2)]), shirt)[0]
+    third = search.add("c.jpg", b"c", look("모던", [item("outer", "코트", "블랙", [], 3)]), sold_out)[0]
+    bare = search.add("d.jpg", b"d", look("모던", [item("top", "셔츠", "블랙", [], 4)]))[0]
+    ids, image_ids, vectors = search.catalog.embeddings()
+    item_of = dict(zip(image_ids.tolist(), ids.tolist(), strict=True))
+
+    results = search.item_results(search.similar_items(vectors[0], 10))
+    by_image = {r["image_id"]: r for r in results}
+    assert by_image[first]["product_id"] == "SKU-1" and by_image[first]["product"]["price"] == 39000
+    assert by_image[bare]["product_id"] is None and by_image[bare]["product"] is None
+    # Filters read the shop's fields as text, any case; a JSON true matches "true" sent by a form.
+    in_stock = search.similar_items(vectors[0], 10, normalize_filters({"product.in_stock": "TRUE"}))
+    assert {h.id for h in in_stock} == {item_of[first], item_of[second]}
+    priced = search.catalog.item_ids(normalize_filters({"product.price": ["39000"], "color": "black"}))
+    assert priced.tolist() == [item_of[second]]
+    assert search.catalog.item_ids(normalize_filters({"product_id": ["SKU-2", "SKU-9"]})).tolist() == [
+        item_of[third]
+    ]
+    assert search.catalog.item_ids(normalize_filters({"product.name": "wool"})).tolist() == []  # whole values
+    assert search.look_results(search.similar_looks(vectors[2], 1))[0]["product_id"] == "SKU-2"
+
+    # The same bytes again with other product fields: nothing added, the product updated, the filter
+    # results it changed not served from the cache.
+    again = search.add("c-again.jpg", b"c", look("모던", []), {"product": {"in_stock": True}})
+    assert again == (third, False)
+    assert search.catalog.get(third)["product"] == {"in_stock": True}
+    assert search.catalog.get(third)["product_id"] == "SKU-2"  # not given, so kept
+    assert search.allowed_items(normalize_filters({"product.in_stock": "true"})).tolist() == sorted(
+        [item_of[first], item_of[second], item_of[third]]
+    )
+    updated = search.update(bare, None, {}, {"product_id": "SKU-3", "product": None})
+    assert (updated["product_id"], updated["product"]) == ("SKU-3", None)
+    assert search.catalog.list_images(product_id="SKU-1")[0] == 2
+
+    deleted, items = search.delete_product("SKU-1")
+    assert deleted == [first, second] and sorted(items) == sorted([item_of[first], item_of[second]])
+    assert not {h.id for h in search.similar_items(vectors[0], 10)} & set(items)
+    with pytest.raises(ApiError) as missing:
+        search.delete_product("SKU-1")
+    assert missing.value.code == ErrorCode.NOT_FOUND
     search.close()

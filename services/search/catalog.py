@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from services.attributes.model import label_values
+from services.search.products import is_product_filter, product_matches
 from shared.blobs import BlobStore
 from shared.db import migrate
 from shared.errors import ApiError, ErrorCode
@@ -27,12 +29,22 @@ class CatalogStore:
         self.blobs = blobs
         migrate(engine)
 
-    def add(self, file_name: str, data: bytes, result: dict, versions: dict[str, str]) -> tuple[int, bool]:
-        """Store a tagged image (a /tagging result with embeddings); (image id, False) if the same bytes are
-        already in the catalog."""
+    def add(
+        self,
+        file_name: str,
+        data: bytes,
+        result: dict,
+        versions: dict[str, str],
+        product: dict[str, Any] | None = None,
+    ) -> tuple[int, bool]:
+        """Store a tagged image (a /tagging result with embeddings) with its product
+        (`ProductFields.changes`); (image id, False) if the same bytes are already in the catalog, whose
+        product is then updated."""
+        product = product or {}
         digest = hashlib.sha256(data).hexdigest()
         existing = self._id_of(digest)
         if existing is not None:
+            self.set_product(existing, product)
             return existing, False
         key = f"catalog/{digest[:2]}/{digest}"
         self.blobs.put(key, data)
@@ -48,6 +60,7 @@ class CatalogStore:
             "created": datetime.now(UTC).replace(tzinfo=None),
             "captured": capture_date(data),
             "versions": versions,
+            **product,
         }
         try:
             with self.engine.begin() as db:
@@ -59,6 +72,7 @@ class CatalogStore:
             existing = self._id_of(digest)
             if existing is None:
                 raise
+            self.set_product(existing, product)
             return existing, False
         return int(image_id), True
 
@@ -97,6 +111,17 @@ class CatalogStore:
                 "items": [{k: v for k, v in item.items() if k != "embedding"} for item in items]
             }
 
+    def set_product(self, image_id: int, product: dict[str, Any]) -> None:
+        """Set the product id and/or fields given (`ProductFields.changes`) on an image."""
+        if product:
+            with self.engine.begin() as db:
+                db.execute(update(catalog_images).where(catalog_images.c.id == image_id).values(**product))
+
+    def product_image_ids(self, product_id: str) -> list[int]:
+        with self.engine.connect() as db:
+            query = select(catalog_images.c.id).where(catalog_images.c.product_id == product_id)
+            return list(db.execute(query.order_by(catalog_images.c.id)).scalars())
+
     def image_bytes(self, image_id: int) -> bytes:
         return self.blobs.get(self.get(image_id)["blob_key"])
 
@@ -134,12 +159,19 @@ class CatalogStore:
             "image_ids": int(images[1]),
         }
 
-    def list_images(self, offset: int = 0, limit: int = 50) -> tuple[int, list[dict]]:
-        """(total, one page of images, newest first, without their items)."""
+    def list_images(
+        self, offset: int = 0, limit: int = 50, product_id: str | None = None
+    ) -> tuple[int, list[dict]]:
+        """(total, one page of images, newest first, without their items), of one product if given."""
+        where = [catalog_images.c.product_id == product_id] if product_id is not None else []
         with self.engine.connect() as db:
-            total = db.execute(select(func.count()).select_from(catalog_images)).scalar_one()
+            total = db.execute(select(func.count()).select_from(catalog_images).where(*where)).scalar_one()
             rows = db.execute(
-                select(catalog_images).order_by(catalog_images.c.id.desc()).offset(offset).limit(limit)
+                select(catalog_images)
+                .where(*where)
+                .order_by(catalog_images.c.id.desc())
+                .offset(offset)
+                .limit(limit)
             ).mappings()
             return total, [_image_json(row) for row in rows]
 
@@ -172,9 +204,15 @@ class CatalogStore:
                 db.execute(insert(catalog_items), items)
         return old
 
-    def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
-        """Rename an image or correct its items' attributes (label-format values, already checked against
-        the taxonomy); other values of an item stay as they are."""
+    def update(
+        self,
+        image_id: int,
+        file_name: str | None,
+        item_values: dict[int, dict],
+        product: dict[str, Any] | None = None,
+    ) -> dict:
+        """Rename an image, set its product (`ProductFields.changes`) or correct its items' attributes
+        (label-format values, already checked against the taxonomy); other values stay as they are."""
         image = self.get(image_id)
         known = {item["id"]: item for item in image["items"]}
         unknown = sorted(set(item_values) - set(known))
@@ -185,10 +223,9 @@ class CatalogStore:
                 {"image_id": image_id, "items": sorted(known)},
             )
         with self.engine.begin() as db:
-            if file_name:
-                db.execute(
-                    update(catalog_images).where(catalog_images.c.id == image_id).values(file_name=file_name)
-                )
+            changes = {**({"file_name": file_name} if file_name else {}), **(product or {})}
+            if changes:
+                db.execute(update(catalog_images).where(catalog_images.c.id == image_id).values(**changes))
             for item_id, values in item_values.items():
                 merged = {**known[item_id]["attributes"], **values}
                 db.execute(
@@ -216,6 +253,8 @@ class CatalogStore:
                 catalog_images.c.sub_style,
                 catalog_images.c.width,
                 catalog_images.c.height,
+                catalog_images.c.product_id,
+                catalog_images.c.product,
             )
             .join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
             .where(catalog_items.c.id.in_(wanted))
@@ -318,12 +357,16 @@ class CatalogStore:
             catalog_items.c.attributes,
             catalog_images.c.style,
             catalog_images.c.sub_style,
+            catalog_images.c.product_id,
+            catalog_images.c.product,
         ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
         wanted = {key: set(values) for key, values in (filters or {}).items()}
         # Indexed columns narrow in SQL; JSON attributes are checked here (portable across databases).
         for key in ("region", "category", "color"):
             if key in wanted:
                 query = query.where(catalog_items.c[key].in_(sorted(wanted[key])))
+        if "product_id" in wanted:
+            query = query.where(catalog_images.c.product_id.in_(sorted(wanted["product_id"])))
         with self.engine.connect() as db:
             return [
                 (row.id, row.image_id)
@@ -333,6 +376,8 @@ class CatalogStore:
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:
+    if is_product_filter(key):
+        return product_matches(row.product_id, row.product, key, values)
     if key == "region":
         return row.region in values
     if key == "style":

@@ -87,7 +87,7 @@ class CollectionStore:
             if row is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no collection named {name!r}", {"name": name})
             entries = db.execute(
-                select(collection_entries, catalog_images.c.file_name)
+                select(collection_entries, catalog_images.c.file_name, catalog_images.c.product_id)
                 .join(catalog_images, catalog_images.c.id == collection_entries.c.image_id)
                 .where(collection_entries.c.collection == name)
                 .order_by(collection_entries.c.added, collection_entries.c.image_id)
@@ -101,6 +101,7 @@ class CollectionStore:
                         "image_id": e["image_id"],
                         "item_id": e["item_id"] or None,
                         "file_name": e["file_name"],
+                        "product_id": e["product_id"],
                         "score": e["score"],
                         "note": e["note"],
                         "added": e["added"].isoformat(sep=" ", timespec="seconds"),

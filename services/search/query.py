@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
+from services.search.products import filter_text, is_product_filter
 from shared.errors import ApiError, ErrorCode
 from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGION_KO, REGIONS, STYLE, Attribute, normalize_key
 
@@ -130,11 +131,16 @@ def parse_query(text: str) -> ParsedQuery:
 
 def normalize_filters(raw: dict[str, object] | None) -> dict[str, list[str]]:
     """Filters as the catalog reads them: keys region, style or an attribute (English or Korean key),
-    values Korean (English names and known variants accepted), one value or a list (any of them)."""
+    values Korean (English names and known variants accepted), one value or a list (any of them); or the
+    shop's product id and fields (`product_id`, `product.in_stock`), values as the shop wrote them."""
     filters: dict[str, list[str]] = {}
     for raw_key, raw_values in (raw or {}).items():
         values = raw_values if isinstance(raw_values, list) else [raw_values]
         key = str(raw_key)
+        if is_product_filter(key):  # the shop's own values: any text; product ids exact, fields any case
+            texts = [str(v) if key == "product_id" else filter_text(v) for v in values]
+            filters[key] = list(dict.fromkeys(texts))
+            continue
         if key == "region" or key == "부위":
             key, lookup = "region", _region
         elif key in ("style", "스타일"):
@@ -142,7 +148,7 @@ def normalize_filters(raw: dict[str, object] | None) -> dict[str, list[str]]:
         else:
             attribute = ATTRIBUTES.get(key) or ATTRIBUTES_BY_KO.get(key)
             if attribute is None:
-                keys = ["region", "style", *ATTRIBUTES]
+                keys = ["region", "style", *ATTRIBUTES, "product_id", "product.<field>"]
                 raise ApiError(
                     ErrorCode.VALIDATION_FAILED,
                     f"unknown filter {key!r}; filters are {', '.join(keys)}",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -16,10 +17,11 @@ import numpy as np
 from fastapi import APIRouter, File, Form, Query, UploadFile
 from fastapi.responses import JSONResponse, Response
 from PIL import Image
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.search.collections import CollectionStore
+from services.search.products import ProductFields
 from services.search.query import merge_filters, normalize_filters, parse_query
 from services.search.rerank import pool_size, rerank_by_tags
 from services.search.service import CatalogSearch
@@ -28,8 +30,10 @@ from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image, encode_jpeg
 from shared.settings import Settings
 from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGIONS
+from shared.web import validation_failed
 
 MAX_OFFSET = 1000  # deeper pages are not served
+MAX_DISTINCT_POOL = 20_000  # results read to find a page of distinct images or products
 TREND_FIELDS = ("style", "category", "color", "print", "region", "material", "detail", "length", "fit")
 
 
@@ -50,6 +54,9 @@ class SearchRequest(BaseModel):
     top_k: int = Field(10, ge=1, le=200)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip; the next page: next_offset")
     scope: Literal["item", "look"] = Field("item", description="a photo's item, or its whole look")
+    distinct: Literal["image", "product"] | None = Field(
+        None, description="one result per catalog image, or per product (the best-ranked one)"
+    )
     region: str | None = Field(None, description="which item of the photo (default: the surest read)")
     save_to: str | None = Field(None, description="also save the results to this collection (created if new)")
 
@@ -60,7 +67,7 @@ class TaggedSearch(SearchRequest):
     photo: dict[str, Any] | None = None
 
 
-class CatalogUpdate(BaseModel):
+class CatalogUpdate(ProductFields):
     file_name: str | None = Field(None, min_length=1, max_length=1024)
     items: dict[int, dict[str, str | list[str]]] = Field(
         default_factory=dict, description='corrections per item id: {"12": {"color": "화이트"}}'
@@ -75,6 +82,14 @@ class CollectionCreate(BaseModel):
 
 class CollectionEntries(BaseModel):
     entries: list[dict[str, Any]] = Field(min_length=1)
+
+
+def product_fields(raw: str) -> ProductFields:
+    """A request's product fields sent as JSON text in a form field."""
+    try:
+        return ProductFields.model_validate_json(raw)
+    except ValidationError as exc:
+        raise validation_failed(exc.errors()) from exc
 
 
 def _json(body: Any, status: int = 200) -> JSONResponse:
@@ -141,6 +156,7 @@ def catalog_router(context: CatalogContext) -> APIRouter:
     async def add_images(
         files: list[UploadFile] = File(..., description="the images, repeated"),
         tagged: str = Form(..., description="JSON list: each image's /tagging result with embeddings"),
+        product: str = Form("{}", description="JSON: the product the images show (ProductFields)"),
     ) -> Response:
         search.ensure_ready()
         try:
@@ -149,18 +165,28 @@ def catalog_router(context: CatalogContext) -> APIRouter:
             raise ApiError(ErrorCode.VALIDATION_FAILED, "tagged: not valid JSON") from exc
         if not isinstance(results, list) or len(results) != len(files):
             raise ApiError(ErrorCode.VALIDATION_FAILED, "tagged: one result per file, in order")
+        changes = product_fields(product).changes()
         added = []
         for upload, result in zip(files, results, strict=True):
             image_id, created = await run_in_threadpool(
-                search.add, result["file"], await upload.read(), result
+                search.add, result["file"], await upload.read(), result, changes
             )
             added.append({"image_id": image_id, "created": created})
         return _json({"results": added})
 
     @router.get("/catalog/images", tags=["catalog"], summary="the catalog's images, newest first")
-    async def list_images(offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=500)) -> Response:
-        total, images = await run_in_threadpool(search.catalog.list_images, offset, limit)
+    async def list_images(
+        offset: int = Query(0, ge=0),
+        limit: int = Query(50, ge=1, le=500),
+        product_id: str | None = Query(None, description="only this product's images"),
+    ) -> Response:
+        total, images = await run_in_threadpool(search.catalog.list_images, offset, limit, product_id)
         return _json({"total": total, "offset": offset, "images": images})
+
+    @router.delete("/catalog/images", tags=["catalog"], summary="remove every image of a product")
+    async def delete_product(product_id: str = Query(..., min_length=1, max_length=128)) -> Response:
+        image_ids, item_ids = await run_in_threadpool(search.delete_product, product_id)
+        return _json({"product_id": product_id, "deleted": image_ids, "items": item_ids})
 
     @router.get("/catalog/stale", tags=["catalog"], summary="images tagged by other models than the current")
     async def stale_images() -> Response:
@@ -193,7 +219,9 @@ def catalog_router(context: CatalogContext) -> APIRouter:
     @router.patch("/catalog/images/{image_id}", tags=["catalog"], summary="rename, or correct item tags")
     async def update_image(image_id: int, update: CatalogUpdate) -> Response:
         corrections = {item_id: attribute_values(values) for item_id, values in update.items.items()}
-        image = await run_in_threadpool(search.update, image_id, update.file_name, corrections)
+        image = await run_in_threadpool(
+            search.update, image_id, update.file_name, corrections, update.changes()
+        )
         return _json(image)
 
     @router.delete("/catalog/images/{image_id}", tags=["catalog"], summary="remove an image and its items")
@@ -266,22 +294,26 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
     # Ranks count from the first page, and one result past this page says whether there is a next.
     wanted_k = query.offset + query.top_k + 1
     photo = query.photo
+    ranked: Callable[[int], list[dict]]  # the k best results
     if photo is not None:
         echo["photo"] = {"file": photo.get("file"), "items": [public_item(i) for i in photo["items"]]}
+        wanted = merge_filters(filters, text_filters)
         if query.scope == "look":
             if not photo["items"]:
                 raise ApiError(ErrorCode.NO_ITEM_FOUND, "no garment was found in the photo")
             vector = np.sum([i["embedding"] for i in photo["items"]], axis=0)
-            wanted = merge_filters(filters, text_filters)
-            results = search.look_results(search.similar_looks(vector, wanted_k, wanted))
+
+            def ranked(k: int) -> list[dict]:
+                return search.look_results(search.similar_looks(vector, k, wanted))
+
         else:
             item = query_item(photo, query.region)
             echo["item"] = public_item(item)
-            wanted = merge_filters(filters, text_filters)  # every region: rerank_by_tags weighs the region
-            nearest = search.item_results(
-                search.similar_items(item["embedding"], pool_size(wanted_k), wanted)
-            )
-            results = rerank_by_tags(nearest, item, wanted_k)
+
+            def ranked(k: int) -> list[dict]:  # every region: rerank_by_tags weighs the region
+                nearest = search.item_results(search.similar_items(item["embedding"], pool_size(k), wanted))
+                return rerank_by_tags(nearest, item, k)
+
     elif parsed.tags or parsed.words or filters:
         if query.scope == "look":
             raise ApiError(ErrorCode.VALIDATION_FAILED, "scope 'look' needs a photo")
@@ -289,11 +321,15 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
         wanted = filters
         index = search.text_index() if parsed.words else None
         echo["unknown_words"] = [w for w in parsed.words if index and not index.meanings(w)]
-        results = search.item_results(search.text_items(parsed.words, text_filters, wanted_k, wanted))
+
+        def ranked(k: int) -> list[dict]:
+            return search.item_results(search.text_items(parsed.words, text_filters, k, wanted))
+
     else:
         raise ApiError(
             ErrorCode.EMPTY_REQUEST, "send a photo (multipart field 'files'), a text query or filters"
         )
+    results = distinct_results(ranked, wanted_k, query.distinct) if query.distinct else ranked(wanted_k)
     echo["filters"] = wanted
     results, after = results[query.offset : wanted_k - 1], results[wanted_k - 1 :]
     next_offset = query.offset + query.top_k
@@ -306,6 +342,28 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
     if query.save_to:
         body["collection"] = _save_results(context, query.save_to, results)
     return body
+
+
+def distinct_results(ranked: Callable[[int], list[dict]], k: int, per: str) -> list[dict]:
+    """The k best results keeping only the best of each catalog image, or of each product (an image
+    without a product is its own): the ranking asked for more until k distinct ones came or it ran out."""
+    asked = k
+    while True:
+        results = ranked(asked)
+        seen: set = set()
+        kept = []
+        for result in results:
+            key = (
+                ("product", result["product_id"])
+                if per == "product" and result["product_id"]
+                else result["image_id"]
+            )
+            if key not in seen:
+                seen.add(key)
+                kept.append(result)
+        if len(kept) >= k or len(results) < asked or asked >= MAX_DISTINCT_POOL:
+            return [{**r, "rank": rank} for rank, r in enumerate(kept[:k], 1)]
+        asked = min(asked * 4, MAX_DISTINCT_POOL)
 
 
 def _save_results(context: CatalogContext, name: str, results: list[dict]) -> dict:

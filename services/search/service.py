@@ -16,6 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -226,15 +227,29 @@ class CatalogSearch:
 
     # ------------------------------------------------------------------ changes
 
-    def add(self, file_name: str, data: bytes, result: dict) -> tuple[int, bool]:
-        """Store a tagged image (with embeddings) and index its items; (image id, created)."""
+    def add(
+        self, file_name: str, data: bytes, result: dict, product: dict[str, Any] | None = None
+    ) -> tuple[int, bool]:
+        """Store a tagged image (with embeddings) and its product, and index its items; (image id,
+        created). An image already stored gets the product given."""
         with self._lock:
-            image_id, created = self.catalog.add(file_name, data, result, self.versions)
+            image_id, created = self.catalog.add(file_name, data, result, self.versions, product)
             if created:
                 self._index_image(image_id)
                 self._changed()
+            elif product:
+                self._tags_changed()  # filters on the product read it
         self._rebuild_if_needed()
         return image_id, created
+
+    def delete_product(self, product_id: str) -> tuple[list[int], list[int]]:
+        """Remove every image of a product: (image ids, item ids)."""
+        image_ids = self.catalog.product_image_ids(product_id)
+        if not image_ids:
+            raise ApiError(
+                ErrorCode.NOT_FOUND, f"no catalog image of product {product_id!r}", {"product_id": product_id}
+            )
+        return image_ids, [item for image_id in image_ids for item in self.delete(image_id)]
 
     def delete(self, image_id: int) -> list[int]:
         with self._lock:
@@ -257,9 +272,15 @@ class CatalogSearch:
     def stale_image_ids(self) -> list[int]:
         return self.catalog.stale_image_ids(self.versions)
 
-    def update(self, image_id: int, file_name: str | None, item_values: dict[int, dict]) -> dict:
+    def update(
+        self,
+        image_id: int,
+        file_name: str | None,
+        item_values: dict[int, dict],
+        product: dict[str, Any] | None = None,
+    ) -> dict:
         with self._lock:
-            image = self.catalog.update(image_id, file_name, item_values)
+            image = self.catalog.update(image_id, file_name, item_values, product)
             self._tags_changed()  # vectors did not change
         return image
 
@@ -367,6 +388,8 @@ class CatalogSearch:
                     "file_name": image["file_name"],
                     "style": image["style"],
                     "sub_style": image["sub_style"],
+                    "product_id": image["product_id"],
+                    "product": image["product"],
                     "items": [_item_summary(item) for item in image["items"]],
                     "image_url": image_url(image["id"]),
                 }
@@ -409,6 +432,8 @@ def _item_result(row: dict, hit: Hit, rank: int) -> dict:
         "tags": row["attributes"],
         "style": row["style"],
         "sub_style": row["sub_style"],
+        "product_id": row["product_id"],
+        "product": row["product"],
         "image_url": image_url(row["image_id"]),
     }
     if hit.missing_tags is not None:

@@ -1,0 +1,102 @@
+"""The shop's own products on catalog images: a product id (the shop's SKU or listing id) and a few fields
+of its own (name, price, stock, a page link...). Results carry them, so an app links a result to its
+product page without a second lookup, and filters read them (`product_id`, `product.in_stock`)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+PRODUCT_FILTER_PREFIX = "product."
+MAX_PRODUCT_FIELDS = 50
+MAX_PRODUCT_BYTES = 8192  # the fields as JSON: they ride along in every result
+
+ProductValue = str | int | float | bool | None
+
+
+class ProductFields(BaseModel):
+    """What a request says of the product its images show. A field left out is left as it is; `null` clears
+    it; `product` replaces the whole set of fields."""
+
+    product_id: str | None = Field(
+        None, min_length=1, max_length=128, description="the shop's own id of the product the images show"
+    )
+    product: dict[str, ProductValue] | None = Field(
+        None,
+        description='the shop\'s fields of the product, returned with results and filterable: {"name": '
+        '"Linen shirt", "price": 39000, "in_stock": true}',
+    )
+
+    @field_validator("product")
+    @classmethod
+    def _bounded(cls, fields: dict[str, ProductValue] | None) -> dict[str, ProductValue] | None:
+        if fields is None:
+            return None
+        if len(fields) > MAX_PRODUCT_FIELDS:
+            raise ValueError(f"at most {MAX_PRODUCT_FIELDS} product fields")
+        for name in fields:
+            if not 1 <= len(name) <= 64 or name != name.strip():
+                raise ValueError(f"product field names are 1 to 64 characters without outer spaces: {name!r}")
+        if len(json.dumps(fields, ensure_ascii=False).encode()) > MAX_PRODUCT_BYTES:
+            raise ValueError(f"product fields take at most {MAX_PRODUCT_BYTES} bytes as JSON")
+        return fields
+
+    def changes(self) -> dict[str, Any]:
+        """Only the fields the request gave (a `null` given is a change: it clears)."""
+        given = self.model_fields_set
+        return {name: getattr(self, name) for name in ("product_id", "product") if name in given}
+
+
+def is_product_filter(key: str) -> bool:
+    prefix = PRODUCT_FILTER_PREFIX
+    return key == "product_id" or (key.startswith(prefix) and len(key) > len(prefix))
+
+
+def filter_text(value: ProductValue) -> str:
+    """How a product field's value is compared with a filter's: as text, case-insensitive (`true`, `39000`,
+    `acme`), so a JSON boolean or number matches the same written as a string in a form field."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).casefold()
+
+
+def product_matches(product_id: str | None, product: dict | None, key: str, wanted: set[str]) -> bool:
+    """Whether an image's product passes one normalised filter (`normalize_filters` wrote its values)."""
+    if key == "product_id":
+        return product_id in wanted
+    name = key[len(PRODUCT_FILTER_PREFIX) :]
+    fields = product or {}
+    return name in fields and filter_text(fields[name]) in wanted
+
+
+def read_products(path: Path) -> dict[str, ProductFields]:
+    """A CSV of products (UTF-8, Excel's BOM too): a `file` column naming the image, `product_id`, and any
+    other columns as the product's fields (empty cells left out). Keyed by the `file` column."""
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ValueError(f"cannot read {path}: {exc}") from exc
+    if not rows or "file" not in rows[0]:
+        raise ValueError(f"{path}: the first line must name the columns, one of them `file`")
+    products: dict[str, ProductFields] = {}
+    for line, row in enumerate(rows, 2):
+        given = {k.strip(): v.strip() for k, v in row.items() if k and v and v.strip()}
+        file_name = given.pop("file", "")
+        if not file_name:
+            raise ValueError(f"{path}, line {line}: no file")
+        raw: dict[str, Any] = {"product_id": given.pop("product_id")} if "product_id" in given else {}
+        if given:
+            raw["product"] = given
+        try:
+            products[file_name] = ProductFields.model_validate(raw)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            raise ValueError(f"{path}, line {line}: {problem['msg']}") from exc
+    return products
