@@ -8,18 +8,19 @@ import zipfile
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
-from fastapi import FastAPI, File, Form, Query, UploadFile
+from fastapi import FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from gateway.access import install_access
-from gateway.catalog import SearchClient, catalog_router
+from gateway.access import install_access, require_write
+from gateway.catalog import SearchClient, catalog_router, product_form, store_tagged
 from gateway.exports import drawn_jpeg, to_csv, to_xlsx
 from gateway.inputs import Source, checked_url, collect_sources
 from gateway.jobs import JobStore, JobWorker
 from gateway.ports import SERVICE_NAMES, model_services
 from gateway.tagging import Tagged, TaggingPipeline
+from services.search.products import ProductFields
 from shared.blobs import create_blob_store
 from shared.db import database_engine
 from shared.envelope import success
@@ -58,7 +59,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(catalog_router(settings, pipeline, search))
 
     async def tag_for_job(source: Source, options: dict) -> Tagged:
-        return await pipeline.tag_source(source, options.get("top_k"), options.get("embedding", False))
+        """Tag one image of a job; a catalog job (`options["catalog"]`: the product's fields, maybe none)
+        also stores it in the catalog, and its result says how (`catalog`: status, image_id)."""
+        product = options.get("catalog")
+        embedding = options.get("embedding", False)
+        tagged = await pipeline.tag_source(source, options.get("top_k"), embedding or product is not None)
+        if product is not None and not tagged.failed:
+            (tagged.result["catalog"],) = await store_tagged(
+                search, [tagged], ProductFields.model_validate(product)
+            )
+            if not embedding:  # needed to store it, not asked for in the results
+                for item in tagged.result["items"]:
+                    item.pop("embedding", None)
+        return tagged
 
     worker = JobWorker(
         store, tag_for_job, settings.gateway.concurrency, callback_timeout_s=settings.gateway.url_timeout_s
@@ -129,6 +142,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.post("/tagging/jobs", tags=["tagging"], status_code=202, summary="tag many images in the background")
     async def create_job(
+        request: Request,
         files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
         urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
         folders: list[str] | None = Form(
@@ -139,7 +153,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         callback_url: str | None = Form(
             None, description="POST the job here when done (a host in KFASHION_GATEWAY__CALLBACK_HOSTS)"
         ),
+        catalog: bool = Form(False, description="also add each image to the search catalog (a write key)"),
+        product_id: str | None = Form(None, description="with catalog: the shop's id of the images' product"),
+        product: str | None = Form(None, description="with catalog: JSON, the product's fields"),
     ) -> Response:
+        options: dict = {"top_k": top_k, "embedding": embedding}
+        if catalog:
+            require_write(request, "adding a job's images to the catalog (catalog=true)")
+            fields = product_form(product_id, product)
+            options["catalog"] = fields.model_dump(include=fields.model_fields_set)
+        elif product_id is not None or product is not None:
+            raise ApiError(
+                ErrorCode.VALIDATION_FAILED,
+                "product_id and product describe catalog images: send them with catalog=true",
+                {"field": "product_id" if product_id is not None else "product"},
+            )
         callback = (
             checked_url(callback_url, settings.gateway.callback_hosts, "job callbacks", "CALLBACK_HOSTS")
             if callback_url
@@ -148,7 +176,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sources = await collect_sources(
             files, urls, settings, settings.gateway.job_max_images, folders=folders
         )
-        options = {"top_k": top_k, "embedding": embedding}
         job_id = await run_in_threadpool(store.create, sources, options, callback)
         worker.job_added()
         job = await run_in_threadpool(store.get, job_id)

@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from gateway.access import require_write
 from gateway.inputs import Source, collect_sources
 from gateway.ports import request_with_retries, service_body
-from gateway.tagging import TaggingPipeline
+from gateway.tagging import Tagged, TaggingPipeline
 from services.recommend.routes import RecommendRequest
 from services.search.products import ProductFields
 from services.search.routes import CatalogUpdate, CollectionCreate, CollectionEntries, SearchRequest
@@ -180,37 +180,35 @@ async def add_to_catalog(
     """Tag each source (with embeddings) and store the tagged ones in the catalog, with the product they
     show if given: one result per source, "added", "exists" (the same bytes are in the catalog; its
     product is updated) or "failed" (this source only)."""
-    product = product or ProductFields()
     tagged = await pipeline.tag_all(sources, embedding=True)
-    done = [t for t in tagged if not t.failed]
-    stored: list[dict] = []
-    if done:
-        response = await search.send(
-            "POST",
-            "/catalog/images",
-            files=[("files", (t.result["file"], t.image.data)) for t in done],
-            data={
-                "tagged": json.dumps([t.result for t in done]),
-                "product": product.model_dump_json(include=product.model_fields_set),
-            },
-        )
-        stored = (search.body(response))["results"]
-    outcomes = iter(stored)
-    results = []
-    for one in tagged:
-        if one.failed:
-            results.append(one.result)
-            continue
-        outcome = next(outcomes)
-        results.append(
-            {
-                "file": one.result["file"],
-                "status": "added" if outcome["created"] else "exists",
-                "image_id": outcome["image_id"],
-                "items": len(one.result["items"]),
-            }
-        )
-    return results
+    stored = iter(await store_tagged(search, [t for t in tagged if not t.failed], product))
+    return [
+        t.result if t.failed else {"file": t.result["file"], **next(stored), "items": len(t.result["items"])}
+        for t in tagged
+    ]
+
+
+async def store_tagged(
+    search: SearchClient, tagged: list[Tagged], product: ProductFields | None = None
+) -> list[dict]:
+    """Store tagged images (done, with embeddings) in the catalog: `{status: "added" or "exists",
+    image_id}` for each."""
+    if not tagged:
+        return []
+    product = product or ProductFields()
+    response = await search.send(
+        "POST",
+        "/catalog/images",
+        files=[("files", (t.result["file"], t.image.data)) for t in tagged if t.image],
+        data={
+            "tagged": json.dumps([t.result for t in tagged]),
+            "product": product.model_dump_json(include=product.model_fields_set),
+        },
+    )
+    return [
+        {"status": "added" if outcome["created"] else "exists", "image_id": outcome["image_id"]}
+        for outcome in search.body(response)["results"]
+    ]
 
 
 async def retag_image(pipeline: TaggingPipeline, search: SearchClient, image_id: int) -> dict:

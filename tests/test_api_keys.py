@@ -68,6 +68,10 @@ def test_a_read_key_reads_and_a_write_key_writes(keyed: Server, unseen: list[Sam
         f"{keyed.url}/search", json={"text": "black", "save_to": "picks"}, headers=WRITE
     ).is_success
     assert httpx2.get(f"{keyed.url}/collections/picks", headers=READ).is_success
+    catalog_job = {"catalog": "true"}
+    job = httpx2.post(f"{keyed.url}/tagging/jobs", files=photo, data=catalog_job, headers=READ, timeout=60)
+    assert "catalog=true" in _error(job, 403, "FORBIDDEN")
+    assert httpx2.post(f"{keyed.url}/tagging/jobs", files=photo, headers=READ, timeout=60).status_code == 202
     _error(httpx2.delete(f"{keyed.url}/catalog/images/{image_id}", headers=READ), 403, "FORBIDDEN")
     assert httpx2.delete(f"{keyed.url}/catalog/images/{image_id}", headers=WRITE).is_success
 

@@ -98,6 +98,36 @@ def test_job_results_download_as_json_csv_xlsx_and_images(embedded: Server, unse
     assert missing.status_code == 404 and missing.json()["body"]["error"]["code"] == "NOT_FOUND"
 
 
+def test_a_catalog_job_stores_its_images_as_one_product(embedded: Server, unseen: list[Sample]) -> None:
+    url = embedded.url
+    named = [(s.image_path.name, s.image_path.read_bytes()) for s in unseen[10:13]]
+    files = _files([*named, ("broken.jpg", b"not an image")])
+    lone = httpx2.post(f"{url}/tagging/jobs", files=files, data={"product_id": "SKU-J"}, timeout=60)
+    assert lone.status_code == 422 and "catalog=true" in lone.json()["resultMessage"]
+    form = {"catalog": "true", "product_id": "SKU-J", "product": json.dumps({"season": "spring"})}
+    created = httpx2.post(f"{url}/tagging/jobs", files=files, data=form, timeout=60)
+    assert created.status_code == 202, created.text
+    job_id = created.json()["body"]["id"]
+    job = _wait(url, job_id, lambda j: j["status"] == "done")
+    assert job["counts"] == {"total": 4, "done": 3, "failed": 1, "pending": 0}
+    results = httpx2.get(f"{url}/tagging/jobs/{job_id}/results").json()["body"]["results"]
+    stored = [r["catalog"] for r in results[:3]]
+    assert [s["status"] for s in stored] == ["added"] * 3 and "catalog" not in results[3]
+    assert not any("embedding" in item for r in results[:3] for item in r["items"])  # not asked for
+    listed = httpx2.get(f"{url}/catalog/images", params={"product_id": "SKU-J"}).json()["body"]["images"]
+    assert sorted(i["id"] for i in listed) == sorted(s["image_id"] for s in stored)
+    assert {(i["file_name"], i["product"]["season"]) for i in listed} == {(n, "spring") for n, _ in named}
+    # Sent again: the catalog already holds the bytes; the product's new fields are set on them.
+    form["product"] = json.dumps({"season": "summer"})
+    again = httpx2.post(f"{url}/tagging/jobs", files=_files(named[:1]), data=form, timeout=60).json()["body"]
+    _wait(url, again["id"], lambda j: j["status"] == "done")
+    result = httpx2.get(f"{url}/tagging/jobs/{again['id']}/results").json()["body"]["results"][0]
+    assert result["catalog"] == {"status": "exists", "image_id": stored[0]["image_id"]}
+    image = httpx2.get(f"{url}/catalog/images/{stored[0]['image_id']}").json()["body"]
+    assert image["product"] == {"season": "summer"}
+    assert httpx2.delete(f"{url}/catalog/images", params={"product_id": "SKU-J"}).status_code == 200
+
+
 def _bulk_images(unseen: list[Sample]) -> list[tuple[str, bytes]]:
     """200 distinct pictures: each unseen image at five sizes (small, so the job runs in seconds)."""
     named = []
