@@ -714,6 +714,56 @@ def catalog_retag(
         raise typer.Exit(1)
 
 
+@catalog_app.command("copy")
+def catalog_copy(
+    to: Annotated[
+        Path,
+        typer.Option(
+            "--to",
+            help="an env file (KEY=VALUE lines) of the target's settings: KFASHION_DATABASE,"
+            " KFASHION_STORAGE__* (and KFASHION_DATA_DIR for a local one), as deploy/k8s/credentials.env",
+        ),
+    ],
+    data_dir: Annotated[Path | None, typer.Option(help="the source's data dir (default: settings)")] = None,
+) -> None:
+    """Copy the catalog (images, items with their vectors, products, collections, the saved indexes) to
+    another database and file store, such as from the embedded default's SQLite and local disk to
+    PostgreSQL and S3, keeping every id and tagging nothing again. The target's settings come from the
+    --to file alone, the source's from the environment as `kfashion serve` reads it. Run it while the
+    servers are stopped; a copy stopped part-way is taken up where it stopped by running it again. Jobs
+    are not copied."""
+    from services.search.copy import CopyRefused, copy_catalog, image_count
+    from shared.blobs import create_blob_store
+    from shared.db import database_engine
+    from shared.settings import settings_from_env_file
+
+    _check_paths([to])
+    source = _settings(data_dir)
+    target = settings_from_env_file(to)
+    if (target.database_url, target.storage, target.data_dir.resolve()) == (
+        source.database_url,
+        source.storage,
+        source.data_dir.resolve(),
+    ):
+        err.print(f"[red]{to} names the source itself")
+        raise typer.Exit(2)
+    source_engine, target_engine = database_engine(source.database_url), database_engine(target.database_url)
+    with progress_bar() as bar:
+        task = bar.add_task("catalog copy", total=image_count(source_engine))
+        try:
+            counts = copy_catalog(
+                source_engine,
+                create_blob_store(source.storage, source.data_dir),
+                target_engine,
+                create_blob_store(target.storage, target.data_dir),
+                on_progress=lambda n: bar.advance(task, n),
+            )
+        except CopyRefused as exc:
+            err.print(f"[red]{exc}")
+            raise typer.Exit(1) from exc
+    sys.stdout.write(json.dumps(counts) + "\n")
+
+
 @stack_app.command("up")
 def stack_up(
     folder: StackDir = Path("data/stack"),

@@ -112,6 +112,20 @@ class Settings(BaseSettings):
         return self.database or f"sqlite:///{(self.data_dir / 'kfashion.db').resolve()}"
 
 
+def settings_from_env_file(path: Path) -> Settings:
+    """Settings read from an env file (KEY=VALUE lines, KFASHION_*) alone, not from the environment: another
+    deployment's, such as the target of `kfashion catalog copy`."""
+
+    class FileOnly(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
+        ):  # type: ignore[no-untyped-def]
+            return (init_settings, dotenv_settings)
+
+    return FileOnly(_env_file=path)  # type: ignore[call-arg]
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read the environment once; explicit overrides (from the command line) win."""
     return Settings(**overrides)
