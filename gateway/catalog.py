@@ -199,7 +199,7 @@ async def store_tagged(
     response = await search.send(
         "POST",
         "/catalog/images",
-        files=[("files", (t.result["file"], t.image.data)) for t in tagged if t.image],
+        files=[("files", (t.result["file"], t.image.data)) for t in tagged if t.image is not None],
         data={
             "tagged": json.dumps([t.result for t in tagged]),
             "product": product.model_dump_json(include=product.model_fields_set),

@@ -226,6 +226,12 @@ def test_products_ride_with_results_filter_them_and_go_as_one(stack: Stack) -> N
     assert (updated["product_id"], updated["product"]) == ("SKU-3", None)
     assert search.catalog.list_images(product_id="SKU-1")[0] == 2
 
+    # The shop's words are searchable: a brand, a product id; a link's words are not.
+    search.update(third, None, {}, {"product": {"brand": "Acme Outdoor", "url": "https://acme.example/coat"}})
+    assert [h.id for h in search.text_items(["acme"], {}, 10)] == [item_of[third]]
+    assert [h.id for h in search.text_items(["sku-3"], {}, 10)] == [item_of[bare]]
+    assert search.text_items(["example"], {}, 10) == []
+
     deleted, items = search.delete_product("SKU-1")
     assert deleted == [first, second] and sorted(items) == sorted([item_of[first], item_of[second]])
     assert not {h.id for h in search.similar_items(vectors[0], 10)} & set(items)

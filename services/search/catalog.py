@@ -272,8 +272,8 @@ class CatalogStore:
             return {row.id: row.score for row in db.execute(query)}
 
     def looks(self) -> list[dict]:
-        """Every item's image, region, attributes and the image's styles: the looks the compatibility
-        statistics are counted from, and the documents of the text index."""
+        """Every item's image, region, attributes, the image's styles and product: the looks the
+        compatibility statistics are counted from, and the documents of the text index."""
         query = select(
             catalog_items.c.id,
             catalog_items.c.image_id,
@@ -283,6 +283,8 @@ class CatalogStore:
             catalog_images.c.file_name,
             catalog_images.c.style,
             catalog_images.c.sub_style,
+            catalog_images.c.product_id,
+            catalog_images.c.product,
         ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]

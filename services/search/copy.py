@@ -166,4 +166,6 @@ def _raise_high_water(engine: Engine, table: str, value: int) -> None:
                     text("insert into sqlite_sequence (name, seq) values (:t, :v)"), {"v": value, "t": table}
                 )
         elif db.dialect.name == "postgresql":
-            db.execute(text("select setval(cast(:s as regclass), :v)"), {"s": _pg_sequence(db, table), "v": value})
+            db.execute(
+                text("select setval(cast(:s as regclass), :v)"), {"s": _pg_sequence(db, table), "v": value}
+            )

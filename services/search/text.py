@@ -1,10 +1,11 @@
 """Free words over the catalog's tags by TF-IDF (as seed 003).
 
-Each item is a document of its tags in both languages (attribute values, the image's styles, its region)
-and the words of its file name. A query word stands for the terms it is like (`likeness`): itself, a term it
-holds or is held by ("블랙진" meets "블랙"), a spelling one letter off; so a word the taxonomy does not know
-still meets the tags it names, and a word like none of them meets nothing. Scores are cosine similarities of
-TF-IDF weights, in [0, 1].
+Each item is a document of its tags in both languages (attribute values, the image's styles, its region),
+the words of its file name and those of the shop's product (its id, the words of its text fields: a name,
+a brand), so a shopper's "acme" finds the brand's items. A query word stands for the terms it is like
+(`likeness`): itself, a term it holds or is held by ("블랙진" meets "블랙"), a spelling one letter off; so a
+word the taxonomy does not know still meets the tags it names, and a word like none of them meets nothing.
+Scores are cosine similarities of TF-IDF weights, in [0, 1].
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from shared.taxonomy import ATTRIBUTES, REGION_KO, STYLE, normalize_key
 
 
 def item_tags(item: dict) -> list[str]:
-    """An item's tags (Korean and English) and its file name's words: the text of its document."""
+    """An item's tags (Korean and English), its file name's words and its product's: the text of its
+    document."""
     tags: list[str] = [item["region"], REGION_KO.get(item["region"], "")]
     for key, value in item["attributes"].items():
         attribute = ATTRIBUTES.get(key)
@@ -32,8 +34,17 @@ def item_tags(item: dict) -> list[str]:
         if label:
             tags += [label.ko, label.en]
     stem = re.sub(r"\.[A-Za-z0-9]{2,5}$", "", item.get("file_name") or "")
-    tags += [w for w in re.split(r"[\W_]+", stem) if len(w) > 1 and not w.isdigit()]
+    tags += _words(stem)
+    if item.get("product_id"):
+        tags.append(item["product_id"])
+    for value in (item.get("product") or {}).values():
+        if isinstance(value, str) and not value.startswith(("http://", "https://")):  # a link says nothing
+            tags += _words(value)
     return [t for t in tags if t]
+
+
+def _words(text: str) -> list[str]:
+    return [w for w in re.split(r"[\W_]+", text) if len(w) > 1 and not w.isdigit()]
 
 
 def terms(texts: Iterable[str]) -> Counter[str]:
