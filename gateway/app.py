@@ -161,7 +161,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if catalog:
             require_write(request, "adding a job's images to the catalog (catalog=true)")
             fields = product_form(product_id, product)
-            options["catalog"] = fields.model_dump(include=fields.model_fields_set)
+            options["catalog"] = fields.changes()
         elif product_id is not None or product is not None:
             raise ApiError(
                 ErrorCode.VALIDATION_FAILED,

@@ -195,14 +195,13 @@ async def store_tagged(
     image_id}` for each."""
     if not tagged:
         return []
-    product = product or ProductFields()
     response = await search.send(
         "POST",
         "/catalog/images",
         files=[("files", (t.result["file"], t.image.data)) for t in tagged if t.image is not None],
         data={
             "tagged": json.dumps([t.result for t in tagged]),
-            "product": product.model_dump_json(include=product.model_fields_set),
+            "product": json.dumps(product.changes() if product else {}),
         },
     )
     return [

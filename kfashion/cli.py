@@ -615,11 +615,11 @@ def catalog_add(
         err.print(f"[red]{exc}")
         raise typer.Exit(2) from exc
     # Images of one product go in together: the catalog takes one product per request.
-    groups: dict[str, list] = {}
+    groups: dict[str, tuple[ProductFields | None, list]] = {}
     for item in items:
         found = product_of.get(name(item)) or product_of.get(name(item).rsplit("/", 1)[-1])
-        key = found.model_dump_json(include=found.model_fields_set) if found else ""
-        groups.setdefault(key, []).append(item)
+        key = json.dumps(found.changes(), sort_keys=True) if found else ""
+        groups.setdefault(key, (found, []))[1].append(item)
 
     pipeline = _local_pipeline(settings)
     search = SearchClient(settings)
@@ -629,8 +629,7 @@ def catalog_add(
 
     async def run(bar: Progress, task: int) -> None:
         try:
-            for key, members in groups.items():
-                product = ProductFields.model_validate_json(key) if key else None
+            for product, members in groups.values():
                 await add_group(bar, task, members, product)
         finally:
             await pipeline.close()

@@ -352,17 +352,18 @@ class CatalogStore:
         return np.unique(np.array([image_id for _, image_id in self._matching(filters)], np.int64))
 
     def _matching(self, filters: dict[str, Iterable[str]] | None) -> list[tuple[int, int]]:
-        query = select(
+        wanted = {key: set(values) for key, values in (filters or {}).items()}
+        columns = [
             catalog_items.c.id,
             catalog_items.c.image_id,
             catalog_items.c.region,
             catalog_items.c.attributes,
             catalog_images.c.style,
             catalog_images.c.sub_style,
-            catalog_images.c.product_id,
-            catalog_images.c.product,
-        ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
-        wanted = {key: set(values) for key, values in (filters or {}).items()}
+        ]
+        if any(is_product_filter(key) for key in wanted):  # the products' JSON only when a filter reads it
+            columns += [catalog_images.c.product_id, catalog_images.c.product]
+        query = select(*columns).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
         # Indexed columns narrow in SQL; JSON attributes are checked here (portable across databases).
         for key in ("region", "category", "color"):
             if key in wanted:
