@@ -658,6 +658,46 @@ def test_recommend_batches_and_photos(deployment: Deployment, unseen: list[Sampl
     assert all(len(found) == 3 for r in body["results"][:2] for found in r["matches"].values())
 
 
+def test_recommend_keeps_one_result_per_product_when_asked(deployment: Deployment) -> None:
+    """Two catalog pictures of one product (same colour of bottom): `distinct: product` shows it once, both
+    among the matches of a top and among the changes of another bottom."""
+    url = deployment.url
+    bottoms: dict[str, list[dict]] = {}
+    for item in deployment.items.values():
+        if item["region"] == "bottom":
+            bottoms.setdefault(item["attributes"]["color"], []).append(item)
+    colour, pair = next((c, found[:2]) for c, found in bottoms.items() if len(found) >= 3)
+    images = {i["image_id"] for i in pair}
+    assert len(images) == 2, "two pictures, so the product has two results to keep one of"
+    other_bottom = next(i for i in bottoms[colour] if i["image_id"] not in images)
+    top = next(i for i in deployment.items.values() if i["region"] == "top" and i["image_id"] not in images)
+    for image in images:
+        _ok(httpx2.patch(f"{url}/catalog/images/{image}", json={"product_id": "SKU-BOTTOM"}))
+    try:
+        only_product = {"product_id": "SKU-BOTTOM"}
+        matching = {"item_id": top["id"], "targets": ["bottom"], "include": only_product, "top_k": 10}
+        changing = {
+            "item_id": other_bottom["id"],
+            "changes": [f"color: -> {colour}"],
+            "include": only_product,
+        }
+        for spec in matching, changing:
+            every = _ok(httpx2.post(f"{url}/recommend", json=spec))["results"][0]
+            once = _ok(httpx2.post(f"{url}/recommend", json={**spec, "distinct": "product"}))["results"][0]
+            if spec is matching:
+                every, once = every["matches"]["bottom"], once["matches"]["bottom"]
+            else:
+                every, once = every["changed"][0]["results"], once["changed"][0]["results"]
+            assert {r["image_id"] for r in every} == images
+            assert [(r["item_id"], r["rank"]) for r in once] == [(every[0]["item_id"], 1)]
+            assert once[0]["product_id"] == "SKU-BOTTOM"
+        bad = httpx2.post(f"{url}/recommend", json={**matching, "distinct": "brand"})
+        assert bad.status_code == 422 and bad.json()["body"]["error"]["code"] == "VALIDATION_FAILED"
+    finally:
+        for image in images:
+            _ok(httpx2.patch(f"{url}/catalog/images/{image}", json={"product_id": None}))
+
+
 # ---------------------------------------------------------------------------------------------- errors
 
 

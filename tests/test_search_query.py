@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.search.products import distinct_results
 from services.search.query import parse_query
-from services.search.routes import distinct_results
 
 SAME_TAGS = [
     ("블랙 미니 스커트", "black mini skirt", {"color": ["블랙"], "length": ["미니"], "category": ["스커트"]}),

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from services.search.products import Distinct, distinct_results, first_distinct
 from services.search.service import CatalogSearch, Hit
 from shared.taxonomy import CATEGORY_REGION, REGIONS
 
@@ -133,8 +134,10 @@ class Recommender:
         k: int,
         preferences: Preferences,
         exclude_image: int | None = None,
+        distinct: Distinct | None = None,
     ) -> dict[str, list[dict]]:
-        """Per target region, the k best items to wear with the query item."""
+        """Per target region, the k best items to wear with the query item (with `distinct`, the best of
+        each catalog image or product)."""
         compatibility, catalog_rows = self._state()
         neighbours = [
             h
@@ -164,14 +167,24 @@ class Recommender:
                 fit = compatibility.score(query, row)
                 share = support.get(item_id, 0.0) / top_support
                 score = SUPPORT_WEIGHT * share + (1 - SUPPORT_WEIGHT) * (fit + 1) / 2
-                scored.append((score, item_id, share, fit))
-            scored.sort(key=lambda s: (-s[0], s[1]))
-            results = self.search.item_results([Hit(i, s) for s, i, _, _ in scored[:k]])
-            details = {i: (share, fit) for _, i, share, fit in scored[:k]}
+                scored.append(
+                    {
+                        "id": item_id,
+                        "image_id": row["image_id"],
+                        "product_id": row["product_id"],
+                        "score": score,
+                        "support": share,
+                        "compatibility": fit,
+                    }
+                )
+            scored.sort(key=lambda s: (-s["score"], s["id"]))
+            best = (first_distinct(scored, distinct) if distinct else scored)[:k]
+            results = self.search.item_results([Hit(s["id"], s["score"]) for s in best])
+            chosen_by_id = {s["id"]: s for s in best}  # item_results leaves out items deleted meanwhile
             for result in results:
-                share, fit = details[result["item_id"]]
-                result["support"] = round(share, 6)
-                result["compatibility"] = round(fit, 6)
+                chosen = chosen_by_id[result["item_id"]]
+                result["support"] = round(chosen["support"], 6)
+                result["compatibility"] = round(chosen["compatibility"], 6)
             matches[region] = results
         return matches
 
@@ -183,8 +196,10 @@ class Recommender:
         k: int,
         preferences: Preferences,
         exclude_image: int | None = None,
+        distinct: Distinct | None = None,
     ) -> list[dict]:
-        """The items closest to the query that carry the changed value (of the region it belongs to)."""
+        """The items closest to the query that carry the changed value (of the region it belongs to); with
+        `distinct`, the closest of each catalog image or product."""
         region = CATEGORY_REGION.get(change.to, query["region"]) if change.attribute == "category" else None
         region = region or query["region"]
         allowed = self._candidates(
@@ -195,11 +210,16 @@ class Recommender:
             allowed = {i for i in allowed if rows.get(i, {}).get("image_id") != exclude_image}
         if not allowed:
             return []
-        scores, ids = self.search.indexes["items"].search(
-            np.asarray(vector, np.float32)[None], k, np.array(sorted(allowed), np.int64)
-        )
-        hits = [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
-        return self.search.item_results(hits)
+        candidates = np.array(sorted(allowed), np.int64)
+
+        def nearest(n: int) -> list[dict]:
+            scores, ids = self.search.indexes["items"].search(
+                np.asarray(vector, np.float32)[None], n, candidates
+            )
+            hits = [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
+            return self.search.item_results(hits)
+
+        return distinct_results(nearest, k, distinct) if distinct else nearest(k)
 
 
 def target_regions(region: str, wanted: list[str] | None) -> list[str]:

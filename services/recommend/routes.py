@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from services.attributes.model import label_values
 from services.recommend.model import Change, Preferences, Recommender, target_regions
+from services.search.products import Distinct
 from services.search.query import QUERY_ATTRIBUTES, normalize_filters
 from services.search.routes import CatalogContext, check_region, public_item, query_item
 from shared.envelope import success
@@ -36,6 +37,9 @@ class RecommendInput(BaseModel):
         default_factory=list, description='"length: 미니 -> 롱" or {"attribute", "from", "to"}'
     )
     top_k: int = Field(10, ge=1, le=100)
+    distinct: Distinct | None = Field(
+        None, description="per region and change, one result per catalog image, or per product"
+    )
 
 
 class RecommendRequest(RecommendInput):
@@ -86,11 +90,15 @@ def recommend_router(context: CatalogContext) -> APIRouter:
         changes = [parse_change(c) for c in spec.changes]
         return {
             "query": public_item(query),
-            "matches": recommender.matching(query, vector, targets, spec.top_k, preferences, own_image),
+            "matches": recommender.matching(
+                query, vector, targets, spec.top_k, preferences, own_image, spec.distinct
+            ),
             "changed": [
                 {
                     "change": {"attribute": c.attribute, "from": c.before, "to": c.to},
-                    "results": recommender.changed(query, vector, c, spec.top_k, preferences, own_image),
+                    "results": recommender.changed(
+                        query, vector, c, spec.top_k, preferences, own_image, spec.distinct
+                    ),
                 }
                 for c in changes
             ],

@@ -6,16 +6,19 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 PRODUCT_FILTER_PREFIX = "product."
 MAX_PRODUCT_FIELDS = 50
 MAX_PRODUCT_BYTES = 8192  # the fields as JSON: they ride along in every result
+MAX_DISTINCT_POOL = 20_000  # results read to find a page of distinct images or products
 
 ProductValue = str | int | float | bool | None
+Distinct = Literal["image", "product"]  # what a `distinct` request keeps one result of
 
 
 class ProductFields(BaseModel):
@@ -100,3 +103,29 @@ def read_products(path: Path) -> dict[str, ProductFields]:
             problem = exc.errors()[0]
             raise ValueError(f"{path}, line {line}: {problem['msg']}") from exc
     return products
+
+
+def first_distinct(results: Iterable[dict], per: Distinct) -> list[dict]:
+    """The results in order, keeping only the first of each catalog image, or of each product (an image
+    without a product is its own)."""
+    seen: set[Hashable] = set()
+    kept = []
+    for result in results:
+        product = result.get("product_id") if per == "product" else None
+        key = ("product", product) if product else result["image_id"]
+        if key not in seen:
+            seen.add(key)
+            kept.append(result)
+    return kept
+
+
+def distinct_results(ranked: Callable[[int], list[dict]], k: int, per: Distinct) -> list[dict]:
+    """The k best results keeping only the best of each catalog image, or of each product: the ranking
+    asked for more until k distinct ones came or it ran out."""
+    asked = k
+    while True:
+        results = ranked(asked)
+        kept = first_distinct(results, per)
+        if len(kept) >= k or len(results) < asked or asked >= MAX_DISTINCT_POOL:
+            return [{**r, "rank": rank} for rank, r in enumerate(kept[:k], 1)]
+        asked = min(asked * 4, MAX_DISTINCT_POOL)

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from services.search.collections import CollectionStore
-from services.search.products import ProductFields
+from services.search.products import Distinct, ProductFields, distinct_results
 from services.search.query import merge_filters, normalize_filters, parse_query
 from services.search.rerank import pool_size, rerank_by_tags
 from services.search.service import CatalogSearch
@@ -33,7 +33,6 @@ from shared.taxonomy import ATTRIBUTES, ATTRIBUTES_BY_KO, REGIONS
 from shared.web import validation_failed
 
 MAX_OFFSET = 1000  # deeper pages are not served
-MAX_DISTINCT_POOL = 20_000  # results read to find a page of distinct images or products
 TREND_FIELDS = ("style", "category", "color", "print", "region", "material", "detail", "length", "fit")
 
 
@@ -54,7 +53,7 @@ class SearchRequest(BaseModel):
     top_k: int = Field(10, ge=1, le=200)
     offset: int = Field(0, ge=0, le=MAX_OFFSET, description="results to skip; the next page: next_offset")
     scope: Literal["item", "look"] = Field("item", description="a photo's item, or its whole look")
-    distinct: Literal["image", "product"] | None = Field(
+    distinct: Distinct | None = Field(
         None, description="one result per catalog image, or per product (the best-ranked one)"
     )
     region: str | None = Field(None, description="which item of the photo (default: the surest read)")
@@ -342,28 +341,6 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
     if query.save_to:
         body["collection"] = _save_results(context, query.save_to, results)
     return body
-
-
-def distinct_results(ranked: Callable[[int], list[dict]], k: int, per: str) -> list[dict]:
-    """The k best results keeping only the best of each catalog image, or of each product (an image
-    without a product is its own): the ranking asked for more until k distinct ones came or it ran out."""
-    asked = k
-    while True:
-        results = ranked(asked)
-        seen: set = set()
-        kept = []
-        for result in results:
-            key = (
-                ("product", result["product_id"])
-                if per == "product" and result["product_id"]
-                else result["image_id"]
-            )
-            if key not in seen:
-                seen.add(key)
-                kept.append(result)
-        if len(kept) >= k or len(results) < asked or asked >= MAX_DISTINCT_POOL:
-            return [{**r, "rank": rank} for rank, r in enumerate(kept[:k], 1)]
-        asked = min(asked * 4, MAX_DISTINCT_POOL)
 
 
 def _save_results(context: CatalogContext, name: str, results: list[dict]) -> dict:
