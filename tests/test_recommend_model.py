@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.recommend.model import Compatibility, target_regions
+from services.recommend.model import Compatibility, ItemFeatures, features, target_regions
 from services.recommend.routes import parse_change
 from shared.errors import ApiError
 
@@ -47,6 +47,35 @@ def test_pairs_seen_together_score_above_pairs_never_seen() -> None:
     unknown = {"region": "bottom", "attributes": {"category": "청바지"}}
     assert compatibility.score(blouse, unknown) < compatibility.score(blouse, skirt)
     assert compatibility.score(blouse, {"region": "bottom", "attributes": {}}) == 0.0
+
+
+def test_every_item_is_scored_at_once_as_the_mean_over_its_pairs() -> None:
+    looks = _looks()
+    compatibility = Compatibility(looks)
+    candidates = [
+        *looks[:6],
+        {"region": "bottom", "attributes": {}},  # shares nothing: 0
+        {
+            "region": "bottom",
+            "attributes": {"category": "스커트", "print": ["도트", "체크"]},
+            "style": ["모던"],
+        },
+    ]
+    query = {
+        "region": "top",
+        "attributes": {"category": "블라우스", "color": "블랙"},
+        "style": ["모던", "로맨틱"],
+    }
+    scores = ItemFeatures(candidates).scores(query, compatibility)
+    for candidate, score in zip(candidates, scores, strict=True):
+        pairs = [
+            compatibility.npmi((query["region"], key, mine), (candidate["region"], key, theirs))
+            for key, theirs in features(candidate)
+            for other_key, mine in features(query)
+            if other_key == key
+        ]
+        assert score == pytest.approx(sum(pairs) / len(pairs) if pairs else 0.0, abs=1e-12)
+    assert scores[6] == 0.0 and scores[7] != 0.0
 
 
 def test_an_empty_catalog_has_no_opinion() -> None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import islice
 
 import numpy as np
 
@@ -81,15 +82,42 @@ class Compatibility:
 
     def score(self, query: dict, candidate: dict) -> float:
         """Mean NPMI over the attributes both carry, in [-1, 1]; 0 when they share none."""
-        mine = {}
+        return float(ItemFeatures([candidate]).scores(query, self)[0])
+
+
+class ItemFeatures:
+    """The compatibility features of a list of items as arrays, so that a request scores every catalog item
+    in a few array operations: the NPMI is computed once per distinct (region, key, value), not per item."""
+
+    def __init__(self, items: list[dict]):
+        self.vocabulary: dict[tuple[str, str, str], int] = {}
+        entry_item, entry_feature = [], []  # item entry_item[e] carries feature entry_feature[e]
+        for row, item in enumerate(items):
+            for key, value in features(item):
+                entry_item.append(row)
+                entry_feature.append(
+                    self.vocabulary.setdefault((item["region"], key, value), len(self.vocabulary))
+                )
+        self.items = len(items)
+        self.entry_item = np.array(entry_item, np.int64)
+        self.entry_feature = np.array(entry_feature, np.int64)
+
+    def scores(self, query: dict, compatibility: Compatibility) -> np.ndarray:
+        """Per item: the mean NPMI over the pairs of a query value and an item value of the same attribute,
+        in [-1, 1]; 0 for an item that shares no attribute with the query."""
+        mine: dict[str, list[tuple[str, str, str]]] = {}
         for key, value in features(query):
             mine.setdefault(key, []).append((query["region"], key, value))
-        values = [
-            self.npmi(a, (candidate["region"], key, value))
-            for key, value in features(candidate)
-            for a in mine.get(key, [])
-        ]
-        return float(np.mean(values)) if values else 0.0
+        # Per feature: the sum of its NPMI with the query's values of its attribute, and how many those are.
+        feature_sum = np.zeros(len(self.vocabulary))
+        feature_pairs = np.zeros(len(self.vocabulary))
+        for feature, index in self.vocabulary.items():
+            for value in mine.get(feature[1], ()):
+                feature_sum[index] += compatibility.npmi(value, feature)
+                feature_pairs[index] += 1
+        sums = np.bincount(self.entry_item, feature_sum[self.entry_feature], minlength=self.items)
+        pairs = np.bincount(self.entry_item, feature_pairs[self.entry_feature], minlength=self.items)
+        return np.divide(sums, pairs, out=np.zeros(self.items), where=pairs > 0)
 
 
 @dataclass
@@ -105,20 +133,43 @@ class Change:
     before: str | None = None
 
 
+@dataclass
+class CatalogState:
+    """What requests score against, read once per change of the catalog (tag corrections included)."""
+
+    revision: int
+    compatibility: Compatibility
+    rows: dict[int, dict]  # item id -> its row (region, look, attributes, style, product)
+    features: ItemFeatures  # of the rows, in the order of the arrays below
+    ids: np.ndarray
+    image_ids: np.ndarray
+    product_ids: list[str | None]
+
+    @classmethod
+    def read(cls, revision: int, looks: list[dict]) -> CatalogState:
+        return cls(
+            revision,
+            Compatibility(looks),
+            {row["id"]: row for row in looks},
+            ItemFeatures(looks),
+            np.array([row["id"] for row in looks], np.int64),
+            np.array([row["image_id"] for row in looks], np.int64),
+            [row["product_id"] for row in looks],
+        )
+
+
 class Recommender:
     def __init__(self, search: CatalogSearch):
         self.search = search
-        self._cache: tuple[int, Compatibility, dict[int, dict]] | None = None
+        self._state: CatalogState | None = None
 
-    def _state(self) -> tuple[Compatibility, dict[int, dict]]:
-        """The compatibility counts and every item's row (region, look, attributes, style), read from the
-        catalog once per change of it (tag corrections included): requests then score candidates without a
+    def state(self) -> CatalogState:
+        """The catalog's state, read again only when it changed: requests then score candidates without a
         database round trip."""
         revision = self.search.revision
-        if self._cache is None or self._cache[0] != revision:
-            looks = self.search.catalog.looks()
-            self._cache = (revision, Compatibility(looks), {row["id"]: row for row in looks})
-        return self._cache[1], self._cache[2]
+        if self._state is None or self._state.revision != revision:
+            self._state = CatalogState.read(revision, self.search.catalog.looks())
+        return self._state
 
     def _candidates(self, regions: list[str], preferences: Preferences) -> set[int]:
         allowed = set(self.search.allowed_items({"region": regions, **preferences.include}).tolist())
@@ -138,7 +189,7 @@ class Recommender:
     ) -> dict[str, list[dict]]:
         """Per target region, the k best items to wear with the query item (with `distinct`, the best of
         each catalog image or product)."""
-        compatibility, catalog_rows = self._state()
+        state = self.state()
         neighbours = [
             h
             for h in self.search.similar_items(vector, NEIGHBOURS + 1, {"region": [query["region"]]})
@@ -146,39 +197,40 @@ class Recommender:
         ]
         neighbour_images: dict[int, float] = {}
         for hit in neighbours:
-            row = catalog_rows.get(hit.id)
+            row = state.rows.get(hit.id)
             if row and row["image_id"] != exclude_image:
                 image = row["image_id"]
                 neighbour_images[image] = max(neighbour_images.get(image, 0.0), max(hit.score, 0.0))
+        # Every item's support (the weight of its look among the neighbours') and compatibility, at once.
+        support = np.zeros(len(state.ids))
+        if neighbour_images:
+            images = np.array(sorted(neighbour_images), np.int64)
+            at = np.searchsorted(images, state.image_ids).clip(max=len(images) - 1)
+            in_neighbours = images[at] == state.image_ids
+            support[in_neighbours] = [neighbour_images[i] for i in images[at[in_neighbours]].tolist()]
+        fit = state.features.scores(query, state.compatibility)
         matches: dict[str, list[dict]] = {}
         for region in regions:
             allowed = self._candidates([region], preferences)
-            rows = {i: catalog_rows[i] for i in allowed if i in catalog_rows}
-            support: dict[int, float] = {}
-            for item_id, row in rows.items():
-                weight = neighbour_images.get(row["image_id"])
-                if weight is not None:
-                    support[item_id] = support.get(item_id, 0.0) + weight
-            top_support = max(support.values(), default=0.0) or 1.0
-            scored = []
-            for item_id, row in rows.items():
-                if row["image_id"] == exclude_image:
-                    continue
-                fit = compatibility.score(query, row)
-                share = support.get(item_id, 0.0) / top_support
-                score = SUPPORT_WEIGHT * share + (1 - SUPPORT_WEIGHT) * (fit + 1) / 2
-                scored.append(
-                    {
-                        "id": item_id,
-                        "image_id": row["image_id"],
-                        "product_id": row["product_id"],
-                        "score": score,
-                        "support": share,
-                        "compatibility": fit,
-                    }
-                )
-            scored.sort(key=lambda s: (-s["score"], s["id"]))
-            best = (first_distinct(scored, distinct) if distinct else scored)[:k]
+            candidate = np.isin(state.ids, np.fromiter(allowed, np.int64, len(allowed)))
+            if exclude_image is not None:
+                candidate &= state.image_ids != exclude_image
+            rows = np.flatnonzero(candidate)
+            share = support[rows] / (support[rows].max(initial=0.0) or 1.0)
+            score = SUPPORT_WEIGHT * share + (1 - SUPPORT_WEIGHT) * (fit[rows] + 1) / 2
+            order = np.lexsort((state.ids[rows], -score))  # best first, then by id
+            ranked = (
+                {
+                    "id": int(state.ids[rows[o]]),
+                    "image_id": int(state.image_ids[rows[o]]),
+                    "product_id": state.product_ids[rows[o]],
+                    "score": float(score[o]),
+                    "support": float(share[o]),
+                    "compatibility": float(fit[rows[o]]),
+                }
+                for o in order.tolist()
+            )
+            best = list(islice(first_distinct(ranked, distinct) if distinct else ranked, k))
             results = self.search.item_results([Hit(s["id"], s["score"]) for s in best])
             chosen_by_id = {s["id"]: s for s in best}  # item_results leaves out items deleted meanwhile
             for result in results:
@@ -206,7 +258,7 @@ class Recommender:
             [region], Preferences({**preferences.include, change.attribute: [change.to]}, preferences.exclude)
         )
         if exclude_image is not None:
-            rows = self._state()[1]
+            rows = self.state().rows
             allowed = {i for i in allowed if rows.get(i, {}).get("image_id") != exclude_image}
         if not allowed:
             return []

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -105,18 +105,16 @@ def read_products(path: Path) -> dict[str, ProductFields]:
     return products
 
 
-def first_distinct(results: Iterable[dict], per: Distinct) -> list[dict]:
+def first_distinct(results: Iterable[dict], per: Distinct) -> Iterator[dict]:
     """The results in order, keeping only the first of each catalog image, or of each product (an image
-    without a product is its own)."""
+    without a product is its own). Lazy: a caller reads only as far as it needs."""
     seen: set[Hashable] = set()
-    kept = []
     for result in results:
         product = result.get("product_id") if per == "product" else None
         key = ("product", product) if product else result["image_id"]
         if key not in seen:
             seen.add(key)
-            kept.append(result)
-    return kept
+            yield result
 
 
 def distinct_results(ranked: Callable[[int], list[dict]], k: int, per: Distinct) -> list[dict]:
@@ -125,7 +123,7 @@ def distinct_results(ranked: Callable[[int], list[dict]], k: int, per: Distinct)
     asked = k
     while True:
         results = ranked(asked)
-        kept = first_distinct(results, per)
+        kept = list(first_distinct(results, per))
         if len(kept) >= k or len(results) < asked or asked >= MAX_DISTINCT_POOL:
             return [{**r, "rank": rank} for rank, r in enumerate(kept[:k], 1)]
         asked = min(asked * 4, MAX_DISTINCT_POOL)

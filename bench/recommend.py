@@ -1,0 +1,133 @@
+"""/recommend's ranking on a large catalog: our Recommender against the one of an earlier commit (read from
+git), on the same catalog and queries in one run, with a check that both answer the same.
+
+    .venv/bin/python -m bench.recommend [--images 20000] [--queries 40] [--baseline d90cea6]
+
+The catalog is tagged results built without models (tests.catalog_data: random 128-d embeddings; categories,
+colours, prints and styles drawn at random; an outer in every third look) in SQLite with a local blob store.
+Each query is a catalog item; its matches are asked for the two other regions, every other query with a
+colour preference, its own image left out, as /recommend does for an `item_id`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import platform
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+
+from services.recommend.model import Preferences, Recommender
+from services.search.catalog import CatalogStore
+from services.search.service import CatalogSearch
+from shared.blobs import create_blob_store
+from shared.db import database_engine
+from shared.settings import StorageSettings
+from tests.catalog_data import VERSIONS, item, look
+
+ROOT = Path(__file__).resolve().parents[1]
+TOPS, BOTTOMS = ("티셔츠", "블라우스", "셔츠", "후드티"), ("스커트", "청바지", "팬츠", "조거팬츠")
+COLOURS, PRINTS, STYLES = (
+    ("블랙", "화이트", "네이비", "베이지", "레드"),
+    ("스트라이프", "체크", "도트"),
+    ("스트리트", "모던", "로맨틱"),
+)
+
+
+def baseline_module(revision: str) -> ModuleType:
+    """services/recommend/model.py as it was at `revision`, loaded beside ours."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:services/recommend/model.py"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    folder = Path(tempfile.mkdtemp())
+    (folder / "baseline_recommend.py").write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("baseline_recommend", folder / "baseline_recommend.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def filled_catalog(images: int, folder: Path) -> CatalogSearch:
+    blobs = create_blob_store(StorageSettings(), folder)
+    search = CatalogSearch(
+        CatalogStore(database_engine(f"sqlite:///{folder}/catalog.db"), blobs), blobs, VERSIONS
+    )
+    search.open()
+    rng = random.Random(0)
+    for n in range(images):
+        items = [
+            item("top", rng.choice(TOPS), rng.choice(COLOURS), rng.sample(PRINTS, rng.randint(0, 2)), 2 * n),
+            item("bottom", rng.choice(BOTTOMS), rng.choice(COLOURS), [], 2 * n + 1),
+        ]
+        if n % 3 == 0:
+            items.append(item("outer", "재킷", rng.choice(COLOURS), [], 10**7 + n))
+        search.add(f"{n}.jpg", f"image {n}".encode(), look(rng.choice(STYLES), items))
+    return search
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, nargs="+", default=[2000, 20000])
+    parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--baseline", default="d90cea6", help="commit whose Recommender is the baseline")
+    args = parser.parse_args()
+    baseline = baseline_module(args.baseline)
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}; baseline {args.baseline}")
+    print(
+        "| images | items | first request, reading the catalog: baseline / ours ms "
+        "| then baseline p50 / p95 ms | ours p50 / p95 ms | p50 ratio | same answers |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for images in args.images:
+        with tempfile.TemporaryDirectory() as tmp:
+            search = filled_catalog(images, Path(tmp))
+            ours, theirs = Recommender(search), baseline.Recommender(search)
+            looks = search.catalog.looks()
+            times: dict[str, list[float]] = {"baseline": [], "ours": []}
+            same = 0
+            for n, row in enumerate(looks[:: max(1, len(looks) // args.queries)][: args.queries]):
+                query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
+                vector = search.indexes["items"].vector(row["id"])
+                regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
+                colours = {"color": ["블랙", "화이트"]} if n % 2 else {}
+                answers = []
+                for name, recommender, preferences in (
+                    ("baseline", theirs, baseline.Preferences(colours, {})),
+                    ("ours", ours, Preferences(colours, {})),
+                ):
+                    started = time.perf_counter()
+                    found = recommender.matching(query, vector, regions, 10, preferences, row["image_id"])
+                    times[name].append((time.perf_counter() - started) * 1000)
+                    answers.append(
+                        {
+                            r: [(x["item_id"], x["support"], x["compatibility"]) for x in v]
+                            for r, v in found.items()
+                        }
+                    )
+                same += answers[0] == answers[1]
+            search.close()
+            (b50, b95), (o50, o95) = (np.percentile(times[k][1:], [50, 95]) for k in ("baseline", "ours"))
+            print(
+                f"| {images:,} | {len(looks):,} | {times['baseline'][0]:.0f} / {times['ours'][0]:.0f} "
+                f"| {b50:.1f} / {b95:.1f} | {o50:.1f} / {o95:.1f} "
+                f"| x{o50 / b50:.2f} | {same} of {len(times['ours'])} |"
+            )
+
+
+if __name__ == "__main__":
+    main()
