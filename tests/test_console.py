@@ -3,6 +3,7 @@ downloaded) against a real server. Screenshots of each page go to artifacts/scre
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import zipfile
@@ -173,6 +174,11 @@ def _grid(page: object) -> list[str]:
     return page.eval_on_selector_all("#search-results .card", "cards => cards.map(c => c.dataset.itemId)")
 
 
+def _grid_pictures(page: object) -> list[str]:
+    page.wait_for_selector("#search-summary:not(:empty)")
+    return page.eval_on_selector_all("#search-results .card", "cards => cards.map(c => c.dataset.imageId)")
+
+
 def test_the_api_key_is_kept_and_sent(page: object) -> None:
     page.click("#tab-search")
     page.fill("#search-text", "black")
@@ -197,6 +203,18 @@ def test_korean_and_english_text_searches_give_the_same_grid(page: object) -> No
     korean = _grid(page)
     assert korean
     _shot(page, "search")
+    # One card per picture: the same ranking with each picture's later cards left out.
+    pictures = _grid_pictures(page)
+    assert len(set(pictures)) < len(pictures), (
+        "a picture with two black garments, so there is one to leave out"
+    )
+    page.select_option("#search-distinct", "image")
+    page.evaluate("document.getElementById('search-summary').textContent = ''")
+    page.click("#search-run")
+    one_each = _grid_pictures(page)
+    assert len(set(one_each)) == len(one_each)
+    assert one_each[: len(set(pictures))] == list(dict.fromkeys(pictures))
+    page.select_option("#search-distinct", "")
     page.click("#language")  # the English console
     assert page.inner_text("#tab-search") == "Search"
     page.fill("#search-text", "black")
@@ -242,7 +260,10 @@ def test_matching_and_an_attribute_change(page: object, server: Server) -> None:
     page.locator("#chips-targets button[data-value=bottom]").click()
     page.select_option("#change-attribute", "color")
     page.select_option("#change-to", "블랙")
-    page.click("#match-run")
+    page.select_option("#match-distinct", "product")
+    with page.expect_request("**/recommend") as sent:
+        page.click("#match-run")
+    assert json.loads(sent.value.post_data)["distinct"] == "product"
     page.wait_for_selector("#match-results .group")
     assert page.locator("#match-bottom .card").count() > 0
     assert page.locator("#match-outer").count() == 0  # only the region asked for

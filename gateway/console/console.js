@@ -15,7 +15,7 @@ const TEXT = {
     "tagging.status": "상태", "tagging.style": "스타일", "tagging.items": "아이템을 누르면 속성이 보입니다",
     "tagging.job": "작업", "tagging.folder": "또는 폴더 링크", "search.title": "유사 상품 검색", "search.text": "태그 또는 검색어",
     "search.photo": "사진", "search.topk": "개수", "search.run": "검색", "search.none": "결과 없음",
-    "search.found": "건", "jobs.title": "최근 작업", "jobs.none": "작업 없음", "apiKey": "API 키", "search.differs": "다른 점", "product": "상품", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
+    "search.found": "건", "jobs.title": "최근 작업", "jobs.none": "작업 없음", "apiKey": "API 키", "search.differs": "다른 점", "product": "상품", "distinct": "보기", "distinct.all": "모든 아이템", "distinct.image": "사진마다 하나", "distinct.product": "상품마다 하나", "filter.region": "부위", "filter.category": "카테고리", "filter.color": "색상",
     "filter.print": "프린트", "filter.style": "스타일", "filter.detail": "디테일", "filter.material": "소재", "collection.name": "컬렉션 이름",
     "collection.save": "결과 저장", "collection.title": "컬렉션", "collection.saved": "저장됨",
     "matching.title": "어울리는 아이템 추천", "matching.photo": "사진", "matching.item": "또는 카탈로그 아이템 번호",
@@ -38,7 +38,7 @@ const TEXT = {
     "tagging.status": "Status", "tagging.style": "Style", "tagging.items": "Click an item to see its attributes",
     "tagging.job": "Job", "tagging.folder": "or a folder link", "search.title": "Find similar items", "search.text": "Tags or words",
     "search.photo": "Photo", "search.topk": "Results", "search.run": "Search", "search.none": "No results",
-    "search.found": "found", "jobs.title": "Recent jobs", "jobs.none": "No jobs", "apiKey": "API key", "search.differs": "Differs in", "product": "Product", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
+    "search.found": "found", "jobs.title": "Recent jobs", "jobs.none": "No jobs", "apiKey": "API key", "search.differs": "Differs in", "product": "Product", "distinct": "Show", "distinct.all": "Every item", "distinct.image": "One per picture", "distinct.product": "One per product", "filter.region": "Region", "filter.category": "Category", "filter.color": "Color",
     "filter.print": "Print", "filter.style": "Style", "filter.detail": "Detail", "filter.material": "Material", "collection.name": "Collection name",
     "collection.save": "Save results", "collection.title": "Collections", "collection.saved": "saved",
     "matching.title": "Items that go with it", "matching.photo": "Photo", "matching.item": "or a catalog item number",
@@ -407,6 +407,7 @@ function filters() {
 async function runSearch() {
   const photo = $("search-photo").files[0];
   const query = { text: $("search-text").value, filters: filters(), top_k: Number($("search-topk").value) };
+  if ($("search-distinct").value) query.distinct = $("search-distinct").value;
   let body;
   if (photo) {
     const form = new FormData();
@@ -414,6 +415,7 @@ async function runSearch() {
     form.append("text", query.text);
     form.append("filters", JSON.stringify(query.filters));
     form.append("top_k", String(query.top_k));
+    if (query.distinct) form.append("distinct", query.distinct);
     body = await api("/search", { method: "POST", body: form });
   } else {
     body = await api("/search", { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(query) });
@@ -504,6 +506,7 @@ async function runMatching() {
   if (colors.length) spec.include.color = colors;
   if (avoid.length) spec.exclude.color = avoid;
   if (avoidStyles.length) spec.exclude.style = avoidStyles;
+  if ($("match-distinct").value) spec.distinct = $("match-distinct").value;
   if ($("change-attribute").value && $("change-to").value) {
     spec.changes.push({ attribute: $("change-attribute").value, to: $("change-to").value });
   }
