@@ -38,6 +38,11 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int = 10) -> np.ndarr
     return np.take_along_axis(top, np.take_along_axis(scores, top, 1).argsort(1)[:, ::-1], 1)
 
 
+def exact_subset(vectors: np.ndarray, allowed: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """numpy brute force over the allowed rows only (what a filter leaves)."""
+    return allowed[exact_top(vectors[allowed], queries, 10)]
+
+
 def per_query_ms(search, queries: np.ndarray) -> tuple[float, float]:
     times = []
     for q in queries:
@@ -54,6 +59,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--nprobe", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument(
+        "--filtered",
+        type=float,
+        nargs="*",
+        default=[0.3],
+        help="shares of the ids a filter allows (default nprobe)",
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, Python {platform.python_version()}; d={DIM}, k=10")
     print("| vectors | method | build s | p50 ms/query | p95 ms | recall@10 | speed-up vs numpy |")
@@ -82,6 +94,24 @@ def main() -> None:
             print(
                 f"| {size:,} | {method} | {build:.0f} | {p50:.2f} | {p95:.2f} | {recall:.3f} | "
                 f"{numpy_p50 / p50:.0f}x |"
+            )
+        # A filter (a region, a colour) allows a share of the ids: numpy scans those rows, the index
+        # searches with them as its selector.
+        index.config = replace(index.config, nprobe=IndexConfig(DIM).nprobe)
+        for share in args.filtered:
+            allowed = np.sort(rng.choice(ids, int(share * size), replace=False))
+            subset_truth = exact_subset(vectors, allowed, queries)
+            subset_p50, subset_p95 = per_query_ms(partial(exact_subset, vectors, allowed), queries[:30])
+            print(
+                f"| {size:,} | numpy brute force over the allowed {share:.0%} | 0 | {subset_p50:.2f} "
+                f"| {subset_p95:.2f} | 1.000 | 1.0x |"
+            )
+            found = np.concatenate([index.search(q[None], 10, allowed)[1] for q in queries])
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(found, subset_truth, strict=True)])
+            p50, p95 = per_query_ms(partial(index.search, k=10, allowed=allowed), queries)
+            print(
+                f"| {size:,} | the index, filtered to {share:.0%} (nprobe {index.config.nprobe}) "
+                f"| {build:.0f} | {p50:.2f} | {p95:.2f} | {recall:.3f} | {subset_p50 / p50:.0f}x |"
             )
         del index, vectors
 

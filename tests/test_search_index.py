@@ -83,6 +83,28 @@ def test_fewer_allowed_than_k_returns_them_all(large: VectorIndex, data: tuple) 
     assert (found[:, 4:] == -1).all() and np.isneginf(scores[:, 4:]).all()
 
 
+def test_a_filter_follows_adds_and_removals(data: tuple) -> None:
+    """The filter's ids are looked up in the sorted stored ids, sorted again after every change: ids not
+    stored are left out, a removed one is gone at once, one added back is found again."""
+    ids, vectors, queries = data
+    for flat_limit in (50_000, 5_000):  # exact over the allowed ones, and IVF with a bitmap of them
+        index = VectorIndex(IndexConfig(DIM, flat_limit=flat_limit, exact_subset_limit=10), VERSIONS)
+        index.add(ids, vectors)
+        index.rebuild()
+        allowed = np.concatenate([ids[:30], [10**9, 10**9 + 1]])  # two ids never stored
+        _, found = index.search(queries[:5], 40, allowed)
+        assert set(found[:, :30].ravel()) == set(ids[:30]) and (found[:, 30:] == -1).all()
+        index.remove(ids[:10])
+        _, found = index.search(queries[:5], 40, allowed)
+        assert set(found[:, :20].ravel()) == set(ids[10:30]) and (found[:, 20:] == -1).all()
+        index.add(ids[:5], vectors[:5])
+        _, found = index.search(queries[:5], 40, allowed)
+        assert set(found[:, :25].ravel()) == set(ids[:5]) | set(ids[10:30])
+    with pytest.raises(ValueError, match="negative"):
+        index.add(np.array([-1]), vectors[:1])
+    assert len(index) == len(ids) - 5
+
+
 def test_removed_vectors_never_come_back_and_add_replaces(data: tuple) -> None:
     ids, vectors, queries = data
     for flat_limit in (50_000, 5_000):  # both regimes

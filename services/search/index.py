@@ -36,6 +36,13 @@ class IndexConfig:
     train_sample: int = 100_000
 
 
+def allowed_bitmap(ids: np.ndarray) -> np.ndarray:
+    """Bit i (little-endian within each byte) set for each id i, as FAISS's IDSelectorBitmap reads it."""
+    allowed = np.zeros(int(ids.max(initial=-1)) + 1, bool)
+    allowed[ids] = True
+    return np.packbits(allowed, bitorder="little")
+
+
 class VectorIndex:
     def __init__(self, config: IndexConfig, versions: dict[str, str] | None = None):
         self.config = config
@@ -47,7 +54,9 @@ class VectorIndex:
         self._id_store = np.empty(0, np.int64)
         self._vector_store = np.empty((0, config.dim), np.float32)
         self._count = 0
-        self._row: dict[int, int] = {}
+        # The row of each id, -1 where none: catalog ids count up from 1, so a dense array (8 bytes per id
+        # ever given) answers a filter of hundreds of thousands of ids in one gather.
+        self._row_of = np.empty(0, np.int64)
         self._ivf: faiss.IndexIVFPQ | None = None
         self._pending: list[tuple[str, np.ndarray, np.ndarray | None]] = []  # changes during a rebuild
         self._rebuilding = False
@@ -85,14 +94,16 @@ class VectorIndex:
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.config.dim)
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids must be unique within one add")
+        if len(ids) and ids.min() < 0:
+            raise ValueError("ids must not be negative (FAISS answers -1 for none)")
         with self._lock:
-            self.remove(np.array([i for i in ids if int(i) in self._row], np.int64))
+            self.remove(ids[self._rows_of(ids) >= 0])
             self._reserve(len(ids))
             base = self._count
             self._id_store[base : base + len(ids)] = ids
             self._vector_store[base : base + len(ids)] = vectors
             self._count += len(ids)
-            self._row.update({int(i): base + k for k, i in enumerate(ids)})
+            self._set_rows(ids, np.arange(base, base + len(ids)))
             if self._ivf is not None:
                 self._ivf.add_with_ids(vectors, ids)
             if self._rebuilding:
@@ -102,29 +113,46 @@ class VectorIndex:
         """Remove vectors by id (unknown ids are ignored); returns how many were removed."""
         ids = np.asarray(ids, np.int64).ravel()
         with self._lock:
-            present = [int(i) for i in ids if int(i) in self._row]
-            if not present:
+            rows = self._rows_of(ids)
+            present, gone = np.unique(ids[rows >= 0]), np.unique(rows[rows >= 0])
+            if not len(present):
                 return 0
             # Fill the holes left below the new end with the kept rows from above it.
             end = self._count - len(present)
-            gone = {self._row.pop(i) for i in present}
-            holes = sorted(r for r in gone if r < end)
-            movers = [r for r in range(end, self._count) if r not in gone]
-            for hole, mover in zip(holes, movers, strict=True):
-                self._id_store[hole] = self._id_store[mover]
-                self._vector_store[hole] = self._vector_store[mover]
-                self._row[int(self._id_store[hole])] = hole
+            self._row_of[present] = -1
+            holes = gone[gone < end]
+            tail = np.arange(end, self._count)
+            movers = tail[~np.isin(tail, gone)]
+            self._id_store[holes] = self._id_store[movers]
+            self._vector_store[holes] = self._vector_store[movers]
+            self._row_of[self._id_store[holes]] = holes
             self._count = end
-            selector = faiss.IDSelectorBatch(np.array(present, np.int64))
+            selector = faiss.IDSelectorBatch(present)
             if self._ivf is not None:
                 self._ivf.remove_ids(selector)
             if self._rebuilding:
-                self._pending.append(("remove", np.array(present, np.int64), None))
+                self._pending.append(("remove", present, None))
             return len(present)
 
+    def _rows_of(self, ids: np.ndarray) -> np.ndarray:
+        """The row of each id, -1 for one not stored."""
+        ids = np.asarray(ids, np.int64)
+        rows = np.full(len(ids), -1, np.int64)
+        known = (ids >= 0) & (ids < len(self._row_of))
+        rows[known] = self._row_of[ids[known]]
+        return rows
+
+    def _set_rows(self, ids: np.ndarray, rows: np.ndarray) -> None:
+        needed = int(ids.max(initial=-1)) + 1
+        if needed > len(self._row_of):  # grows by doubling, so adding ids one by one stays cheap
+            grown = np.full(max(needed, 2 * len(self._row_of)), -1, np.int64)
+            grown[: len(self._row_of)] = self._row_of
+            self._row_of = grown
+        self._row_of[ids] = rows
+
     def vector(self, item_id: int) -> np.ndarray | None:
-        row = self._row.get(int(item_id))
-        return None if row is None else self._vectors[row].copy()
+        row = int(self._rows_of(np.array([item_id]))[0])
+        return None if row < 0 else self._vectors[row].copy()
 
     # ------------------------------------------------------------------ search
 
@@ -139,7 +167,8 @@ class VectorIndex:
                 rows = None
             else:
                 wanted = np.asarray(allowed, np.int64).ravel()
-                rows = np.array([self._row[int(i)] for i in wanted if int(i) in self._row], np.int64)
+                rows = self._rows_of(wanted)
+                rows = rows[rows >= 0]
                 if self._ivf is None or len(rows) <= self.config.exact_subset_limit:
                     return self._exact(queries, k, rows)
             if self._ivf is None:
@@ -170,7 +199,10 @@ class VectorIndex:
         while True:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
             if allowed is not None:
-                selector = faiss.IDSelectorBatch(allowed)
+                # A bitmap over the ids (catalog ids count up from 1): built in one pass however many
+                # ids a filter allows, and one bit test per candidate, where a batch selector hashes each.
+                bitmap = allowed_bitmap(allowed)
+                selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n: bytes, not bits
                 params.sel = selector
             _, found = self._ivf.search(queries, candidates, params=params)
             # Enough candidates for every query, or every list already probed: re-rank.
@@ -182,7 +214,7 @@ class VectorIndex:
         ids_out = np.full((len(queries), k), -1, np.int64)
         for q, row_ids in enumerate(found):
             row_ids = row_ids[row_ids >= 0]
-            rows = np.array([self._row[int(i)] for i in row_ids], np.int64)
+            rows = self._rows_of(row_ids)
             exact = self._vectors[rows] @ queries[q]
             order = np.argsort(-exact)[:k]
             scores_out[q, : len(order)] = exact[order]
@@ -283,7 +315,7 @@ class VectorIndex:
                 return None
             index = cls(config, versions)
             index._id_store, index._vector_store, index._count = ids.astype(np.int64), vectors, len(ids)
-            index._row = {int(i): k for k, i in enumerate(ids)}
+            index._set_rows(index._ids, np.arange(len(ids)))
             index._ivf = ivf
             index.stamp = meta.get("stamp") or {}
             return index
