@@ -196,12 +196,12 @@ class VectorIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         candidates = k * self.config.refine_factor
         nprobe = self.config.nprobe
+        # A bitmap over the ids (catalog ids count up from 1): built in one pass however many ids a filter
+        # allows, and one bit test per candidate, where a batch selector hashes each.
+        bitmap = None if allowed is None else allowed_bitmap(allowed)
         while True:
             params = faiss.SearchParametersIVF(nprobe=nprobe)
-            if allowed is not None:
-                # A bitmap over the ids (catalog ids count up from 1): built in one pass however many
-                # ids a filter allows, and one bit test per candidate, where a batch selector hashes each.
-                bitmap = allowed_bitmap(allowed)
+            if bitmap is not None:
                 selector = faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap))  # n: bytes, not bits
                 params.sel = selector
             _, found = self._ivf.search(queries, candidates, params=params)
@@ -309,7 +309,7 @@ class VectorIndex:
                     return None
                 ids, vectors = saved["ids"], saved["vectors"]
                 ivf = faiss.deserialize_index(saved["ivfpq"]) if "ivfpq" in saved.files else None
-            if len(ids) != meta["count"] or vectors.shape != (len(ids), config.dim):
+            if len(ids) != meta["count"] or vectors.shape != (len(ids), config.dim) or (ids < 0).any():
                 return None
             if ivf is not None and ivf.ntotal != len(ids):
                 return None
