@@ -80,10 +80,6 @@ class Compatibility:
             return 0.0
         return max(-1.0, min(1.0, math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)))
 
-    def score(self, query: dict, candidate: dict) -> float:
-        """Mean NPMI over the attributes both carry, in [-1, 1]; 0 when they share none."""
-        return float(ItemFeatures([candidate]).scores(query, self)[0])
-
 
 class ItemFeatures:
     """The compatibility features of a list of items as arrays, so that a request scores every catalog item
@@ -139,9 +135,8 @@ class CatalogState:
 
     revision: int
     compatibility: Compatibility
-    rows: dict[int, dict]  # item id -> its row (region, look, attributes, style, product)
-    features: ItemFeatures  # of the rows, in the order of the arrays below
-    ids: np.ndarray
+    features: ItemFeatures  # of the items, in the order of the arrays below
+    ids: np.ndarray  # ascending (the catalog reads items by id)
     image_ids: np.ndarray
     product_ids: list[str | None]
 
@@ -150,12 +145,18 @@ class CatalogState:
         return cls(
             revision,
             Compatibility(looks),
-            {row["id"]: row for row in looks},
             ItemFeatures(looks),
             np.array([row["id"] for row in looks], np.int64),
             np.array([row["image_id"] for row in looks], np.int64),
             [row["product_id"] for row in looks],
         )
+
+    def images_of(self, item_ids: np.ndarray) -> np.ndarray:
+        """The image of each item, -1 for one not in this state (added or deleted since)."""
+        if not len(self.ids):
+            return np.full(len(item_ids), -1, np.int64)
+        at = np.searchsorted(self.ids, item_ids).clip(max=len(self.ids) - 1)
+        return np.where(self.ids[at] == item_ids, self.image_ids[at], -1)
 
 
 class Recommender:
@@ -171,10 +172,11 @@ class Recommender:
             self._state = CatalogState.read(revision, self.search.catalog.looks())
         return self._state
 
-    def _candidates(self, regions: list[str], preferences: Preferences) -> set[int]:
-        allowed = set(self.search.allowed_items({"region": regions, **preferences.include}).tolist())
+    def _candidates(self, regions: list[str], preferences: Preferences) -> np.ndarray:
+        """Ids of the items of these regions that pass the preferences, ascending."""
+        allowed = np.unique(self.search.allowed_items({"region": regions, **preferences.include}))
         for key, values in preferences.exclude.items():
-            allowed -= set(self.search.allowed_items({"region": regions, key: values}).tolist())
+            allowed = np.setdiff1d(allowed, self.search.allowed_items({"region": regions, key: values}))
         return allowed
 
     def matching(
@@ -196,10 +198,9 @@ class Recommender:
             if h.id != query.get("id")
         ]
         neighbour_images: dict[int, float] = {}
-        for hit in neighbours:
-            row = state.rows.get(hit.id)
-            if row and row["image_id"] != exclude_image:
-                image = row["image_id"]
+        images = state.images_of(np.array([h.id for h in neighbours], np.int64)).tolist()
+        for hit, image in zip(neighbours, images, strict=True):
+            if image >= 0 and image != exclude_image:
                 neighbour_images[image] = max(neighbour_images.get(image, 0.0), max(hit.score, 0.0))
         # Every item's support (the weight of its look among the neighbours') and compatibility, at once.
         support = np.zeros(len(state.ids))
@@ -212,7 +213,7 @@ class Recommender:
         matches: dict[str, list[dict]] = {}
         for region in regions:
             allowed = self._candidates([region], preferences)
-            candidate = np.isin(state.ids, np.fromiter(allowed, np.int64, len(allowed)))
+            candidate = np.isin(state.ids, allowed)
             if exclude_image is not None:
                 candidate &= state.image_ids != exclude_image
             rows = np.flatnonzero(candidate)
@@ -258,15 +259,13 @@ class Recommender:
             [region], Preferences({**preferences.include, change.attribute: [change.to]}, preferences.exclude)
         )
         if exclude_image is not None:
-            rows = self.state().rows
-            allowed = {i for i in allowed if rows.get(i, {}).get("image_id") != exclude_image}
-        if not allowed:
+            allowed = allowed[self.state().images_of(allowed) != exclude_image]
+        if not len(allowed):
             return []
-        candidates = np.array(sorted(allowed), np.int64)
 
         def nearest(n: int) -> list[dict]:
             scores, ids = self.search.indexes["items"].search(
-                np.asarray(vector, np.float32)[None], n, candidates
+                np.asarray(vector, np.float32)[None], n, allowed
             )
             hits = [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
             return self.search.item_results(hits)
