@@ -6,7 +6,11 @@ git), on the same catalog and queries in one run, with a check that both answer 
 The catalog is tagged results built without models (tests.catalog_data: random 128-d embeddings; categories,
 colours, prints and styles drawn at random; an outer in every third look) in SQLite with a local blob store.
 Each query is a catalog item; its matches are asked for the two other regions, every other query with a
-colour preference, its own image left out, as /recommend does for an `item_id`.
+colour preference, its own image left out, as /recommend does for an `item_id`. Then `--changes` times one
+image changes (a new image, then a tag correction, in turn) and the next request of each recommender is
+timed: the one that must bring its state up to date (the baseline recommender runs on this commit's
+catalog search, whose cached filters follow a change; the last columns time a cached filter after each
+change, read again in full as the cache did before, and brought up to date).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -84,7 +89,8 @@ def main() -> None:
     )
     parser.add_argument("--images", type=int, nargs="+", default=[2000, 20000])
     parser.add_argument("--queries", type=int, default=40)
-    parser.add_argument("--baseline", default="d90cea6", help="commit whose Recommender is the baseline")
+    parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--baseline", default="48fdea9", help="commit whose Recommender is the baseline")
     args = parser.parse_args()
     baseline = baseline_module(args.baseline)
     print(f"machine: {platform.machine()}, Python {platform.python_version()}; baseline {args.baseline}")
@@ -93,6 +99,7 @@ def main() -> None:
         "| then baseline p50 / p95 ms | ours p50 / p95 ms | p50 ratio | same answers |"
     )
     print("|---|---|---|---|---|---|---|")
+    after_changes: list[str] = []
     for images in args.images:
         with tempfile.TemporaryDirectory() as tmp:
             search = filled_catalog(images, Path(tmp))
@@ -120,6 +127,7 @@ def main() -> None:
                         }
                     )
                 same += answers[0] == answers[1]
+            after_changes.append(_after_changes(search, ours, theirs, baseline, looks, args.changes))
             search.close()
             (b50, b95), (o50, o95) = (np.percentile(times[k][1:], [50, 95]) for k in ("baseline", "ours"))
             print(
@@ -127,6 +135,65 @@ def main() -> None:
                 f"| {b50:.1f} / {b95:.1f} | {o50:.1f} / {o95:.1f} "
                 f"| x{o50 / b50:.2f} | {same} of {len(times['ours'])} |"
             )
+    print(
+        "\n| images | after a change of one image: baseline p50 / p95 ms | ours p50 / p95 ms | p50 ratio "
+        "| a cached colour filter read again / kept up to date p50 / p95 ms | same answers |"
+    )
+    print("|---|---|---|---|---|---|")
+    for line in after_changes:
+        print(line)
+
+
+def _after_changes(
+    search: CatalogSearch,
+    ours: Recommender,
+    theirs: Any,
+    baseline: ModuleType,
+    looks: list[dict],
+    changes: int,
+) -> str:
+    """The first request of each recommender after each of `changes` changes of one image."""
+    rng = random.Random(1)
+    times: dict[str, list[float]] = {"baseline": [], "ours": [], "filter read": [], "filter kept": []}
+    black = {"color": ["블랙"]}  # a filter a search used before the changes: cached
+    search.allowed_items(black)
+    same = 0
+    images = len({row["image_id"] for row in looks})
+    for n in range(changes):
+        if n % 2:
+            row = rng.choice(looks)
+            search.update(row["image_id"], None, {row["id"]: {"color": rng.choice(COLOURS)}})
+        else:
+            items = [item("top", rng.choice(TOPS), rng.choice(COLOURS), [], 10**8 + 2 * n)]
+            items.append(item("bottom", rng.choice(BOTTOMS), rng.choice(COLOURS), [], 10**8 + 2 * n + 1))
+            search.add(f"changed {n}.jpg", f"changed {n}".encode(), look(rng.choice(STYLES), items))
+        row = rng.choice(looks)
+        query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
+        vector = search.indexes["items"].vector(row["id"])
+        regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
+        answers = []
+        turns = [("baseline", theirs, baseline.Preferences({}, {})), ("ours", ours, Preferences({}, {}))]
+        for name, recommender, preferences in turns[:: 1 if n % 2 else -1]:  # each goes first in turn
+            started = time.perf_counter()
+            found = recommender.matching(query, vector, regions, 10, preferences, row["image_id"])
+            times[name].append((time.perf_counter() - started) * 1000)
+            answers.append({r: [(x["item_id"], x["compatibility"]) for x in v] for r, v in found.items()})
+        same += answers[0] == answers[1]
+        # The cached filter after the change: read again in full (what the cache did before) or kept.
+        started = time.perf_counter()
+        read = search.catalog.item_ids(black)
+        times["filter read"].append((time.perf_counter() - started) * 1000)
+        started = time.perf_counter()
+        kept = search.allowed_items(black)
+        times["filter kept"].append((time.perf_counter() - started) * 1000)
+        same += read.tolist() == kept.tolist()
+    (b50, b95), (o50, o95), (r50, r95), (k50, k95) = (
+        np.percentile(times[k], [50, 95]) for k in ("baseline", "ours", "filter read", "filter kept")
+    )
+    return (
+        f"| {images:,} | {b50:.1f} / {b95:.1f} | {o50:.1f} / {o95:.1f} | x{o50 / b50:.3f} "
+        f"| {r50:.1f} / {r95:.1f} | {k50:.2f} / {k95:.2f} | {same} of {2 * changes} |"
+    )
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ def _look(image_id: int, top: str, bottom: str, colour: str = "블랙") -> list[
 
 
 def _score(compatibility: Compatibility, query: dict, candidate: dict) -> float:
-    return float(ItemFeatures([candidate]).scores(query, compatibility)[0])
+    return float(ItemFeatures.of([candidate]).scores(query, compatibility)[0])
 
 
 def _looks() -> list[dict]:
@@ -70,7 +70,7 @@ def test_every_item_is_scored_at_once_as_the_mean_over_its_pairs() -> None:
         "attributes": {"category": "블라우스", "color": "블랙"},
         "style": ["모던", "로맨틱"],
     }
-    scores = ItemFeatures(candidates).scores(query, compatibility)
+    scores = ItemFeatures.of(candidates).scores(query, compatibility)
     for candidate, score in zip(candidates, scores, strict=True):
         pairs = [
             compatibility.npmi((query["region"], key, mine), (candidate["region"], key, theirs))

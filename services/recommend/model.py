@@ -13,6 +13,7 @@ similar look holds are ranked by compatibility alone (support 0), so k come back
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from itertools import islice
@@ -48,28 +49,63 @@ def features(item: dict) -> list[tuple[str, str]]:
     return found
 
 
+Feature = tuple[str, str, str]  # (region, key, value)
+
+
+def look_features(items: list[dict]) -> dict[str, set[Feature]]:
+    """Per region worn in one image, the features of its items."""
+    present: dict[str, set[Feature]] = {}
+    for item in items:
+        present.setdefault(item["region"], set()).update(
+            (item["region"], key, value) for key, value in features(item)
+        )
+    return present
+
+
+def by_image(looks: list[dict]) -> dict[int, list[dict]]:
+    grouped: dict[int, list[dict]] = {}
+    for item in looks:
+        grouped.setdefault(item["image_id"], []).append(item)
+    return grouped
+
+
+def _bump(counter: Counter, key: object, sign: int) -> None:
+    """Add sign to a count, forgetting a count that falls to 0 (so a look counted and uncounted leaves
+    the counts as they were)."""
+    counter[key] += sign
+    if not counter[key]:
+        del counter[key]
+
+
 class Compatibility:
     """Co-occurrence counts of (region, key, value) pairs across the regions of each catalog image."""
 
-    def __init__(self, looks: list[dict]):
-        self.single: Counter[tuple[str, str, str]] = Counter()
-        self.pairs: Counter[tuple[tuple[str, str, str], tuple[str, str, str]]] = Counter()
-        by_image: dict[int, list[dict]] = {}
-        for item in looks:
-            by_image.setdefault(item["image_id"], []).append(item)
-        self.images = len(by_image)
-        for items in by_image.values():
-            present = {
-                region: {(region, k, v) for i in items if i["region"] == region for k, v in features(i)}
-                for region in {i["region"] for i in items}
-            }
-            for region, values in present.items():
-                self.single.update(values)
-                for other, other_values in present.items():
-                    if other != region:
-                        self.pairs.update((a, b) for a in values for b in other_values if a[1] == b[1])
+    def __init__(self, looks: list[dict] | None = None):
+        self.single: Counter[Feature] = Counter()
+        self.pairs: Counter[tuple[Feature, Feature]] = Counter()
+        self.images = 0
+        for items in by_image(looks or []).values():
+            self.count(look_features(items), 1)
 
-    def npmi(self, a: tuple[str, str, str], b: tuple[str, str, str]) -> float:
+    def copy(self) -> Compatibility:
+        twin = Compatibility()
+        twin.single, twin.pairs, twin.images = Counter(self.single), Counter(self.pairs), self.images
+        return twin
+
+    def count(self, present: dict[str, set[Feature]], sign: int) -> None:
+        """Count one image's look (sign 1) or take it back (sign -1); `present` as look_features gives."""
+        self.images += sign
+        for region, values in present.items():
+            for value in values:
+                _bump(self.single, value, sign)
+            for other, other_values in present.items():
+                if other != region:
+                    for a in values:
+                        for b in other_values:
+                            if a[1] == b[1]:
+                                _bump(self.pairs, (a, b), sign)
+
+    def npmi(self, a: Feature, b: Feature) -> float:
         if self.images == 0:
             return 0.0
         total = self.images + SMOOTHING
@@ -81,33 +117,39 @@ class Compatibility:
         return max(-1.0, min(1.0, math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)))
 
 
+@dataclass(frozen=True)
 class ItemFeatures:
     """The compatibility features of a list of items as arrays, so that a request scores every catalog item
     in a few array operations: the NPMI is computed once per distinct (region, key, value), not per item."""
 
-    def __init__(self, items: list[dict]):
-        self.vocabulary: dict[tuple[str, str, str], int] = {}
-        entry_item, entry_feature = [], []  # item entry_item[e] carries feature entry_feature[e]
+    names: tuple[Feature, ...]  # feature index -> (region, key, value)
+    items: int
+    entry_item: np.ndarray  # item entry_item[e] (its row) carries feature entry_feature[e]
+    entry_feature: np.ndarray
+
+    @classmethod
+    def of(cls, items: list[dict], vocabulary: dict[Feature, int] | None = None) -> ItemFeatures:
+        """The features of `items`, numbered by `vocabulary` (which grows with any feature it lacks)."""
+        vocabulary = {} if vocabulary is None else vocabulary
+        entry_item, entry_feature = [], []
         for row, item in enumerate(items):
             for key, value in features(item):
                 entry_item.append(row)
-                entry_feature.append(
-                    self.vocabulary.setdefault((item["region"], key, value), len(self.vocabulary))
-                )
-        self.items = len(items)
-        self.entry_item = np.array(entry_item, np.int64)
-        self.entry_feature = np.array(entry_feature, np.int64)
+                entry_feature.append(vocabulary.setdefault((item["region"], key, value), len(vocabulary)))
+        return cls(
+            tuple(vocabulary), len(items), np.array(entry_item, np.int64), np.array(entry_feature, np.int64)
+        )
 
     def scores(self, query: dict, compatibility: Compatibility) -> np.ndarray:
         """Per item: the mean NPMI over the pairs of a query value and an item value of the same attribute,
         in [-1, 1]; 0 for an item that shares no attribute with the query."""
-        mine: dict[str, list[tuple[str, str, str]]] = {}
+        mine: dict[str, list[Feature]] = {}
         for key, value in features(query):
             mine.setdefault(key, []).append((query["region"], key, value))
         # Per feature: the sum of its NPMI with the query's values of its attribute, and how many those are.
-        feature_sum = np.zeros(len(self.vocabulary))
-        feature_pairs = np.zeros(len(self.vocabulary))
-        for feature, index in self.vocabulary.items():
+        feature_sum = np.zeros(len(self.names))
+        feature_pairs = np.zeros(len(self.names))
+        for index, feature in enumerate(self.names):
             for value in mine.get(feature[1], ()):
                 feature_sum[index] += compatibility.npmi(value, feature)
                 feature_pairs[index] += 1
@@ -129,26 +171,67 @@ class Change:
     before: str | None = None
 
 
-@dataclass
+@dataclass(frozen=True)
 class CatalogState:
-    """What requests score against, read once per change of the catalog (tag corrections included)."""
+    """What requests score against, one per revision of the catalog (tag corrections included). A change
+    of a few images makes the next state from this one and those images' looks, not from every item."""
 
     revision: int
     compatibility: Compatibility
     features: ItemFeatures  # of the items, in the order of the arrays below
     ids: np.ndarray  # ascending (the catalog reads items by id)
     image_ids: np.ndarray
-    product_ids: list[str | None]
+    product_ids: np.ndarray  # of objects: str or None
 
     @classmethod
     def read(cls, revision: int, looks: list[dict]) -> CatalogState:
-        return cls(
+        """The state of a whole catalog, from every item's look."""
+        empty = np.zeros(0, np.int64)
+        nothing = cls(-1, Compatibility(), ItemFeatures((), 0, empty, empty), empty, empty, _objects([]))
+        return nothing.updated(revision, set(), looks)
+
+    def updated(self, revision: int, images: set[int], looks: list[dict]) -> CatalogState:
+        """The state after `images` changed: their items here are replaced by `looks`, those images' items
+        as the catalog holds them now (none for a deleted image)."""
+        gone = np.isin(self.image_ids, np.fromiter(images, np.int64, len(images)))
+        compatibility = self.compatibility.copy()
+        gone_entries = gone[self.features.entry_item]
+        names = self.features.names
+        removed: dict[int, dict[str, set[Feature]]] = {int(i): {} for i in np.unique(self.image_ids[gone])}
+        for row, feature in zip(
+            self.features.entry_item[gone_entries].tolist(),
+            self.features.entry_feature[gone_entries].tolist(),
+            strict=True,
+        ):
+            name = names[feature]
+            removed[int(self.image_ids[row])].setdefault(name[0], set()).add(name)
+        for present in removed.values():
+            compatibility.count(present, -1)
+        for items in by_image(looks).values():
+            compatibility.count(look_features(items), 1)
+
+        vocabulary = {name: index for index, name in enumerate(names)}
+        added = ItemFeatures.of(looks, vocabulary)
+        kept = np.flatnonzero(~gone)
+        ids = np.concatenate([self.ids[kept], np.array([row["id"] for row in looks], np.int64)])
+        order = np.argsort(ids, kind="stable")
+        row_of = np.empty(len(ids), np.int64)  # position in the concatenation -> row of the new state
+        row_of[order] = np.arange(len(ids))
+        kept_row = np.full(len(self.ids), -1, np.int64)
+        kept_row[kept] = row_of[: len(kept)]
+        entry_item = np.concatenate(
+            [kept_row[self.features.entry_item[~gone_entries]], row_of[len(kept) + added.entry_item]]
+        )
+        entry_feature = np.concatenate([self.features.entry_feature[~gone_entries], added.entry_feature])
+        image_ids = np.concatenate([self.image_ids[kept], np.array([r["image_id"] for r in looks], np.int64)])
+        product_ids = np.concatenate([self.product_ids[kept], _objects([r["product_id"] for r in looks])])
+        return CatalogState(
             revision,
-            Compatibility(looks),
-            ItemFeatures(looks),
-            np.array([row["id"] for row in looks], np.int64),
-            np.array([row["image_id"] for row in looks], np.int64),
-            [row["product_id"] for row in looks],
+            compatibility,
+            ItemFeatures(added.names, len(ids), entry_item, entry_feature),
+            ids[order],
+            image_ids[order],
+            product_ids[order],
         )
 
     def images_of(self, item_ids: np.ndarray) -> np.ndarray:
@@ -159,18 +242,32 @@ class CatalogState:
         return np.where(self.ids[at] == item_ids, self.image_ids[at], -1)
 
 
+def _objects(values: list) -> np.ndarray:
+    array = np.empty(len(values), object)
+    array[:] = values
+    return array
+
+
 class Recommender:
     def __init__(self, search: CatalogSearch):
         self.search = search
         self._state: CatalogState | None = None
+        self._lock = threading.Lock()  # one reading of the catalog at a time; requests share its state
 
     def state(self) -> CatalogState:
-        """The catalog's state, read again only when it changed: requests then score candidates without a
-        database round trip."""
-        revision = self.search.revision
-        if self._state is None or self._state.revision != revision:
-            self._state = CatalogState.read(revision, self.search.catalog.looks())
-        return self._state
+        """The catalog's state, brought up to date when it changed: from the changed images' looks alone
+        when the catalog knows which they were (and they are few), else from every item. Requests then score
+        candidates without a database round trip."""
+        with self._lock:
+            state = self._state
+            revision, images = self.search.images_changed_since(state.revision if state else -1)
+            if state is not None and state.revision == revision:
+                return state
+            if state is None or images is None:
+                self._state = CatalogState.read(revision, self.search.catalog.looks())
+            else:
+                self._state = state.updated(revision, images, self.search.catalog.looks(images))
+            return self._state
 
     def _candidates(self, regions: list[str], preferences: Preferences) -> np.ndarray:
         """Ids of the items of these regions that pass the preferences, ascending."""

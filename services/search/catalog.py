@@ -4,7 +4,7 @@ the relational database (metadata) and the blob store (the image bytes)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -271,9 +271,10 @@ class CatalogStore:
         with self.engine.connect() as db:
             return {row.id: row.score for row in db.execute(query)}
 
-    def looks(self) -> list[dict]:
-        """Every item's image, region, attributes, the image's styles and product: the looks the
-        compatibility statistics are counted from, and the documents of the text index."""
+    def looks(self, image_ids: Collection[int] | None = None) -> list[dict]:
+        """Every item's image, region, attributes, the image's styles and product (of the given images
+        only, when given), by item id: the looks the compatibility statistics are counted from, and the
+        documents of the text index."""
         query = select(
             catalog_items.c.id,
             catalog_items.c.image_id,
@@ -286,6 +287,8 @@ class CatalogStore:
             catalog_images.c.product_id,
             catalog_images.c.product,
         ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
+        if image_ids is not None:
+            query = query.where(catalog_items.c.image_id.in_(list(image_ids)))
         with self.engine.connect() as db:
             return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]
 
@@ -342,16 +345,21 @@ class CatalogStore:
             }
         return list(periods.values())
 
-    def item_ids(self, filters: dict[str, Iterable[str]] | None = None) -> np.ndarray:
+    def item_ids(
+        self, filters: dict[str, Iterable[str]] | None = None, image_ids: Collection[int] | None = None
+    ) -> np.ndarray:
         """Ids of the items whose values match every filter (any of the values given for a key): region,
-        style (the image's main or sub-style), or any attribute key (multi-valued ones match any value)."""
-        return np.array([item_id for item_id, _ in self._matching(filters)], np.int64)
+        style (the image's main or sub-style), or any attribute key (multi-valued ones match any value);
+        of the given images only, when given. Ascending."""
+        return np.array([item_id for item_id, _ in self._matching(filters, image_ids)], np.int64)
 
     def image_ids(self, filters: dict[str, Iterable[str]] | None = None) -> np.ndarray:
         """Images with at least one item matching every filter."""
         return np.unique(np.array([image_id for _, image_id in self._matching(filters)], np.int64))
 
-    def _matching(self, filters: dict[str, Iterable[str]] | None) -> list[tuple[int, int]]:
+    def _matching(
+        self, filters: dict[str, Iterable[str]] | None, image_ids: Collection[int] | None = None
+    ) -> list[tuple[int, int]]:
         wanted = {key: set(values) for key, values in (filters or {}).items()}
         columns = [
             catalog_items.c.id,
@@ -370,6 +378,8 @@ class CatalogStore:
                 query = query.where(catalog_items.c[key].in_(sorted(wanted[key])))
         if "product_id" in wanted:
             query = query.where(catalog_images.c.product_id.in_(sorted(wanted["product_id"])))
+        if image_ids is not None:
+            query = query.where(catalog_items.c.image_id.in_(sorted(image_ids)))
         with self.engine.connect() as db:
             return [
                 (row.id, row.image_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +32,8 @@ from shared.manifest import load_manifest, outputs_sha256
 log = logging.getLogger("kfashion.search")
 INDEX_KEYS = {"items": "indexes/items.npz", "looks": "indexes/looks.npz"}
 FILTER_CACHE_SIZE = 64
+CHANGES_KEPT = 1000  # revisions whose changed image is remembered; a cache further behind reads everything
+MAX_IMAGES_UPDATED = 500  # a cache behind by more changed images than this reads everything (no long IN list)
 
 Filters = dict[str, list[str]]
 
@@ -84,10 +86,13 @@ class CatalogSearch:
         self._closing = threading.Event()
         self._saver: threading.Thread | None = None
         self._text: TextIndex | None = None
-        self._filter_cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._filter_cache: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # key: (revision, ids)
         self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
         self.ready = threading.Event()
         self.revision = 0  # counts every change of the catalog seen here, for caches of what it holds
+        # Per recent revision, the image it changed (None: any, as when the indexes were rebuilt) and that
+        # image's items before the change, so a cache can re-read only those images (`images_changed_since`).
+        self._changes: deque[tuple[int, int | None, tuple[int, ...]]] = deque(maxlen=CHANGES_KEPT)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -196,19 +201,40 @@ class CatalogSearch:
         """The catalog state the indexes hold (kept current by every change made through this object)."""
         return self.indexes["items"].stamp
 
-    def _tags_changed(self) -> None:
+    def _tags_changed(self, image_id: int | None = None, items_before: Iterable[int] = ()) -> None:
         """Anything read from the items' tags is out of date (the text index, filter results, caches that
-        follow `revision`)."""
+        follow `revision`); `image_id`, the one image changed, when only one was, and `items_before`, its
+        items before the change."""
         self._text = None
-        self._filter_cache.clear()
+        if image_id is None:
+            self._filter_cache.clear()
         self.revision += 1
+        self._changes.append((self.revision, image_id, tuple(items_before)))
 
-    def _changed(self, stamp: dict | None = None) -> None:
+    def _changed(
+        self, stamp: dict | None = None, image_id: int | None = None, items_before: Iterable[int] = ()
+    ) -> None:
         stamp = stamp or self.catalog.stamp()
         for index in self.indexes.values():
             index.stamp = stamp
-        self._tags_changed()
+        self._tags_changed(image_id, items_before)
         self._dirty.set()
+
+    def _changes_since(self, revision: int) -> tuple[set[int], set[int]] | None:
+        """The images changed after `revision` and their items before, or None when any could have changed
+        (the indexes were rebuilt, the revisions are older than those kept, or too many images changed)."""
+        newer = [(image, items) for changed, image, items in self._changes if changed > revision]
+        images = {image for image, _ in newer}
+        if self.revision - revision > len(newer) or None in images or len(images) > MAX_IMAGES_UPDATED:
+            return None
+        return images, {item for _, items in newer for item in items}
+
+    def images_changed_since(self, revision: int) -> tuple[int, set[int] | None]:
+        """(the current revision, the images changed after `revision`), or None for the images when any
+        could have changed, or too many to read one by one."""
+        with self._lock:
+            changes = self._changes_since(revision)
+            return self.revision, None if changes is None else changes[0]
 
     def _rebuild_if_needed(self) -> None:
         for kind, index in self.indexes.items():
@@ -236,9 +262,9 @@ class CatalogSearch:
             image_id, created = self.catalog.add(file_name, data, result, self.versions, product)
             if created:
                 self._index_image(image_id)
-                self._changed()
-            elif product:
-                self._tags_changed()  # filters on the product read it
+                self._changed(image_id=image_id)
+            elif product:  # filters on the product read it
+                self._tags_changed(image_id, [item["id"] for item in self.catalog.get(image_id)["items"]])
         self._rebuild_if_needed()
         return image_id, created
 
@@ -256,7 +282,7 @@ class CatalogSearch:
             item_ids = self.catalog.delete(image_id)
             self.indexes["items"].remove(np.array(item_ids, np.int64))
             self.indexes["looks"].remove(np.array([image_id], np.int64))
-            self._changed()
+            self._changed(image_id=image_id, items_before=item_ids)
         return item_ids
 
     def retag(self, image_id: int, result: dict) -> dict:
@@ -266,7 +292,7 @@ class CatalogSearch:
             self.indexes["items"].remove(np.array(old, np.int64))
             self.indexes["looks"].remove(np.array([image_id], np.int64))
             self._index_image(image_id)
-            self._changed()
+            self._changed(image_id=image_id, items_before=old)
         return self.catalog.get(image_id)
 
     def stale_image_ids(self) -> list[int]:
@@ -281,7 +307,7 @@ class CatalogSearch:
     ) -> dict:
         with self._lock:
             image = self.catalog.update(image_id, file_name, item_values, product)
-            self._tags_changed()  # vectors did not change
+            self._tags_changed(image_id, [item["id"] for item in image["items"]])  # vectors did not change
         return image
 
     # ------------------------------------------------------------------ queries
@@ -291,15 +317,17 @@ class CatalogSearch:
             return None
         key = tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items()))
         with self._lock:
-            cached = self._filter_cache.get(key)
-            if cached is None:
-                cached = self.catalog.item_ids(filters)
-                self._filter_cache[key] = cached
-                while len(self._filter_cache) > FILTER_CACHE_SIZE:
-                    self._filter_cache.popitem(last=False)
-            else:
-                self._filter_cache.move_to_end(key)
-            return cached
+            revision, allowed = self._filter_cache.pop(key, (None, None))
+            changes = None if revision is None else self._changes_since(revision)
+            if allowed is None or changes is None:
+                allowed = self.catalog.item_ids(filters)
+            elif changes[0]:  # only these images changed since: their items read again, the others kept
+                kept = np.setdiff1d(allowed, np.fromiter(changes[1], np.int64, len(changes[1])))
+                allowed = np.union1d(kept, self.catalog.item_ids(filters, changes[0]))
+            self._filter_cache[key] = (self.revision, allowed)  # the most recently used, last
+            while len(self._filter_cache) > FILTER_CACHE_SIZE:
+                self._filter_cache.popitem(last=False)
+            return allowed
 
     def similar_items(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:
         allowed = self.allowed_items(filters)

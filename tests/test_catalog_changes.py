@@ -1,0 +1,153 @@
+"""What is read from the catalog's tags kept up to date by the changed images alone: the recommender's
+state (services/recommend/model.py) and the filters' allowed items (services/search/service.py), each
+against the same read anew from every item, on SQLite and the real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from services.recommend.model import CatalogState, Recommender
+from services.search.catalog import CatalogStore
+from services.search.service import CHANGES_KEPT, CatalogSearch
+from shared.blobs import create_blob_store
+from shared.db import database_engine
+from shared.settings import StorageSettings
+from tests.catalog_data import VERSIONS, item, look
+
+QUERIES = [
+    {"region": "top", "attributes": {"category": "블라우스", "color": "블랙"}, "style": ["모던"]},
+    {"region": "bottom", "attributes": {"category": "스커트", "print": ["체크"]}, "style": ["스트리트"]},
+    {"region": "outer", "attributes": {"category": "재킷", "color": "네이비"}, "style": []},
+]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def search(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CatalogSearch]:
+    from tests.databases import database_url
+
+    engine = database_engine(database_url(request.param, tmp_path, request))
+    blobs = create_blob_store(StorageSettings(), tmp_path)
+    search = CatalogSearch(CatalogStore(engine, blobs), blobs, VERSIONS)
+    search.open()
+    yield search
+    search.close()
+    engine.dispose()
+
+
+def _look(n: int) -> dict:
+    colours, prints = ("블랙", "화이트", "네이비"), (["체크"], [], ["도트", "스트라이프"])
+    items = [
+        item("top", ("블라우스", "티셔츠")[n % 2], colours[n % 3], prints[n % 3], 3 * n),
+        item("bottom", ("스커트", "청바지", "팬츠")[n % 3], colours[(n + 1) % 3], [], 3 * n + 1),
+    ]
+    if n % 3 == 0:
+        items.append(item("outer", "재킷", colours[(n + 2) % 3], [], 3 * n + 2))
+    return look(("모던", "스트리트")[n % 2], items)
+
+
+def _assert_same(state: CatalogState, fresh: CatalogState) -> None:
+    assert state.revision == fresh.revision
+    assert state.ids.tolist() == fresh.ids.tolist()
+    assert state.image_ids.tolist() == fresh.image_ids.tolist()
+    assert state.product_ids.tolist() == fresh.product_ids.tolist()
+    assert state.compatibility.images == fresh.compatibility.images
+    assert state.compatibility.single == fresh.compatibility.single
+    assert state.compatibility.pairs == fresh.compatibility.pairs
+    for query in QUERIES:
+        np.testing.assert_allclose(
+            state.features.scores(query, state.compatibility),
+            fresh.features.scores(query, fresh.compatibility),
+            atol=1e-12,
+        )
+
+
+def test_a_change_of_one_image_updates_the_state_from_that_image_alone(
+    search: CatalogSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
+    recommender = Recommender(search)
+    first = recommender.state()
+    assert len(first.ids) == 28 and first.compatibility.images == 12
+
+    read_images: list[set[int] | None] = []  # which images each catalog read asked for (a spy, not a mock)
+    looks = search.catalog.looks
+    monkeypatch.setattr(
+        search.catalog, "looks", lambda images=None: read_images.append(images) or looks(images)
+    )
+    changes = [
+        lambda: search.add("new.jpg", b"new image", _look(13), {"product_id": "SKU-1"}),
+        lambda: search.delete(image_ids[3]),  # an image with an outer: its pairs with the outer go
+        lambda: search.retag(image_ids[4], _look(5)),  # new items (new ids) for the same image
+        lambda: search.update(  # a tag correction keeps the item's id
+            image_ids[6], None, {int(first.ids[first.image_ids == image_ids[6]][0]): {"category": "셔츠"}}
+        ),
+        lambda: search.update(image_ids[7], None, {}, {"product_id": "SKU-2", "product": None}),
+        lambda: search.add("7.jpg", b"image 7", _look(7), {"product_id": "SKU-3"}),  # stored: product only
+    ]
+    for change in changes:
+        changed = change()
+        state = recommender.state()
+        assert read_images[-1] is not None and len(read_images[-1]) == 1, changed
+        _assert_same(state, CatalogState.read(search.revision, looks()))
+        assert recommender.state() is state  # nothing changed since: no read
+    assert len(read_images) == len(changes)
+    assert state.product_ids[state.image_ids == image_ids[7]].tolist() == ["SKU-3"] * 2
+    assert state.compatibility.images == 12  # one added, one deleted
+    assert "셔츠" in {name[2] for name in state.features.names}
+
+
+def test_a_state_too_far_behind_is_read_anew(search: CatalogSearch) -> None:
+    image_id = search.add("0.jpg", b"image 0", _look(0))[0]
+    recommender = Recommender(search)
+    state = recommender.state()
+    revision, images = search.images_changed_since(state.revision)
+    assert (revision, images) == (state.revision, set())
+    for n in range(CHANGES_KEPT + 1):  # product changes alone: cheap, each a revision
+        search.update(image_id, None, {}, {"product_id": f"SKU-{n}", "product": None})
+    assert search.images_changed_since(state.revision) == (state.revision + CHANGES_KEPT + 1, None)
+    assert search.images_changed_since(state.revision + 1) == (search.revision, {image_id})
+    updated = recommender.state()
+    assert updated.product_ids.tolist() == [f"SKU-{CHANGES_KEPT}"] * len(updated.ids)
+
+
+FILTERS = [
+    {"color": ["블랙"]},
+    {"region": ["top"], "print": ["체크", "도트"]},
+    {"style": ["모던"], "category": ["스커트", "팬츠"]},
+    {"product_id": ["SKU-1", "SKU-2"]},
+]
+
+
+def test_filters_follow_each_change_by_reading_the_changed_image_alone(
+    search: CatalogSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
+    for filters in FILTERS:
+        search.allowed_items(filters)
+    read_images: list[object] = []  # which images each filter read asked for (a spy, not a mock)
+    item_ids = search.catalog.item_ids
+    monkeypatch.setattr(
+        search.catalog,
+        "item_ids",
+        lambda filters=None, images=None: read_images.append(images) or item_ids(filters, images),
+    )
+    black_top = next(i["id"] for i in search.catalog.get(image_ids[0])["items"] if i["region"] == "top")
+    assert black_top in search.allowed_items({"color": ["블랙"]}).tolist()
+    changes = [
+        lambda: search.add("new.jpg", b"new image", _look(12), {"product_id": "SKU-1"}),
+        lambda: search.delete(image_ids[3]),
+        lambda: search.retag(image_ids[4], _look(6)),
+        lambda: search.update(image_ids[0], None, {black_top: {"color": "화이트"}}),
+        lambda: search.update(image_ids[7], None, {}, {"product_id": "SKU-2", "product": None}),
+    ]
+    for change in changes:
+        change()
+        read_images.clear()
+        for filters in FILTERS:
+            assert search.allowed_items(filters).tolist() == item_ids(filters).tolist(), filters
+        assert len(read_images) == len(FILTERS) and all(len(images) == 1 for images in read_images)
+    assert black_top not in search.allowed_items({"color": ["블랙"]}).tolist()
