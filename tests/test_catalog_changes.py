@@ -122,18 +122,24 @@ FILTERS = [
 ]
 
 
-def test_filters_follow_each_change_by_reading_the_changed_image_alone(
+def test_filters_of_items_and_images_follow_each_change_by_reading_the_changed_image_alone(
     search: CatalogSearch, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
     for filters in FILTERS:
         search.allowed_items(filters)
+        search.allowed_images(filters)
     read_images: list[object] = []  # which images each filter read asked for (a spy, not a mock)
-    item_ids = search.catalog.item_ids
+    item_ids, image_ids_of = search.catalog.item_ids, search.catalog.image_ids
     monkeypatch.setattr(
         search.catalog,
         "item_ids",
         lambda filters=None, images=None: read_images.append(images) or item_ids(filters, images),
+    )
+    monkeypatch.setattr(
+        search.catalog,
+        "image_ids",
+        lambda filters=None, images=None: read_images.append(images) or image_ids_of(filters, images),
     )
     black_top = next(i["id"] for i in search.catalog.get(image_ids[0])["items"] if i["region"] == "top")
     assert black_top in search.allowed_items({"color": ["블랙"]}).tolist()
@@ -149,5 +155,6 @@ def test_filters_follow_each_change_by_reading_the_changed_image_alone(
         read_images.clear()
         for filters in FILTERS:
             assert search.allowed_items(filters).tolist() == item_ids(filters).tolist(), filters
-        assert len(read_images) == len(FILTERS) and all(len(images) == 1 for images in read_images)
+            assert search.allowed_images(filters).tolist() == image_ids_of(filters).tolist(), filters
+        assert len(read_images) == 2 * len(FILTERS) and all(len(images) == 1 for images in read_images)
     assert black_top not in search.allowed_items({"color": ["블랙"]}).tolist()

@@ -353,9 +353,12 @@ class CatalogStore:
         of the given images only, when given. Ascending."""
         return np.array([item_id for item_id, _ in self._matching(filters, image_ids)], np.int64)
 
-    def image_ids(self, filters: dict[str, Iterable[str]] | None = None) -> np.ndarray:
-        """Images with at least one item matching every filter."""
-        return np.unique(np.array([image_id for _, image_id in self._matching(filters)], np.int64))
+    def image_ids(
+        self, filters: dict[str, Iterable[str]] | None = None, image_ids: Collection[int] | None = None
+    ) -> np.ndarray:
+        """Images with at least one item matching every filter (of the given images only, when given),
+        ascending."""
+        return np.unique(np.array([image for _, image in self._matching(filters, image_ids)], np.int64))
 
     def _matching(
         self, filters: dict[str, Iterable[str]] | None, image_ids: Collection[int] | None = None

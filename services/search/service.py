@@ -313,17 +313,29 @@ class CatalogSearch:
     # ------------------------------------------------------------------ queries
 
     def allowed_items(self, filters: Filters | None) -> np.ndarray | None:
+        """Ids of the items passing the filters (None: no filters), ascending."""
+        return self._allowed("items", filters)
+
+    def allowed_images(self, filters: Filters | None) -> np.ndarray | None:
+        """Ids of the images with an item passing the filters (None: no filters), ascending."""
+        return self._allowed("images", filters)
+
+    def _allowed(self, kind: str, filters: Filters | None) -> np.ndarray | None:
+        """What passes the filters, cached per filter and kept up to date by the images changed since."""
         if not filters:
             return None
-        key = tuple(sorted((k, tuple(sorted(v))) for k, v in filters.items()))
+        key = (kind, *sorted((k, tuple(sorted(v))) for k, v in filters.items()))
+        read = self.catalog.item_ids if kind == "items" else self.catalog.image_ids
         with self._lock:
             revision, allowed = self._filter_cache.pop(key, (None, None))
             changes = None if revision is None else self._changes_since(revision)
             if allowed is None or changes is None:
-                allowed = self.catalog.item_ids(filters)
-            elif changes[0]:  # only these images changed since: their items read again, the others kept
-                kept = np.setdiff1d(allowed, np.fromiter(changes[1], np.int64, len(changes[1])))
-                allowed = np.union1d(kept, self.catalog.item_ids(filters, changes[0]))
+                allowed = read(filters)
+            elif changes[0]:  # only these images changed since: they are read again, the others kept
+                images, items_before = changes
+                gone = items_before if kind == "items" else images
+                kept = np.setdiff1d(allowed, np.fromiter(gone, np.int64, len(gone)))
+                allowed = np.union1d(kept, read(filters, images))
             self._filter_cache[key] = (self.revision, allowed)  # the most recently used, last
             while len(self._filter_cache) > FILTER_CACHE_SIZE:
                 self._filter_cache.popitem(last=False)
@@ -337,7 +349,7 @@ class CatalogSearch:
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def similar_looks(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:
-        allowed = None if not filters else self.catalog.image_ids(filters)
+        allowed = self.allowed_images(filters)
         if allowed is not None and len(allowed) == 0:
             return []
         query = _normalised(np.asarray(vector, np.float32)[None])
