@@ -86,7 +86,7 @@ class CatalogSearch:
         self._closing = threading.Event()
         self._saver: threading.Thread | None = None
         self._text: TextIndex | None = None
-        self._filter_cache: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # key: (revision, ids)
+        self._filter_cache: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # (revision, ids)
         self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
         self.ready = threading.Event()
         self.revision = 0  # counts every change of the catalog seen here, for caches of what it holds
@@ -223,6 +223,8 @@ class CatalogSearch:
     def _changes_since(self, revision: int) -> tuple[set[int], set[int]] | None:
         """The images changed after `revision` and their items before, or None when any could have changed
         (the indexes were rebuilt, the revisions are older than those kept, or too many images changed)."""
+        if revision == self.revision:
+            return set(), set()
         newer = [(image, items) for changed, image, items in self._changes if changed > revision]
         images = {image for image, _ in newer}
         if self.revision - revision > len(newer) or None in images or len(images) > MAX_IMAGES_UPDATED:
