@@ -17,6 +17,7 @@ from shared.blobs import create_blob_store
 from shared.db import database_engine
 from shared.settings import StorageSettings
 from tests.catalog_data import VERSIONS, item, look
+from tests.databases import database_url
 
 QUERIES = [
     {"region": "top", "attributes": {"category": "블라우스", "color": "블랙"}, "style": ["모던"]},
@@ -27,8 +28,6 @@ QUERIES = [
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def search(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CatalogSearch]:
-    from tests.databases import database_url
-
     engine = database_engine(database_url(request.param, tmp_path, request))
     blobs = create_blob_store(StorageSettings(), tmp_path)
     search = CatalogSearch(CatalogStore(engine, blobs), blobs, VERSIONS)
