@@ -109,25 +109,12 @@ def main() -> None:
             times: dict[str, list[float]] = {"baseline": [], "ours": []}
             same = 0
             for n, row in enumerate(looks[:: max(1, len(looks) // args.queries)][: args.queries]):
-                query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
-                vector = search.indexes["items"].vector(row["id"])
-                regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
                 colours = {"color": ["블랙", "화이트"]} if n % 2 else {}
-                answers = []
-                for name, recommender, preferences in (
+                turns = [
                     ("baseline", theirs, baseline.Preferences(colours, {})),
                     ("ours", ours, Preferences(colours, {})),
-                ):
-                    started = time.perf_counter()
-                    found = recommender.matching(query, vector, regions, 10, preferences, row["image_id"])
-                    times[name].append((time.perf_counter() - started) * 1000)
-                    answers.append(
-                        {
-                            r: [(x["item_id"], x["support"], x["compatibility"]) for x in v]
-                            for r, v in found.items()
-                        }
-                    )
-                same += answers[0] == answers[1]
+                ]
+                same += _same_matches(search, row, turns, times)
             after_changes.append(_after_changes(search, ours, theirs, baseline, looks, args.changes))
             search.close()
             (b50, b95), (o50, o95) = (np.percentile(times[k][1:], [50, 95]) for k in ("baseline", "ours"))
@@ -147,6 +134,26 @@ def main() -> None:
 
 
 FILTER_TIMES = ("items read", "items kept", "images read", "images kept")
+
+
+def _same_matches(
+    search: CatalogSearch, row: dict, turns: list[tuple[str, Any, Any]], times: dict[str, list[float]]
+) -> bool:
+    """Each recommender's matches for a catalog item in the two other regions (its own image left out, as
+    /recommend does for an `item_id`), timed into `times`; whether they agree in ids, support and
+    compatibility."""
+    query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
+    vector = search.indexes["items"].vector(row["id"])
+    regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
+    answers = []
+    for name, recommender, preferences in turns:
+        started = time.perf_counter()
+        found = recommender.matching(query, vector, regions, 10, preferences, row["image_id"])
+        times[name].append((time.perf_counter() - started) * 1000)
+        answers.append(
+            {r: [(x["item_id"], x["support"], x["compatibility"]) for x in v] for r, v in found.items()}
+        )
+    return answers[0] == answers[1]
 
 
 def _after_changes(
@@ -173,18 +180,8 @@ def _after_changes(
             items = [item("top", rng.choice(TOPS), rng.choice(COLOURS), [], 10**8 + 2 * n)]
             items.append(item("bottom", rng.choice(BOTTOMS), rng.choice(COLOURS), [], 10**8 + 2 * n + 1))
             search.add(f"changed {n}.jpg", f"changed {n}".encode(), look(rng.choice(STYLES), items))
-        row = rng.choice(looks)
-        query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
-        vector = search.indexes["items"].vector(row["id"])
-        regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
-        answers = []
         turns = [("baseline", theirs, baseline.Preferences({}, {})), ("ours", ours, Preferences({}, {}))]
-        for name, recommender, preferences in turns[:: 1 if n % 2 else -1]:  # each goes first in turn
-            started = time.perf_counter()
-            found = recommender.matching(query, vector, regions, 10, preferences, row["image_id"])
-            times[name].append((time.perf_counter() - started) * 1000)
-            answers.append({r: [(x["item_id"], x["compatibility"]) for x in v] for r, v in found.items()})
-        same += answers[0] == answers[1]
+        same += _same_matches(search, rng.choice(looks), turns[:: 1 if n % 2 else -1], times)  # first in turn
         # The cached filter after the change: read again in full (what the cache did before; a look search
         # read it on every request) or kept up to date.
         for name, call in zip(

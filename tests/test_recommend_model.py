@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from services.recommend.model import Compatibility, ItemFeatures, features, target_regions
+from services.recommend.model import (
+    CatalogState,
+    Compatibility,
+    ItemFeatures,
+    features,
+    target_regions,
+)
 from services.recommend.routes import parse_change
 from shared.errors import ApiError
 
@@ -12,18 +18,27 @@ from shared.errors import ApiError
 def _look(image_id: int, top: str, bottom: str, colour: str = "블랙") -> list[dict]:
     return [
         {
+            "id": 2 * image_id,
             "image_id": image_id,
+            "product_id": None,
             "region": "top",
             "attributes": {"category": top, "color": colour},
             "style": None,
         },
         {
+            "id": 2 * image_id + 1,
             "image_id": image_id,
+            "product_id": None,
             "region": "bottom",
             "attributes": {"category": bottom, "color": "블랙"},
             "style": None,
         },
     ]
+
+
+def _counted(looks: list[dict]) -> Compatibility:
+    """The counts of these looks, as the recommender's state makes them."""
+    return CatalogState.read(0, looks).compatibility
 
 
 def _score(compatibility: Compatibility, query: dict, candidate: dict) -> float:
@@ -39,7 +54,7 @@ def _looks() -> list[dict]:
 
 
 def test_pairs_seen_together_score_above_pairs_never_seen() -> None:
-    compatibility = Compatibility(_looks())
+    compatibility = _counted(_looks())
     blouse = {"region": "top", "attributes": {"category": "블라우스"}}
     skirt = {"region": "bottom", "attributes": {"category": "스커트"}}
     joggers = {"region": "bottom", "attributes": {"category": "조거팬츠"}}
@@ -55,7 +70,7 @@ def test_pairs_seen_together_score_above_pairs_never_seen() -> None:
 
 def test_every_item_is_scored_at_once_as_the_mean_over_its_pairs() -> None:
     looks = _looks()
-    compatibility = Compatibility(looks)
+    compatibility = _counted(looks)
     candidates = [
         *looks[:6],
         {"region": "bottom", "attributes": {}},  # shares nothing: 0
@@ -83,7 +98,7 @@ def test_every_item_is_scored_at_once_as_the_mean_over_its_pairs() -> None:
 
 
 def test_an_empty_catalog_has_no_opinion() -> None:
-    compatibility = Compatibility([])
+    compatibility = _counted([])
     top = {"region": "top", "attributes": {"category": "블라우스"}}
     assert _score(compatibility, top, {"region": "bottom", "attributes": {"category": "스커트"}}) == 0.0
 

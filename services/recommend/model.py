@@ -80,12 +80,10 @@ def _bump(counter: Counter, key: object, sign: int) -> None:
 class Compatibility:
     """Co-occurrence counts of (region, key, value) pairs across the regions of each catalog image."""
 
-    def __init__(self, looks: list[dict] | None = None):
+    def __init__(self) -> None:
         self.single: Counter[Feature] = Counter()
         self.pairs: Counter[tuple[Feature, Feature]] = Counter()
-        self.images = 0
-        for items in by_image(looks or []).values():
-            self.count(look_features(items), 1)
+        self.images = 0  # counted (CatalogState.updated counts each image's look)
 
     def copy(self) -> Compatibility:
         twin = Compatibility()
