@@ -47,18 +47,19 @@ COLOURS, PRINTS, STYLES = (
 )
 
 
-def baseline_module(revision: str) -> ModuleType:
-    """services/recommend/model.py as it was at `revision`, loaded beside ours."""
+def baseline_module(revision: str, path: str = "services/recommend/model.py") -> ModuleType:
+    """The module at `path` as it was at `revision`, loaded beside ours as baseline_<its name>."""
     source = subprocess.run(
-        ["git", "show", f"{revision}:services/recommend/model.py"],
+        ["git", "show", f"{revision}:{path}"],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
+    name = f"baseline_{Path(path).stem}"
     folder = Path(tempfile.mkdtemp())
-    (folder / "baseline_recommend.py").write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location("baseline_recommend", folder / "baseline_recommend.py")
+    (folder / f"{name}.py").write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location(name, folder / f"{name}.py")
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up

@@ -1,6 +1,7 @@
 """What is read from the catalog's tags kept up to date by the changed images alone: the recommender's
-state (services/recommend/model.py) and the filters' allowed items (services/search/service.py), each
-against the same read anew from every item, on SQLite and the real PostgreSQL."""
+state (services/recommend/model.py), the filters' allowed items and the text index
+(services/search/service.py), each against the same read anew from every item, on SQLite and the real
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 from services.recommend.model import CatalogState, Recommender
 from services.search.catalog import CatalogStore
 from services.search.service import CHANGES_KEPT, CatalogSearch
+from services.search.text import TextIndex, item_tags
 from shared.blobs import create_blob_store
 from shared.db import database_engine
 from shared.settings import StorageSettings
@@ -157,3 +159,41 @@ def test_filters_of_items_and_images_follow_each_change_by_reading_the_changed_i
             assert search.allowed_images(filters).tolist() == image_ids_of(filters).tolist(), filters
         assert len(read_images) == 2 * len(FILTERS) and all(len(images) == 1 for images in read_images)
     assert black_top not in search.allowed_items({"color": ["블랙"]}).tolist()
+
+
+WORDS = [["블라우스"], ["black", "skirt"], ["셔츠"], ["sku"], ["new"], ["체크", "모던"], ["jacket", "navy"]]
+
+
+def test_the_text_index_follows_each_change_by_reading_the_changed_image_alone(
+    search: CatalogSearch, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
+    index = search.text_index()
+    read_images: list[set[int] | None] = []  # which images each catalog read asked for (a spy, not a mock)
+    looks = search.catalog.looks
+    monkeypatch.setattr(
+        search.catalog, "looks", lambda images=None: read_images.append(images) or looks(images)
+    )
+    shirt_top = next(i["id"] for i in search.catalog.get(image_ids[6])["items"] if i["region"] == "top")
+    changes = [
+        lambda: search.add("new.jpg", b"new image", _look(13), {"product_id": "SKU-1"}),
+        lambda: search.delete(image_ids[3]),
+        lambda: search.retag(image_ids[4], _look(5)),
+        lambda: search.update(image_ids[6], None, {shirt_top: {"category": "셔츠"}}),
+        lambda: search.update(image_ids[7], None, {}, {"product_id": "SKU-2", "product": None}),
+        lambda: search.add("7.jpg", b"image 7", _look(7), {"product_id": "SKU-3"}),  # stored: product only
+    ]
+    for change in changes:
+        change()
+        assert search.text_index() is index  # brought up to date, not built again
+        assert len(read_images) == 1 and read_images[0] is not None and len(read_images[0]) == 1
+        read_images.clear()
+        fresh = TextIndex((row["id"], item_tags(row)) for row in looks())
+        assert len(index) == len(fresh)
+        for words in WORDS:
+            assert index.scores(words) == pytest.approx(fresh.scores(words), rel=1e-12), words
+    assert set(index.scores(["셔츠"])) == {shirt_top}
+    with_products = (image_ids[7], search.catalog.product_image_ids("SKU-1")[0])
+    assert set(index.scores(["sku"])) == {
+        item["id"] for image_id in with_products for item in search.catalog.get(image_id)["items"]
+    }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from services.search.query import merge_filters, normalize_filters
-from services.search.text import MIN_LIKENESS, TextIndex, item_tags, likeness
+from services.search.text import MIN_LIKENESS, REMOVED, TextIndex, item_tags, likeness
 from shared.errors import ApiError
 
 
@@ -73,3 +73,25 @@ def test_merged_filters_keep_only_what_both_allow() -> None:
     merged = merge_filters({"color": ["블랙", "화이트"]}, {"color": ["화이트"], "region": ["top"]})
     assert merged == {"color": ["화이트"], "region": ["top"]}
     assert merge_filters({"color": ["블랙"]}, {"color": ["화이트"]}) == {"color": []}
+
+
+def test_an_index_brought_up_to_date_scores_as_one_built_anew() -> None:
+    colours, categories = ("블랙", "화이트", "레드"), ("셔츠", "티셔츠", "블라우스", "스커트")
+    documents = [
+        _item(n, f"look {n} {('jeju', 'office')[n % 2]}.jpg", categories[n % 4], colours[n % 3])
+        for n in range(1, 11)
+    ]
+    index = TextIndex(documents[:6])
+    index.update([1, 2, 3, 4, 99], [])  # 99: never held
+    assert REMOVED not in index.ids  # most of its entries were taken out: rows and entries made again
+    index.update([], documents[6:])
+    replacement = _item(5, "jeju vacation.jpg", "스커트", "레드")
+    index.update([], [replacement])  # a document it holds, replaced without being named as removed
+    fresh = TextIndex([replacement, *documents[5:]])
+    assert len(index) == len(fresh) == 6
+    for words in (["jeju"], ["office", "black"], ["vacation"], ["skirt", "red"], ["셔츠"], ["look"]):
+        assert index.scores(words) == pytest.approx(fresh.scores(words), rel=1e-12), words
+        assert set(index.scores(words)) == set(fresh.scores(words)) != set(), words
+    assert index.meanings("vacaton") == fresh.meanings("vacaton") == {"vacation": pytest.approx(10 / 13)}
+    index.update([5], [])
+    assert index.meanings("vacaton") == {} and index.scores(["vacation"]) == {}

@@ -86,6 +86,7 @@ class CatalogSearch:
         self._closing = threading.Event()
         self._saver: threading.Thread | None = None
         self._text: TextIndex | None = None
+        self._text_revision = 0  # the revision the text index holds
         self._filter_cache: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # (revision, ids)
         self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
         self.ready = threading.Event()
@@ -205,7 +206,6 @@ class CatalogSearch:
         """Anything read from the items' tags is out of date (the text index, filter results, caches that
         follow `revision`); `image_id`, the one image changed, when only one was, and `items_before`, its
         items before the change."""
-        self._text = None
         if image_id is None:
             self._filter_cache.clear()
         self.revision += 1
@@ -359,9 +359,16 @@ class CatalogSearch:
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def text_index(self) -> TextIndex:
+        """The text index of every item, brought up to date by the images changed since it was read."""
         with self._lock:
-            if self._text is None:
+            changes = None if self._text is None else self._changes_since(self._text_revision)
+            if changes is None:
                 self._text = TextIndex((row["id"], item_tags(row)) for row in self.catalog.looks())
+            elif changes[0]:
+                images, items_before = changes
+                rows = self.catalog.looks(images)
+                self._text.update(items_before, ((row["id"], item_tags(row)) for row in rows))
+            self._text_revision = self.revision
             return self._text
 
     def text_items(

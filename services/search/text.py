@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import math
 import re
+import threading
+from array import array
 from collections import Counter
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 
@@ -71,57 +74,169 @@ def likeness(word: str, term: str) -> float:
 # Half the word: "블랙진" meets "블랙" and a one-letter typo meets its word, where shared letter pairs alone
 # made "vintage" or "xyzzy" meet every catalog item a little (scores near 0.15) and answer with noise.
 MIN_LIKENESS = 0.5
+REMOVED = -1  # the item id of a row whose document was taken out
+
+
+def _idf(documents: int, holding: int | np.ndarray) -> Any:
+    """Smoothed inverse document frequency (scikit-learn's), of a count or an array of counts."""
+    return np.log((1 + documents) / (1 + holding)) + 1.0
 
 
 class TextIndex:
-    def __init__(self, documents: Iterable[tuple[int, list[str]]]):
-        self.ids: list[int] = []
-        postings: dict[str, list[tuple[int, float]]] = {}
-        for row, (item_id, texts) in enumerate(documents):
-            self.ids.append(item_id)
-            for term, count in terms(texts).items():
-                postings.setdefault(term, []).append((row, 1.0 + math.log(count)))
-        total = len(self.ids)
-        self.idf = {term: math.log((1 + total) / (1 + len(rows))) + 1.0 for term, rows in postings.items()}
-        self.postings = {
-            term: [(row, tf * self.idf[term]) for row, tf in rows] for term, rows in postings.items()
-        }
-        norms = np.zeros(total)
-        for rows in self.postings.values():
-            for row, weight in rows:
-                norms[row] += weight * weight
-        self.norms = np.sqrt(norms)
+    """TF-IDF postings of the catalog's item documents, kept up to date document by document (`update`).
+
+    A term's weight depends on how many documents hold it and on how many there are, so every change moves
+    every document's norm: the index keeps each document's term frequencies in flat arrays and computes the
+    norms again in one numpy pass when a query first needs them, where reading every document again took
+    seconds. An index brought up to date scores as one built anew from the same documents. Its own lock
+    lets a query read while another thread updates it."""
+
+    def __init__(self, documents: Iterable[tuple[int, list[str]]] = ()):
+        self._lock = threading.RLock()
+        self.ids: list[int] = []  # row -> item id; REMOVED once the document is gone
+        self._row_of: dict[int, int] = {}
+        self.postings: dict[str, dict[int, float]] = {}  # term -> {row: 1 + log(count)}
         self.terms_by_bigram: dict[str, set[str]] = {}
-        for term in self.postings:
-            for pair in bigrams(term):
-                self.terms_by_bigram.setdefault(pair, set()).add(term)
+        self._column_of: dict[str, int] = {}  # term -> its column in the entries and in _df
+        self._columns: list[str] = []
+        self._df = array("q")  # documents holding each column's term
+        # One entry per (document, term), a document's entries side by side from _starts[row].
+        self._entry_rows, self._entry_columns, self._entry_tf = array("q"), array("q"), array("d")
+        self._starts = array("q")
+        self._removed_entries = 0
+        self._norms: np.ndarray | None = None  # both computed when a query needs them
+        self._ids: np.ndarray | None = None
+        self.update((), documents)
+
+    def __len__(self) -> int:
+        return len(self._row_of)
+
+    def update(self, removed: Iterable[int], documents: Iterable[tuple[int, list[str]]]) -> None:
+        """Take out the documents of the `removed` item ids (those it holds), then add `documents` (an item
+        id it holds is replaced)."""
+        with self._lock:
+            for item_id in removed:
+                self._remove(item_id)
+            for item_id, texts in documents:
+                self._remove(item_id)
+                self._add(item_id, {term: 1.0 + math.log(count) for term, count in terms(texts).items()})
+            if self._removed_entries > len(self._entry_tf) // 2:
+                self._compact()
+            self._norms = self._ids = None
+
+    def _add(self, item_id: int, frequencies: dict[str, float]) -> None:
+        row = len(self.ids)
+        self.ids.append(item_id)
+        self._row_of[item_id] = row
+        self._starts.append(len(self._entry_tf))
+        for term, tf in frequencies.items():
+            column = self._column_of.get(term)
+            if column is None:
+                column = self._column_of[term] = len(self._columns)
+                self._columns.append(term)
+                self._df.append(0)
+            rows = self.postings.get(term)
+            if rows is None:
+                rows = self.postings[term] = {}
+                for pair in bigrams(term):
+                    self.terms_by_bigram.setdefault(pair, set()).add(term)
+            rows[row] = tf
+            self._df[column] += 1
+            self._entry_rows.append(row)
+            self._entry_columns.append(column)
+            self._entry_tf.append(tf)
+
+    def _remove(self, item_id: int) -> None:
+        row = self._row_of.pop(item_id, None)
+        if row is None:
+            return
+        self.ids[row] = REMOVED
+        entries = self._entries(row)
+        for entry in entries:
+            column = self._entry_columns[entry]
+            term = self._columns[column]
+            rows = self.postings[term]
+            del rows[row]
+            if not rows:
+                del self.postings[term]
+                for pair in bigrams(term):
+                    self.terms_by_bigram[pair].discard(term)
+            self._df[column] -= 1
+            self._entry_tf[entry] = 0.0
+        self._removed_entries += len(entries)
+
+    def _compact(self) -> None:
+        """Rows and entries again only of the documents held, in their order."""
+        kept = [
+            (item_id, self._frequencies(row)) for row, item_id in enumerate(self.ids) if item_id != REMOVED
+        ]
+        fresh = TextIndex()
+        for item_id, frequencies in kept:
+            fresh._add(item_id, frequencies)
+        del fresh._lock  # this index's lock is held
+        self.__dict__.update(fresh.__dict__)
+
+    def _entries(self, row: int) -> range:
+        end = self._starts[row + 1] if row + 1 < len(self._starts) else len(self._entry_tf)
+        return range(self._starts[row], end)
+
+    def _frequencies(self, row: int) -> dict[str, float]:
+        columns, tf = self._entry_columns, self._entry_tf
+        return {self._columns[columns[entry]]: tf[entry] for entry in self._entries(row)}
+
+    def idf(self, term: str) -> float:
+        return _idf(len(self), len(self.postings[term]))
+
+    def norms(self) -> np.ndarray:
+        """Each row's TF-IDF norm (0 for a removed row)."""
+        with self._lock:
+            return self._norms_now()
+
+    def _ids_array(self) -> np.ndarray:
+        if self._ids is None:
+            self._ids = np.array(self.ids, np.int64)
+        return self._ids
+
+    def _norms_now(self) -> np.ndarray:
+        if self._norms is None:
+            idf = _idf(len(self), np.frombuffer(self._df, np.int64))
+            columns = np.frombuffer(self._entry_columns, np.int64)
+            weights = np.frombuffer(self._entry_tf, np.float64) * idf[columns]
+            rows = np.frombuffer(self._entry_rows, np.int64)
+            self._norms = np.sqrt(np.bincount(rows, weights=weights * weights, minlength=len(self.ids)))
+        return self._norms
 
     def meanings(self, word: str) -> dict[str, float]:
         """The catalog terms a query word meets, with their likeness (at least MIN_LIKENESS)."""
         key = normalize_key(word)
-        if key in self.postings:
-            return {key: 1.0}
-        candidates = set().union(*(self.terms_by_bigram.get(pair, ()) for pair in bigrams(key)))
+        with self._lock:
+            if key in self.postings:
+                return {key: 1.0}
+            candidates = set().union(*(self.terms_by_bigram.get(pair, ()) for pair in bigrams(key)))
         found = {term: likeness(key, term) for term in candidates}
         return {term: score for term, score in found.items() if score >= MIN_LIKENESS}
 
     def scores(self, words: list[str], allowed: np.ndarray | None = None) -> dict[int, float]:
         """Item id -> cosine similarity of its TF-IDF terms to the words' (each word standing for the terms
         it meets, weighted by likeness), for the items holding at least one such term (of `allowed`)."""
-        query: dict[str, float] = {}
-        for word in words:
-            for term, weight in self.meanings(word).items():
-                query[term] = query.get(term, 0.0) + weight * self.idf[term]
-        if not query:
-            return {}
-        query_norm = math.sqrt(sum(w * w for w in query.values()))
-        dots: dict[int, float] = {}
-        for term, weight in query.items():
-            for row, doc_weight in self.postings[term]:
-                dots[row] = dots.get(row, 0.0) + weight * doc_weight
-        keep = None if allowed is None else set(allowed.tolist())
-        return {
-            self.ids[row]: dot / (query_norm * self.norms[row])
-            for row, dot in dots.items()
-            if keep is None or self.ids[row] in keep
-        }
+        with self._lock:
+            query: dict[str, float] = {}
+            for word in words:
+                for term, weight in self.meanings(word).items():
+                    query[term] = query.get(term, 0.0) + weight * self.idf(term)
+            if not query:
+                return {}
+            query_norm = math.sqrt(sum(w * w for w in query.values()))
+            dots = np.zeros(len(self.ids))
+            for term, weight in query.items():
+                rows = self.postings[term]
+                tf = np.fromiter(rows.values(), np.float64, len(rows))
+                # the document's weight is its tf times the term's idf, as the query's
+                dots[np.fromiter(rows, np.int64, len(rows))] += (weight * self.idf(term)) * tf
+            found = np.flatnonzero(dots)
+            ids = self._ids_array()[found]
+            if allowed is not None:
+                kept = np.isin(ids, allowed)
+                found, ids = found[kept], ids[kept]
+            scores = dots[found] / (query_norm * self._norms_now()[found])
+            return dict(zip(ids.tolist(), scores.tolist(), strict=True))
