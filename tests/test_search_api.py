@@ -824,6 +824,8 @@ def test_search_runs_as_its_own_service(tmp_path: Path, unseen: list[Sample]) ->
     )
     try:
         gateway.start()
+        empty = _ok(httpx2.post(f"{gateway.url}/search", json={"text": "black vacation"}, timeout=60))
+        assert empty["query"]["unknown_words"] == ["vacation"] and empty["results"] == []  # an empty catalog
         photos = [(s.image_path.name, s.image_path.read_bytes()) for s in unseen[:6]]
         added = _ok(httpx2.post(f"{gateway.url}/catalog/images", files=_files(photos), timeout=120))
         assert added["counts"]["added"] == 6

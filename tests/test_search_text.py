@@ -88,7 +88,7 @@ def test_an_index_brought_up_to_date_scores_as_one_built_anew() -> None:
     replacement = _item(5, "jeju vacation.jpg", "스커트", "레드")
     index.update([], [replacement])  # a document it holds, replaced without being named as removed
     fresh = TextIndex([replacement, *documents[5:]])
-    assert len(index) == len(fresh) == 6
+    assert index.documents == fresh.documents == 6
     for words in (["jeju"], ["office", "black"], ["vacation"], ["skirt", "red"], ["셔츠"], ["look"]):
         assert index.scores(words) == pytest.approx(fresh.scores(words), rel=1e-12), words
         assert set(index.scores(words)) == set(fresh.scores(words)) != set(), words

@@ -108,7 +108,8 @@ class TextIndex:
         self._ids: np.ndarray | None = None
         self.update((), documents)
 
-    def __len__(self) -> int:
+    @property
+    def documents(self) -> int:  # not __len__: an empty index must not read as no index
         return len(self._row_of)
 
     def update(self, removed: Iterable[int], documents: Iterable[tuple[int, list[str]]]) -> None:
@@ -185,7 +186,7 @@ class TextIndex:
         return {self._columns[columns[entry]]: tf[entry] for entry in self._entries(row)}
 
     def idf(self, term: str) -> float:
-        return _idf(len(self), len(self.postings[term]))
+        return _idf(self.documents, len(self.postings[term]))
 
     def norms(self) -> np.ndarray:
         """Each row's TF-IDF norm (0 for a removed row)."""
@@ -199,7 +200,7 @@ class TextIndex:
 
     def _norms_now(self) -> np.ndarray:
         if self._norms is None:
-            idf = _idf(len(self), np.frombuffer(self._df, np.int64))
+            idf = _idf(self.documents, np.frombuffer(self._df, np.int64))
             columns = np.frombuffer(self._entry_columns, np.int64)
             weights = np.frombuffer(self._entry_tf, np.float64) * idf[columns]
             rows = np.frombuffer(self._entry_rows, np.int64)
