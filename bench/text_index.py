@@ -26,7 +26,7 @@ import numpy as np
 
 from bench.recommend import BOTTOMS, COLOURS, STYLES, TOPS, baseline_module, filled_catalog
 from services.search.service import CatalogSearch
-from services.search.text import TextIndex, item_tags
+from services.search.text import TextIndex, item_documents
 from tests.catalog_data import item, look
 
 QUERIES = (["black"], ["skirt", "navy"], ["jeans"], ["블라우스", "모던"], ["stripe", "street"], ["changed"])
@@ -51,7 +51,7 @@ def main() -> None:
     for images in args.images:
         with tempfile.TemporaryDirectory() as tmp:
             search = filled_catalog(images, Path(tmp))
-            documents = [(row["id"], item_tags(row)) for row in search.catalog.looks()]
+            documents = list(item_documents(search.catalog.looks()))
             memory = [_allocated(build, documents) for build in (baseline.TextIndex, TextIndex)]
             search.text_index()
             times: dict[str, list[float]] = {
@@ -62,7 +62,7 @@ def main() -> None:
             for n in range(args.changes):
                 _change(search, rng, n)
                 started = time.perf_counter()
-                theirs = baseline.TextIndex((row["id"], item_tags(row)) for row in search.catalog.looks())
+                theirs = baseline.TextIndex(item_documents(search.catalog.looks()))
                 times["baseline"].append((time.perf_counter() - started) * 1000)
                 started = time.perf_counter()
                 ours = search.text_index()

@@ -14,7 +14,7 @@ import pytest
 from services.recommend.model import CatalogState, Recommender
 from services.search.catalog import CatalogStore
 from services.search.service import CHANGES_KEPT, CatalogSearch
-from services.search.text import TextIndex, item_tags
+from services.search.text import TextIndex, item_documents
 from shared.blobs import create_blob_store
 from shared.db import database_engine
 from shared.settings import StorageSettings
@@ -188,7 +188,7 @@ def test_the_text_index_follows_each_change_by_reading_the_changed_image_alone(
         assert search.text_index() is index  # brought up to date, not built again
         assert len(read_images) == 1 and read_images[0] is not None and len(read_images[0]) == 1
         read_images.clear()
-        fresh = TextIndex((row["id"], item_tags(row)) for row in looks())
+        fresh = TextIndex(item_documents(looks()))
         assert index.documents == fresh.documents
         for words in WORDS:
             assert index.scores(words) == pytest.approx(fresh.scores(words), rel=1e-12), words

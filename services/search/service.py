@@ -23,7 +23,7 @@ import numpy as np
 from services.search.catalog import CatalogStore
 from services.search.index import IndexConfig, VectorIndex
 from services.search.query import merge_filters
-from services.search.text import TextIndex, item_tags
+from services.search.text import TextIndex, item_documents
 from shared.blobs import BlobStore
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
@@ -363,11 +363,10 @@ class CatalogSearch:
         with self._lock:
             changes = None if self._text is None else self._changes_since(self._text_revision)
             if changes is None:
-                self._text = TextIndex((row["id"], item_tags(row)) for row in self.catalog.looks())
+                self._text = TextIndex(item_documents(self.catalog.looks()))
             elif changes[0]:
                 images, items_before = changes
-                rows = self.catalog.looks(images)
-                self._text.update(items_before, ((row["id"], item_tags(row)) for row in rows))
+                self._text.update(items_before, item_documents(self.catalog.looks(images)))
             self._text_revision = self.revision
             return self._text
 

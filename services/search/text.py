@@ -15,7 +15,7 @@ import re
 import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -44,6 +44,11 @@ def item_tags(item: dict) -> list[str]:
         if isinstance(value, str) and not value.startswith(("http://", "https://")):  # a link says nothing
             tags += _words(value)
     return [t for t in tags if t]
+
+
+def item_documents(rows: Iterable[dict]) -> Iterator[tuple[int, list[str]]]:
+    """The text index's documents of catalog rows (`CatalogStore.looks`): (item id, its tags)."""
+    return ((row["id"], item_tags(row)) for row in rows)
 
 
 def _words(text: str) -> list[str]:
@@ -93,6 +98,10 @@ class TextIndex:
 
     def __init__(self, documents: Iterable[tuple[int, list[str]]] = ()):
         self._lock = threading.RLock()
+        self._clear()
+        self.update((), documents)
+
+    def _clear(self) -> None:
         self.ids: list[int] = []  # row -> item id; REMOVED once the document is gone
         self._row_of: dict[int, int] = {}
         self.postings: dict[str, dict[int, float]] = {}  # term -> {row: 1 + log(count)}
@@ -106,7 +115,6 @@ class TextIndex:
         self._removed_entries = 0
         self._norms: np.ndarray | None = None  # both computed when a query needs them
         self._ids: np.ndarray | None = None
-        self.update((), documents)
 
     @property
     def documents(self) -> int:  # not __len__: an empty index must not read as no index
@@ -171,11 +179,9 @@ class TextIndex:
         kept = [
             (item_id, self._frequencies(row)) for row, item_id in enumerate(self.ids) if item_id != REMOVED
         ]
-        fresh = TextIndex()
+        self._clear()
         for item_id, frequencies in kept:
-            fresh._add(item_id, frequencies)
-        del fresh._lock  # this index's lock is held
-        self.__dict__.update(fresh.__dict__)
+            self._add(item_id, frequencies)
 
     def _entries(self, row: int) -> range:
         end = self._starts[row + 1] if row + 1 < len(self._starts) else len(self._entry_tf)
