@@ -72,7 +72,10 @@ class LocalBlobStore:
         self._path(key).unlink(missing_ok=True)
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        for path in sorted(self.root.rglob("*")):
+        # Only the prefix's folder is walked: a job's few inputs are not looked for among every image.
+        folder = prefix.rpartition("/")[0]
+        start = self._path(folder) if folder else self.root
+        for path in sorted(start.rglob("*")):
             if path.is_file() and not path.name.startswith(".partial-"):
                 key = path.relative_to(self.root).as_posix()
                 if key.startswith(prefix):

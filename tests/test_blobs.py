@@ -36,6 +36,9 @@ def test_put_get_replace_list_delete(store: BlobStore) -> None:
     assert store.exists("jobs/1/000000") and not store.exists("jobs/1/000001")
     assert sorted(store.keys()) == ["catalog/ab/abcd.jpg", "jobs/1/000000"]
     assert list(store.keys("jobs/")) == ["jobs/1/000000"]
+    # A prefix is a string prefix, not only a folder, and a missing folder lists nothing.
+    assert list(store.keys("catalog/ab/ab")) == ["catalog/ab/abcd.jpg"] and list(store.keys("jobs/10")) == []
+    assert list(store.keys("jobs/2/")) == [] and list(store.keys("cat")) == ["catalog/ab/abcd.jpg"]
     store.delete("jobs/1/000000")
     assert not store.exists("jobs/1/000000") and list(store.keys("jobs/")) == []
     with pytest.raises(ApiError) as raised:
