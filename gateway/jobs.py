@@ -272,6 +272,54 @@ class JobStore:
             self.blobs.delete(key)
 
 
+def copy_jobs(
+    source: Engine,
+    source_blobs: BlobStore,
+    target: Engine,
+    target_blobs: BlobStore,
+    on_progress: Callable[[int], None] = lambda n: None,
+) -> int:
+    """Copy the tagging jobs the target lacks (their images' rows, results and kept inputs, and where
+    their callbacks stand), oldest first; returns how many were copied. Each job's inputs go before its
+    rows, which go in one transaction, so a copy stopped part-way is taken up again by running it again;
+    a job's id (a random uuid) says whether it is there. Pending images are tagged by the target's
+    worker once it runs. `on_progress` hears each job, copied now or before."""
+    migrate(source)
+    migrate(target)
+    with target.connect() as db:
+        there = set(db.execute(select(tagging_jobs.c.id)).scalars())
+    with source.connect() as db:
+        jobs = (
+            db.execute(select(tagging_jobs).order_by(tagging_jobs.c.created, tagging_jobs.c.id))
+            .mappings()
+            .all()
+        )
+    copied = 0
+    for job in jobs:
+        if job["id"] not in there:
+            with source.connect() as db:
+                items = (
+                    db.execute(
+                        select(tagging_job_items)
+                        .where(tagging_job_items.c.job_id == job["id"])
+                        .order_by(tagging_job_items.c.position)
+                    )
+                    .mappings()
+                    .all()
+                )
+            for item in items:  # files first: a row never waits on an input the target lacks
+                key = JobStore._input_key(job["id"], item["position"])
+                if source_blobs.exists(key):
+                    target_blobs.put(key, source_blobs.get(key))
+            with target.begin() as db:
+                db.execute(insert(tagging_jobs), [dict(job)])
+                if items:
+                    db.execute(insert(tagging_job_items), [dict(item) for item in items])
+            copied += 1
+        on_progress(1)
+    return copied
+
+
 def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 

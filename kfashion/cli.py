@@ -725,15 +725,17 @@ def catalog_copy(
     ],
     data_dir: Annotated[Path | None, typer.Option(help="the source's data dir (default: settings)")] = None,
 ) -> None:
-    """Copy the catalog (images, items with their vectors, products, collections, the saved indexes) to
-    another database and file store, such as from the embedded default's SQLite and local disk to
-    PostgreSQL and S3, keeping every id and tagging nothing again. The target's settings come from the
-    --to file alone, the source's from the environment as `kfashion serve` reads it. Run it while the
-    servers are stopped; a copy stopped part-way is taken up where it stopped by running it again. Jobs
-    are not copied."""
-    from services.search.copy import CopyRefused, copy_catalog, image_count
+    """Copy the catalog (images, items with their vectors, products, collections, the saved indexes) and
+    the tagging jobs (results, inputs still waiting, callbacks) to another database and file store, such as
+    from the embedded default's SQLite and local disk to PostgreSQL and S3, keeping every id and tagging
+    nothing again. The target's settings come from the --to file alone, the source's from the environment
+    as `kfashion serve` reads it. Run it while the servers are stopped; a copy stopped part-way is taken
+    up where it stopped by running it again, and the target's worker tags the jobs' waiting images."""
+    from gateway.jobs import copy_jobs
+    from services.search.copy import CopyRefused, copy_catalog
     from shared.blobs import create_blob_store
-    from shared.db import database_engine
+    from shared.db import database_engine, row_count
+    from shared.schema import catalog_images, tagging_jobs
     from shared.settings import settings_from_env_file
 
     _check_paths([to])
@@ -747,19 +749,21 @@ def catalog_copy(
         err.print(f"[red]{to} names the source itself")
         raise typer.Exit(2)
     source_engine, target_engine = database_engine(source.database_url), database_engine(target.database_url)
+    stores = (
+        source_engine,
+        create_blob_store(source.storage, source.data_dir),
+        target_engine,
+        create_blob_store(target.storage, target.data_dir),
+    )
     with progress_bar() as bar:
-        task = bar.add_task("catalog copy", total=image_count(source_engine))
+        images = bar.add_task("catalog images", total=row_count(source_engine, catalog_images))
+        jobs = bar.add_task("tagging jobs", total=row_count(source_engine, tagging_jobs))
         try:
-            counts = copy_catalog(
-                source_engine,
-                create_blob_store(source.storage, source.data_dir),
-                target_engine,
-                create_blob_store(target.storage, target.data_dir),
-                on_progress=lambda n: bar.advance(task, n),
-            )
+            counts = copy_catalog(*stores, on_progress=lambda n: bar.advance(images, n))
         except CopyRefused as exc:
             err.print(f"[red]{exc}")
             raise typer.Exit(1) from exc
+        counts["jobs"] = copy_jobs(*stores, on_progress=lambda n: bar.advance(jobs, n))
     sys.stdout.write(json.dumps(counts) + "\n")
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import Table, create_engine, event, func, select, text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -74,3 +74,10 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the database's schema to `revision` (the latest by default); a no-op when it is there."""
     with _migration_lock(engine):
         command.upgrade(alembic_config(engine), revision)
+
+
+def row_count(engine: Engine, table: Table) -> int:
+    """How many rows the table holds (its schema brought up to date first)."""
+    migrate(engine)
+    with engine.connect() as db:
+        return db.execute(select(func.count()).select_from(table)).scalar_one()

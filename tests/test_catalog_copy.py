@@ -1,6 +1,6 @@
 """`kfashion catalog copy`: the embedded default's catalog (SQLite, local disk) moved to the scale-out's
 (the real PostgreSQL, an S3-protocol server) with every id, file, product, collection and saved index, and
-a copy stopped part-way taken up again."""
+its tagging jobs with their results and waiting inputs; a copy stopped part-way taken up again."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from gateway.inputs import Source
+from gateway.jobs import JobStore, copy_jobs
 from services.search import copy as catalog_copy
 from services.search.catalog import CatalogStore
 from services.search.collections import CollectionStore
 from services.search.service import CatalogSearch
 from shared.blobs import BlobStore, create_blob_store
 from shared.db import database_engine
+from shared.errors import ApiError, ErrorCode
 from shared.settings import StorageSettings
 from tests.catalog_data import VERSIONS, item, look
 from tests.databases import database_url
@@ -47,6 +50,47 @@ def _embedded_catalog(folder: Path) -> tuple[object, BlobStore, list[int]]:
     search.delete(ids[-1])
     search.close()  # saves the indexes
     return engine, blobs, ids[:-1]
+
+
+def _jobs(engine: object, blobs: BlobStore) -> tuple[JobStore, str, str]:
+    """A job with one image tagged and one that failed on arrival, and a newer one still waiting, with a
+    callback to make."""
+    store = JobStore(engine, blobs)
+    bad = ApiError(ErrorCode.UNSUPPORTED_IMAGE_FORMAT, "not an image")
+    done = store.create([Source("a.jpg", b"image a"), Source("b.txt", error=bad)], {"format": "json"})
+    store.finish(done, 0, {"file": "a.jpg", "status": "done", "items": [{"region": "top"}]})
+    waiting = store.create([Source("c.jpg", b"image c")], {"catalog": True}, "http://shop.example/hook")
+    return store, done, waiting
+
+
+def test_tagging_jobs_move_with_their_results_and_waiting_inputs(
+    tmp_path: Path, request: pytest.FixtureRequest, s3_endpoint: str
+) -> None:
+    source = database_engine(f"sqlite:///{tmp_path / 'kfashion.db'}")
+    here, done, waiting = _jobs(source, create_blob_store(StorageSettings(), tmp_path))
+    target = database_engine(database_url("postgresql", tmp_path, request))
+    storage = StorageSettings(
+        backend="s3", endpoint=s3_endpoint, bucket="kfashion-copy", prefix=f"jobs-{tmp_path.name}",
+        access_key="test", secret_key="test", secure=False, region="us-east-1",
+    )  # fmt: skip
+    there = JobStore(target, create_blob_store(storage, tmp_path))
+
+    def stop_after_a_job(n: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        copy_jobs(source, here.blobs, target, there.blobs, stop_after_a_job)
+    assert there.newest(0, 10)[0] == 1  # the oldest job, whole
+    heard: list[int] = []
+    assert copy_jobs(source, here.blobs, target, there.blobs, heard.append) == 1 and sum(heard) == 2
+    for job_id in (done, waiting):
+        assert there.get(job_id) == here.get(job_id)
+        assert there.results(job_id) == here.results(job_id)
+    assert there.get(waiting)["callback"]["status"] == "waiting"
+    # The target's worker finds the waiting image and its bytes.
+    assert [(row["job_id"], row["position"]) for row in there.pending(10, set())] == [(waiting, 0)]
+    assert there.input_bytes(waiting, 0) == b"image c"
+    assert copy_jobs(source, here.blobs, target, there.blobs) == 0  # nothing twice
 
 
 def test_a_catalog_moves_to_postgresql_and_s3_with_its_ids(
@@ -111,7 +155,8 @@ def test_a_catalog_moves_to_postgresql_and_s3_with_its_ids(
 
 
 def test_the_copy_command_reads_its_target_from_an_env_file(tmp_path: Path) -> None:
-    _embedded_catalog(tmp_path / "embedded")
+    engine, blobs, _ = _embedded_catalog(tmp_path / "embedded")
+    _, _, waiting = _jobs(engine, blobs)
     target_dir = tmp_path / "scaled"
     env_file = tmp_path / "target.env"
     env_file.write_text(
@@ -122,11 +167,11 @@ def test_the_copy_command_reads_its_target_from_an_env_file(tmp_path: Path) -> N
         [*command, "--data-dir", str(tmp_path / "embedded")], capture_output=True, text=True
     )
     assert copied.returncode == 0, copied.stderr
-    assert json.loads(copied.stdout) == {"images": 5, "items": 10, "collections": 1}
-    moved = CatalogStore(
-        database_engine(f"sqlite:///{target_dir}/moved.db"), create_blob_store(StorageSettings(), target_dir)
-    )
+    assert json.loads(copied.stdout) == {"images": 5, "items": 10, "collections": 1, "jobs": 2}
+    moved_engine = database_engine(f"sqlite:///{target_dir}/moved.db")
+    moved = CatalogStore(moved_engine, create_blob_store(StorageSettings(), target_dir))
     assert moved.list_images()[0] == 5 and moved.image_bytes(2) == b"image 1"
+    assert JobStore(moved_engine, moved.blobs).input_bytes(waiting, 0) == b"image c"
     env_file.write_text(f"KFASHION_DATA_DIR={tmp_path / 'embedded'}\n")
     itself = subprocess.run(
         [*command, "--data-dir", str(tmp_path / "embedded")], capture_output=True, text=True

@@ -83,12 +83,6 @@ def copy_catalog(
     return counts
 
 
-def image_count(engine: Engine) -> int:
-    migrate(engine)
-    with engine.connect() as db:
-        return db.execute(select(func.count()).select_from(catalog_images)).scalar_one()
-
-
 def _copied_before(source: Engine, target: Engine) -> set[int]:
     """Ids of the images an earlier run copied; refused if the target holds anything else."""
     with target.connect() as db:
