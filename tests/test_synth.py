@@ -22,7 +22,7 @@ from training.synth.garments import mask_window
 from training.synth.outfit import CATEGORY_RULES, STYLE_RECIPES, derive_styles, sample_outfit
 from training.synth.palette import COLOR_SHADES
 from training.synth.prints import PRINTS, render_print
-from training.synth.render import SLIVER_PIXELS, _lighting, labelled_part, render_sample
+from training.synth.render import SLIVER_PIXELS, _lighting, _visible_polygon, labelled_part, render_sample
 
 from .conftest import SYNTH_COUNT
 
@@ -53,6 +53,11 @@ def test_boxes_and_polygons_lie_inside_the_image(records: list) -> None:
             assert x - 1 <= min(xs) and max(xs) <= x + w + 1 and y - 1 <= min(ys) and max(ys) <= y + h + 1, (
                 path
             )
+            # ... and spans it, as a real file's does: every part that shows is outlined (until synth-5
+            # only the largest, half of an open outer).
+            assert (
+                max(abs(min(xs) - x), abs(min(ys) - y), abs(max(xs) - (x + w)), abs(max(ys) - (y + h))) <= 2
+            ), path
 
 
 def test_every_value_is_known_and_valid_for_its_region(records: list) -> None:
@@ -228,6 +233,21 @@ def test_a_labelled_box_leaves_out_slivers() -> None:
     visible[20:26, 250:256] = 1  # a speck, under 2% of what shows
     ys, xs = np.nonzero(labelled_part(visible))
     assert (xs.min(), xs.max(), ys.min(), ys.max()) == (130, 169, 100, 239)
+
+
+def test_a_garment_in_parts_gets_one_polygon_that_fills_them_all() -> None:
+    """An open jacket's two fronts and a cuff: one polygon (the label format's one per item) whose fill is
+    the three parts, with nothing between them filled but the bridges' line."""
+    visible = np.zeros((300, 300), np.uint8)
+    visible[50:250, 40:120] = 1  # left front
+    visible[50:250, 180:260] = 1  # right front
+    visible[270:285, 10:30] = 1  # a cuff
+    polygon = _visible_polygon(visible, (0, 0))
+    filled = np.zeros_like(visible)
+    cv2.fillPoly(filled, [np.int32(polygon)], 1)
+    assert (filled & visible).sum() >= 0.99 * visible.sum()
+    assert (filled & (1 - visible)).sum() <= 0.03 * visible.sum()
+    assert abs(cv2.contourArea(np.float32(polygon)) - visible.sum()) <= 0.03 * visible.sum()
 
 
 @pytest.mark.parametrize("corner", [(0, 0), (150, 150), (294, 294)])

@@ -21,7 +21,9 @@ from shared.labels import write_label
 from shared.taxonomy import TAXONOMY_VERSION
 from training.synth.render import render_sample
 
-GENERATOR_VERSION = "synth-3"  # synth-2: prints show their ground colour most; synth-3: boxes skip slivers
+# synth-2: prints show their ground colour most; synth-3: boxes skip slivers; synth-5: an item's polygon
+# outlines every part that shows, as its box bounds (synth-4 named a candidate not adopted, docs/models.md).
+GENERATOR_VERSION = "synth-5"
 SPLIT_SHARES = (("train", 0.8), ("val", 0.1), ("test", 0.1))
 JPEG_QUALITY = 90
 

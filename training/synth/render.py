@@ -164,11 +164,21 @@ def labelled_part(visible: np.ndarray) -> np.ndarray:
 
 
 def _visible_polygon(mask: np.ndarray, offset: tuple[int, int]) -> list[tuple[float, float]]:
-    """The outline of the mask's largest part, in canvas pixels (`offset`: the mask's corner there)."""
+    """The outline of every part of the mask as one polygon, in canvas pixels (`offset`: the mask's corner
+    there), so that it fills what the box bounds, as a real file's polygon does (an open jacket's two
+    fronts). The label format has one polygon per item: each further part, largest first, hangs from the
+    outline by a zero-width bridge between their nearest points, walked there and back, which fills
+    nothing."""
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE, offset=offset)
-    largest = max(contours, key=cv2.contourArea)
-    approx = cv2.approxPolyDP(largest, 1.5, True)[:, 0, :]
-    return [(float(x), float(y)) for x, y in approx]
+    parts = [
+        cv2.approxPolyDP(c, 1.5, True)[:, 0, :] for c in sorted(contours, key=cv2.contourArea, reverse=True)
+    ]
+    outline = parts[0]
+    for part in parts[1:]:
+        distance = np.linalg.norm(outline[:, None, :].astype(np.float32) - part[None, :, :], axis=2)
+        i, j = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        outline = np.concatenate([outline[: i + 1], part[j:], part[: j + 1], outline[i:]])
+    return [(float(x), float(y)) for x, y in outline]
 
 
 def _label_attributes(g: Garment, rng: np.random.Generator) -> dict[str, str | list[str]]:
