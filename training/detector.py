@@ -8,17 +8,12 @@ are predicted per region: an open jacket and the top under it share a centre cel
 there cannot be both boxes. The exported
 graph already keeps only local peaks (3x3 max-pool), so decoding (shared.detection) is a threshold,
 a lookup and a per-region NMS.
-
-A second head on the same pyramid maps (`PartsHead`, trained after the detector on the labels' polygons)
-gives per region the share of each stride-4 cell that shows the garment; decoding draws each box again
-around it (docs/models.md, "Garment masks").
 """
 
 from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -33,8 +28,6 @@ from training.loop import CPU, EpochHook, fit
 
 STRIDE = 8
 GRID = DETECTOR_SIZE // STRIDE
-PARTS_STRIDE = 4
-PARTS_GRID = DETECTOR_SIZE // PARTS_STRIDE
 PRIOR = 0.05  # initial centre probability, so the focal loss starts stable
 
 
@@ -48,11 +41,8 @@ def _conv(cin: int, cout: int, dilation: int = 1) -> nn.Sequential:
     )
 
 
-class _Trunk(nn.Module):
-    """A head's pyramid (c3, c4, c5 to P3) with a context branch at stride 16 added back: the stride-8
-    features both heads read, each with weights of its own."""
-
-    def __init__(self, channels: int):
+class DetectorHead(nn.Module):
+    def __init__(self, channels: int = 64):
         super().__init__()
         self.lateral3 = nn.Conv2d(C3_CHANNELS, channels, 1)
         self.lateral4 = nn.Conv2d(C4_CHANNELS, channels, 1)
@@ -61,19 +51,6 @@ class _Trunk(nn.Module):
         # Context at stride 16: each cell then sees about 112 x 112 input pixels around it, the whole of a
         # garment and what it is worn with (bootstrap test AP50 mean 0.851 -> 0.885, docs/models.md).
         self.context = nn.Sequential(_conv(channels, channels), _conv(channels, channels, dilation=2))
-
-    def trunk(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
-        p5 = self.lateral5(c5)
-        p4 = self.lateral4(c4) + F.interpolate(p5, size=c4.shape[-2:], mode="nearest")
-        p3 = self.lateral3(c3) + F.interpolate(p4, size=c3.shape[-2:], mode="nearest")
-        features = self.smooth(p3)
-        context = self.context(F.avg_pool2d(features, 2, ceil_mode=True))
-        return features + F.interpolate(context, size=features.shape[-2:], mode="nearest")
-
-
-class DetectorHead(_Trunk):
-    def __init__(self, channels: int = 64):
-        super().__init__(channels)
         self.heat = nn.Sequential(_conv(channels, channels), nn.Conv2d(channels, len(REGIONS), 1))
         # Per region (log w, log h), then per region (dx, dy).
         self.box = nn.Sequential(_conv(channels, channels), nn.Conv2d(channels, 4 * len(REGIONS), 1))
@@ -82,46 +59,29 @@ class DetectorHead(_Trunk):
     def forward(
         self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        features = self.trunk(c3, c4, c5)
+        p5 = self.lateral5(c5)
+        p4 = self.lateral4(c4) + F.interpolate(p5, size=c4.shape[-2:], mode="nearest")
+        p3 = self.lateral3(c3) + F.interpolate(p4, size=c3.shape[-2:], mode="nearest")
+        features = self.smooth(p3)
+        context = self.context(F.avg_pool2d(features, 2, ceil_mode=True))
+        features = features + F.interpolate(context, size=features.shape[-2:], mode="nearest")
         return self.heat(features), self.box(features)
-
-
-class PartsHead(_Trunk):
-    """Per region, the share of each stride-4 cell that shows the garment (logits, (N, 4, 80, 80)): a trunk
-    of its own (it trains after the detector, which it leaves as it is), then stride-8 channels shuffled
-    to stride 4."""
-
-    def __init__(self, channels: int = 64):
-        super().__init__(channels)
-        shuffle = STRIDE // PARTS_STRIDE
-        self.parts = nn.Sequential(
-            _conv(channels, channels),
-            nn.Conv2d(channels, shuffle * shuffle * len(REGIONS), 1),
-            nn.PixelShuffle(shuffle),
-        )
-
-    def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor) -> torch.Tensor:
-        return self.parts(self.trunk(c3, c4, c5))
 
 
 class Detector(nn.Module):
     """The served model: image (N, 3, 320, 320) -> peaks (N, 4, 40, 40), size (N, 8, 40, 40) and
     offset (N, 8, 40, 40) (channels 2r, 2r+1 for region r), and heat (N, 4, 40, 40), the centre
-    probabilities before peak picking; with a parts head also parts (N, 4, 80, 80), probabilities."""
+    probabilities before peak picking."""
 
-    def __init__(self, backbone: Backbone, head: DetectorHead, parts: PartsHead | None = None):
+    def __init__(self, backbone: Backbone, head: DetectorHead):
         super().__init__()
         self.pyramid = PyramidBackbone(backbone)
         self.head = head
-        self.parts = parts
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        maps = self.pyramid(image)
-        heat_logits, box = self.head(*maps)
+        heat_logits, box = self.head(*self.pyramid(image))
         peaks, size, offset = outputs_from_head(heat_logits, box)
-        if self.parts is None:
-            return peaks, size, offset, torch.sigmoid(heat_logits)
-        return peaks, size, offset, torch.sigmoid(heat_logits), torch.sigmoid(self.parts(*maps))
+        return peaks, size, offset, torch.sigmoid(heat_logits)
 
 
 def outputs_from_head(
@@ -167,24 +127,6 @@ def build_targets(
             (int(region), iy, ix, np.array([math.log(w), math.log(h), cx - ix, cy - iy], np.float32))
         )
     return heat, objects
-
-
-def parts_targets(outlines: list[tuple[int, np.ndarray | None]]) -> tuple[np.ndarray, np.ndarray]:
-    """Per region, the share of each stride-4 cell inside the image's item polygons ((R, 80, 80); points in
-    model-input pixels), and which regions the loss reads ((R,)): a region with an item labelled without a
-    polygon is left out, as a missing label is (a region with no item is all background)."""
-    target = np.zeros((len(REGIONS), PARTS_GRID, PARTS_GRID), np.float32)
-    known = np.ones(len(REGIONS), np.float32)
-    for region, points in outlines:
-        if points is None or len(points) < 3:
-            known[region] = 0.0
-            continue
-        # Filled at the input's resolution, then averaged: 4 x 4 samples per cell.
-        canvas = np.zeros((DETECTOR_SIZE, DETECTOR_SIZE), np.uint8)
-        cv2.fillPoly(canvas, [np.round(points).astype(np.int32)], 1)
-        share = cv2.resize(canvas.astype(np.float32), (PARTS_GRID, PARTS_GRID), interpolation=cv2.INTER_AREA)
-        target[region] = np.maximum(target[region], share)
-    return target, known
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -280,48 +222,6 @@ def train_detector(
     return trained.to(memory_format=torch.contiguous_format)
 
 
-def train_parts(
-    features: DetectorFeatures,
-    train_rows: np.ndarray,
-    epochs: int,
-    seed: int,
-    on_epoch: EpochHook | None = None,
-    channels: int = 64,
-    batch_size: int = 32,
-    lr: float = 3e-3,
-    device: torch.device = CPU,
-) -> PartsHead:
-    """The parts head on the rows' cached maps: binary cross-entropy against each cell's share of the
-    garment (a soft target), over the regions each row's labels know."""
-    torch.manual_seed(seed)
-    head = PartsHead(channels).to(memory_format=MAPS_FORMAT)
-
-    def batch_loss(rows: np.ndarray) -> torch.Tensor:
-        logits = head(*_batch_maps(features, rows, device)).float()
-        targets = [parts_targets(features.outlines[r]) for r in rows]
-        target = torch.from_numpy(np.stack([t for t, _ in targets])).to(device)
-        known = torch.from_numpy(np.stack([k for _, k in targets]))[:, :, None, None].to(device)
-        known = known.expand_as(target)
-        loss = F.binary_cross_entropy_with_logits(logits, target, weight=known, reduction="sum")
-        return loss / known.sum().clamp(min=1)
-
-    trained = fit(
-        head,
-        head.parameters(),
-        train_rows,
-        epochs,
-        seed,
-        batch_loss,
-        batch_size=batch_size,
-        lr=lr,
-        weight_decay=1e-4,
-        warmup=0.15,
-        on_epoch=on_epoch,
-        device=device,
-    )
-    return trained.to(memory_format=torch.contiguous_format)
-
-
 @torch.no_grad()
 def predict(
     head: DetectorHead,
@@ -329,19 +229,13 @@ def predict(
     rows: np.ndarray,
     sizes: list[tuple[int, int]],
     score_threshold: float = 0.05,
-    parts: PartsHead | None = None,
 ) -> list[list[Detection]]:
-    """Detections per row (sizes: original width, height per row), through the shared decoder; with a
-    parts head, each box drawn again around its garment's mask."""
+    """Detections per row (sizes: original width, height per row), through the shared decoder."""
     head.eval()
-    if parts is not None:
-        parts.eval()
     results: list[list[Detection]] = []
     for start in range(0, len(rows), 64):
         chunk = rows[start : start + 64]
-        maps = _batch_maps(features, chunk)
-        peaks, size, offset = outputs_from_head(*head(*maps))
-        shares = torch.sigmoid(parts(*maps)).numpy() if parts is not None else None
+        peaks, size, offset = outputs_from_head(*head(*_batch_maps(features, chunk)))
         for k, row in enumerate(chunk):
             width, height = sizes[start + k]
             results.append(
@@ -354,7 +248,6 @@ def predict(
                     width,
                     height,
                     score_threshold=score_threshold,
-                    parts=shares[k] if shares is not None else None,
                 )
             )
     return results

@@ -10,7 +10,7 @@ from shared.labels import Item
 from shared.taxonomy import REGIONS, STYLE
 from training.attributes import AttributeHead, AttributeTargets, predict_attributes
 from training.data import SPLITS, Sample, style_target
-from training.detector import DetectorHead, PartsHead
+from training.detector import DetectorHead
 from training.detector import predict as predict_detections
 from training.features import FeatureCache
 from training.metrics import classification_metrics, detection_metrics, multilabel_metrics, retrieval_metrics
@@ -49,11 +49,7 @@ def _limit(split: str, validation: bool) -> int | None:
 
 
 def evaluate_detector(
-    head: DetectorHead,
-    samples: list[Sample],
-    cache: FeatureCache,
-    validation: bool = False,
-    parts: PartsHead | None = None,
+    head: DetectorHead, samples: list[Sample], cache: FeatureCache, validation: bool = False
 ) -> dict:
     features = cache.detector
     splits = [samples[s].split for s in features.sample]
@@ -63,7 +59,7 @@ def evaluate_detector(
         if not len(rows):
             continue
         sizes = [_image_size(samples[features.sample[r]]) for r in rows]
-        predictions = predict_detections(head, features, rows, sizes, parts=parts)
+        predictions = predict_detections(head, features, rows, sizes)
         truth = [detection_truth(samples[features.sample[r]].record.items) for r in rows]
         predicted = [detection_arrays(dets) for dets in predictions]
         result[split] = detection_metrics(truth, predicted, REGIONS)

@@ -29,7 +29,7 @@ from training.attributes import OUTPUT_NAMES as ATTRIBUTE_OUTPUTS
 from training.attributes import AttributeHead, AttributeModel
 from training.backbone import Backbone
 from training.data import Sample
-from training.detector import GRID, PARTS_GRID, STRIDE, Detector, DetectorHead, PartsHead
+from training.detector import GRID, STRIDE, Detector, DetectorHead
 from training.features import export_onnx
 from training.style import StyleHead, StyleModel
 
@@ -64,21 +64,16 @@ def build_models(state: dict) -> dict[str, Built]:
     if "detector" in state:
         head = DetectorHead()
         head.load_state_dict(state["detector"])
-        parts = None
-        if "parts" in state:  # runs before 2026-12-02 have no garment masks
-            parts = PartsHead()
-            parts.load_state_dict(state["parts"])
         built["detector"] = Built(
-            Detector(backbone, head, parts).eval(),
+            Detector(backbone, head).eval(),
             DETECTOR_SIZE,
-            ["peaks", "size", "offset", "heat"] + (["parts"] if parts else []),
+            ["peaks", "size", "offset", "heat"],
             [
                 ["batch", len(REGIONS), GRID, GRID],
                 ["batch", 2 * len(REGIONS), GRID, GRID],
                 ["batch", 2 * len(REGIONS), GRID, GRID],
                 ["batch", len(REGIONS), GRID, GRID],
-            ]
-            + ([["batch", len(REGIONS), PARTS_GRID, PARTS_GRID]] if parts else []),
+            ],
             "letterbox",
             {
                 "stride": STRIDE,

@@ -112,8 +112,6 @@ class DetectorFeatures:
     maps: list[RowStore]  # c3, c4, c5 (float16)
     boxes: list[np.ndarray] = field(default_factory=list)  # per row: (k, 4) corner boxes in input pixels
     regions: list[np.ndarray] = field(default_factory=list)  # per row: (k,) region index
-    # per row and item: its region and polygon in input pixels (None for an item labelled without one)
-    outlines: list[list[tuple[int, np.ndarray | None]]] = field(default_factory=list)
     sample: list[int] = field(default_factory=list)
     flipped: list[bool] = field(default_factory=list)
     placement: list[Letterbox] = field(default_factory=list)
@@ -297,15 +295,6 @@ def compute_features(
                     cache.detector.regions.append(
                         np.array([region_index(it.region) for _, it in items], np.int64)
                     )
-                    cache.detector.outlines.append(
-                        [
-                            (
-                                region_index(it.region),
-                                _outline(it.polygon, placement, width if flipped else None),
-                            )
-                            for _, it in items
-                        ]
-                    )
                     cache.detector.sample.append(index)
                     cache.detector.flipped.append(flipped)
                     cache.detector.placement.append(placement)
@@ -336,18 +325,6 @@ def compute_features(
     for row_store in (*cache.detector.maps, cache.crops.store, cache.person.store):
         row_store.finish()
     return cache
-
-
-def _outline(
-    polygon: list[tuple[float, float]], placement: Letterbox, mirror_width: int | None
-) -> np.ndarray | None:
-    """An item's polygon in model-input pixels (mirrored in an image `mirror_width` wide); None without."""
-    if len(polygon) < 3:
-        return None
-    points = np.array(polygon, np.float32)
-    if mirror_width is not None:
-        points[:, 0] = mirror_width - points[:, 0]
-    return points * placement.scale + np.array([placement.pad_x, placement.pad_y], np.float32)
 
 
 def _mirror(box: tuple[float, float, float, float], width: int) -> tuple[float, float, float, float]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from shared.detection import decode_detections, detection_outputs
+from shared.detection import decode_detections
 from shared.heads import head_probabilities, sigmoid
 from shared.imaging import decode_image
 from shared.manifest import Manifest
@@ -64,7 +64,6 @@ def evaluate_onnx(
         if geometry is None:
             raise ValueError("evaluating a detector needs its input size and stride (detector_geometry)")
         detector_size, stride = geometry
-        detector_outputs = detection_outputs(o.name for o in sessions["detector"].get_outputs())
     limits = ImageLimits()
     truth, predicted, image_outer = [], [], []  # image_outer: the image shows an outer
     crop_meta, crop_outer, person_targets = [], [], []  # crop_outer: the crop's image shows an outer
@@ -78,23 +77,18 @@ def evaluate_onnx(
         outer = shows_outer(items)
         if "detector" in sessions:
             model_input, placement = letterbox(pixels, detector_size)
-            outputs = dict(
-                zip(
-                    detector_outputs,
-                    sessions["detector"].run(detector_outputs, {"image": to_tensor(model_input[None])}),
-                    strict=True,
-                )
+            peaks, size, offset = sessions["detector"].run(
+                ["peaks", "size", "offset"], {"image": to_tensor(model_input[None])}
             )
             detections = decode_detections(
-                outputs["peaks"][0],
-                outputs["size"][0],
-                outputs["offset"][0],
+                peaks[0],
+                size[0],
+                offset[0],
                 stride,
                 placement,
                 pixels.shape[1],
                 pixels.shape[0],
                 score_threshold=0.05,
-                parts=outputs["parts"][0] if "parts" in outputs else None,
             )
             truth.append(detection_truth(items))
             predicted.append(detection_arrays(detections))

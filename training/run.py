@@ -29,7 +29,7 @@ from training.attributes import build_targets as build_attribute_targets
 from training.attributes import train_attributes
 from training.backbone import Backbone
 from training.data import load_samples, style_target
-from training.detector import train_detector, train_parts
+from training.detector import train_detector
 from training.evaluate import (
     evaluate_attributes,
     evaluate_detector,
@@ -247,30 +247,8 @@ def _train_models(
             train_detector(features, train_rows, config.detector_epochs, config.seed, keeper, device=device)
         )
         state["detector"] = head.state_dict()
-        detector_s = time.perf_counter() - t
-        parts = None
-        if any(points is not None for r in train_rows for _, points in features.outlines[r]):
-            # The garment masks that redraw the boxes, from the labels' polygons (none: boxes as decoded).
-            t = time.perf_counter()
-
-            def validate_parts(parts_head: nn.Module) -> float:  # what the masks are for: boxes that fit
-                if not val_samples:
-                    return 0.0
-                result = evaluate_detector(head, samples, cache, validation=True, parts=parts_head)
-                return result.get("val", {}).get("mean", {}).get("AP50_95", 0.0)
-
-            keeper = _BestKeeper(
-                "parts", validate_parts, history, progress, every=max(1, config.detector_epochs // 6)
-            )
-            progress.stage("parts", config.detector_epochs)
-            parts = keeper.restore(
-                train_parts(features, train_rows, config.detector_epochs, config.seed, keeper, device=device)
-            )
-            state["parts"] = parts.state_dict()
-            timings["parts_s"] = round(time.perf_counter() - t, 1)
-        t = time.perf_counter()
-        metrics["detector"] = evaluate_detector(head, samples, cache, parts=parts)
-        timings["detector_s"] = round(detector_s + time.perf_counter() - t, 1)  # training and evaluation
+        metrics["detector"] = evaluate_detector(head, samples, cache)
+        timings["detector_s"] = round(time.perf_counter() - t, 1)
 
     if "attributes" in config.models:
         t = time.perf_counter()

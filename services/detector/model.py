@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from shared.detection import Detection, decode_detections, detection_outputs, detector_geometry
+from shared.detection import Detection, decode_detections, detector_geometry
 from shared.preprocess import letterbox, to_tensor
 from shared.runtime import ModelRuntime
 from shared.settings import DetectorSettings
@@ -23,14 +23,13 @@ class Detector:
         self.score_threshold = settings.score_threshold or float(post["score_threshold"])
         self.nms_iou = settings.nms_iou or float(post.get("nms_iou", 0.6))
         self.max_items = settings.max_items or int(post.get("max_items", 20))
-        self.outputs = detection_outputs(output.name for output in entry.outputs)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
         """Items of each RGB image, best first; all images go through the model in one batch."""
         if not images:
             return []
         inputs, placements = zip(*(letterbox(pixels, self.input_size) for pixels in images), strict=True)
-        out = self.runtime.infer(MODEL, to_tensor(np.stack(inputs)), self.outputs)
+        out = self.runtime.infer(MODEL, to_tensor(np.stack(inputs)), ["peaks", "size", "offset"])
         return [
             decode_detections(
                 out["peaks"][i],
@@ -43,7 +42,6 @@ class Detector:
                 score_threshold=self.score_threshold,
                 max_items=self.max_items,
                 nms_iou=self.nms_iou,
-                parts=out["parts"][i] if "parts" in out else None,
             )
             for i, pixels in enumerate(images)
         ]
