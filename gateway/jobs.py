@@ -284,10 +284,9 @@ def copy_jobs(
     rows, which go in one transaction, so a copy stopped part-way is taken up again by running it again;
     a job's id (a random uuid) says whether it is there. Pending images are tagged by the target's
     worker once it runs. `on_progress` hears each job, copied now or before."""
-    migrate(source)
-    migrate(target)
+    here, there = JobStore(source, source_blobs), JobStore(target, target_blobs)  # both migrated
     with target.connect() as db:
-        there = set(db.execute(select(tagging_jobs.c.id)).scalars())
+        copied_before = set(db.execute(select(tagging_jobs.c.id)).scalars())
     with source.connect() as db:
         jobs = (
             db.execute(select(tagging_jobs).order_by(tagging_jobs.c.created, tagging_jobs.c.id))
@@ -296,7 +295,7 @@ def copy_jobs(
         )
     copied = 0
     for job in jobs:
-        if job["id"] not in there:
+        if job["id"] not in copied_before:
             with source.connect() as db:
                 items = (
                     db.execute(
@@ -308,9 +307,9 @@ def copy_jobs(
                     .all()
                 )
             for item in items:  # files first: a row never waits on an input the target lacks
-                key = JobStore._input_key(job["id"], item["position"])
-                if source_blobs.exists(key):
-                    target_blobs.put(key, source_blobs.get(key))
+                data = here.input_bytes(job["id"], item["position"])
+                if data is not None:
+                    there.keep_input(job["id"], item["position"], data)
             with target.begin() as db:
                 db.execute(insert(tagging_jobs), [dict(job)])
                 if items:
