@@ -89,22 +89,47 @@ def _measure(url: str, pictures: list[tuple[str, bytes]], requests: int) -> dict
     }
 
 
+def _print(results: dict[str, dict[str, float]], images: int) -> None:
+    print(f"machine: {platform.machine()}, Python {platform.python_version()}; {images} images 800x800")
+    print("| mode | p50 ms (1 image) | p95 ms | batch images/s (16 a request) | job images/s |")
+    print("|---|---|---|---|---|")
+    for mode, r in results.items():
+        print(f"| {mode} | {r['p50']:.0f} | {r['p95']:.0f} | {r['batch']:.1f} | {r['job']:.1f} |")
+    if "embedded, baseline models" in results:
+        e, b = results["embedded"], results["embedded, baseline models"]
+        print(
+            f"models / baseline models: p50 x{e['p50'] / b['p50']:.2f}, "
+            f"batch throughput x{e['batch'] / b['batch']:.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--requests", type=int, default=60)
+    parser.add_argument(
+        "--baseline", type=Path, default=None, help="another models folder, measured embedded in the same run"
+    )
+    parser.add_argument("--embedded-only", action="store_true", help="skip the microservice mode")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         pictures = _pictures(folder / "pictures", args.images)
         results = {}
-        embedded = Server([], {"KFASHION_DATA_DIR": str(folder / "embedded")}).start()
-        try:
-            results["embedded"] = _measure(embedded.url, pictures, args.requests)
-        finally:
-            embedded.kill()
+        runs = [("embedded", {})]
+        if args.baseline:
+            runs.append(("embedded, baseline models", {"KFASHION_MODELS_DIR": str(args.baseline.resolve())}))
+        for mode, env in runs:
+            embedded = Server([], {"KFASHION_DATA_DIR": str(folder / mode), **env}).start()
+            try:
+                results[mode] = _measure(embedded.url, pictures, args.requests)
+            finally:
+                embedded.kill()
+        if args.embedded_only:
+            _print(results, args.images)
+            return
         services = {
             name: Server(["--service", name]).start(wait=False)
             for name in ("detector", "attributes", "style")
@@ -119,11 +144,7 @@ def main() -> None:
         finally:
             for server in servers:
                 server.kill()
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}; {args.images} images 800x800")
-    print("| mode | p50 ms (1 image) | p95 ms | batch images/s (16 a request) | job images/s |")
-    print("|---|---|---|---|---|")
-    for mode, r in results.items():
-        print(f"| {mode} | {r['p50']:.0f} | {r['p95']:.0f} | {r['batch']:.1f} | {r['job']:.1f} |")
+    _print(results, args.images)
     e, m = results["embedded"], results["microservices"]
     print(
         f"microservices / embedded: p50 x{m['p50'] / e['p50']:.2f}, p95 x{m['p95'] / e['p95']:.2f}, "

@@ -402,24 +402,126 @@ def _model_names(listed: str, known: tuple[str, ...]) -> tuple[str, ...]:
     return chosen
 
 
+@app.command("train-real")
+def train_real(
+    out: Annotated[Path, typer.Option(help="run folder to write (checkpoints, then what export reads)")],
+    realdata: Annotated[
+        Path | None,
+        typer.Option(help="the real photo sets (default: KFASHION_REALDATA or ../shared/realdata)"),
+    ] = None,
+    generated: Annotated[
+        Path | None, typer.Option(help="a K-Fashion-format folder (`kfashion synth`) for what real sets lack")
+    ] = None,
+    stages: Annotated[str, typer.Option(help="comma-separated: detector,boxes,attributes")] = (
+        "detector,boxes,attributes"
+    ),
+    detector_steps: Annotated[int, typer.Option(min=1)] = 900,
+    attribute_steps: Annotated[int, typer.Option(min=1)] = 700,
+    frozen_blocks: Annotated[
+        int, typer.Option(min=0, max=16, help="backbone blocks kept frozen (16: heads only)")
+    ] = 5,
+    limit: Annotated[int | None, typer.Option(help="at most this many training photos of each set")] = None,
+    seed: int = 0,
+    shuffle_labels: Annotated[
+        bool, typer.Option(help="control run: every photo gets another's labels")
+    ] = False,
+) -> None:
+    """Fine-tune the detector and the attribute model on the real photo sets (CCP, CAD, clothing-dataset)
+    and generated pictures, backbone included; then `kfashion export RUN --out models --compact`
+    (the models folder's style model is kept). docs/models.md has the command of the committed models."""
+    from training.real_run import STAGES, RealRunConfig
+    from training.real_run import train_real as run
+    from training.realdata import RealDataMissing
+
+    config = RealRunConfig(
+        out=str(out),
+        realdata=str(realdata) if realdata else None,
+        generated=str(generated) if generated else None,
+        stages=_model_names(stages, STAGES),
+        detector_steps=detector_steps,
+        attribute_steps=attribute_steps,
+        frozen_blocks=frozen_blocks,
+        limit=limit,
+        seed=seed,
+        shuffle_labels=shuffle_labels,
+    )
+    try:
+        result = run(config, log=err.print)
+    except RealDataMissing as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    sys.stdout.write(json.dumps({"timings": result.timings, "metrics": result.metrics}, default=float) + "\n")
+
+
+@app.command("import")
+def import_real(
+    set_name: Annotated[
+        Literal["ccp", "cad", "clothing"], typer.Argument(metavar="SET", help="ccp, cad or clothing")
+    ],
+    source: Annotated[
+        Path, typer.Argument(help="the set's folder (this project's layout or the public one)")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="write the JSON lines here instead of standard output")
+    ] = None,
+) -> None:
+    """Read a real photo set as K-Fashion targets, one JSON object per photo: its split, items (region, box
+    from the masks, the K-Fashion labels each real label allows). Reads CCP's and CAD's public layouts
+    (MATLAB .mat labels) as well as the re-encoded one in ../shared/realdata."""
+    from training.realdata import RealDataMissing, dump, read_public
+
+    _check_paths([source])
+    try:
+        photos = read_public(set_name, source)
+    except RealDataMissing as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    text = dump(photos)
+    if out:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"{len(photos)} photos -> {out}")
+    else:
+        sys.stdout.write(text)
+
+
 @app.command("eval")
 def evaluate(
-    data: Annotated[Path, typer.Option(help="K-Fashion-format dataset folder")],
+    data: Annotated[Path | None, typer.Option(help="K-Fashion-format dataset folder")] = None,
     models_dir: Annotated[
         Path | None, typer.Option("--models", help="models folder (default: settings)")
     ] = None,
     split: Annotated[str, typer.Option(help="train, val, test or all")] = "test",
     limit: Annotated[int | None, typer.Option(help="use at most this many images")] = None,
     out: Annotated[Path | None, typer.Option(help="also write the metrics JSON here")] = None,
+    real: Annotated[
+        bool,
+        typer.Option(
+            help="the real photo sets' validation splits through POST /tagging of an embedded server "
+            "(CCP, clothing-dataset, CAD, real-photo search; docs/models.md)"
+        ),
+    ] = False,
+    realdata: Annotated[
+        Path | None,
+        typer.Option(help="the real photo sets (default: KFASHION_REALDATA or ../shared/realdata)"),
+    ] = None,
+    record: Annotated[bool, typer.Option(help="with --real: write the figures into the manifest")] = False,
 ) -> None:
-    """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics."""
+    """Evaluate installed ONNX models on a dataset (generated or the real K-Fashion), seeds' metrics; with
+    --real, on the real photo sets through the API."""
+    directory = models_dir or load_settings().models_dir
+    if real:
+        _evaluate_real(Path(directory), realdata, limit, out, record)
+        if data is None:
+            return
+    if data is None:
+        err.print("[red]give --data (a K-Fashion-format dataset) or --real")
+        raise typer.Exit(2)
     from shared.detection import detector_geometry
     from training.data import load_samples
     from training.evaluate import headline
     from training.onnx_eval import aspect_powers, evaluate_onnx, retrieval_gallery
 
     _check_paths([data])
-    directory = models_dir or load_settings().models_dir
     manifest = _installed_models(directory)
     samples, _ = load_samples(data, limit)
     chosen = samples if split == "all" else [s for s in samples if s.split == split]
@@ -445,6 +547,26 @@ def evaluate(
         out.write_text(
             json.dumps(metrics, ensure_ascii=False, indent=1, default=float) + "\n", encoding="utf-8"
         )
+
+
+def _evaluate_real(
+    directory: Path, realdata: Path | None, limit: int | None, out: Path | None, record: bool
+) -> None:
+    from training.real_eval import measure
+    from training.real_eval import record as record_figures
+    from training.realdata import RealDataMissing
+
+    _installed_models(directory)
+    try:
+        figures = measure(directory, realdata, limit, log=err.print)
+    except RealDataMissing as error:
+        err.print(f"[red]{error}")
+        raise typer.Exit(1) from error
+    sys.stdout.write(json.dumps(figures, ensure_ascii=False) + "\n")
+    if record:
+        record_figures(directory, figures)
+    if out:
+        out.write_text(json.dumps(figures, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
 
 
 @app.command()

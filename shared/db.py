@@ -1,7 +1,7 @@
 """The relational database: engines (SQLite by default, PostgreSQL in production) and schema migrations.
 
-The schema is created and upgraded only by Alembic migrations (shared/migrations), at service start and
-by `kfashion db upgrade`; tables are declared once, in shared/schema.py.
+The schema is created and upgraded only by Alembic migrations (shared/migrations), when a service or a
+command first opens the database; tables are declared once, in shared/schema.py.
 """
 
 from __future__ import annotations

@@ -58,14 +58,24 @@ class Built:
 
 
 def build_models(state: dict) -> dict[str, Built]:
-    """The full torch models of a run's heads.pt (only those the run trained)."""
-    backbone = Backbone()
+    """The full torch models of a run's heads.pt (only those the run trained). A model fine-tuned on real
+    photos carries its own backbone (`<model>_backbone`, training/finetune.py); the others share the
+    packaged pretrained one."""
+    pretrained = Backbone()
+
+    def backbone_of(name: str) -> Backbone:
+        if f"{name}_backbone" not in state:
+            return pretrained
+        tuned = Backbone()
+        tuned.load_state_dict(state[f"{name}_backbone"])
+        return tuned.eval()
+
     built: dict[str, Built] = {}
     if "detector" in state:
         head = DetectorHead()
         head.load_state_dict(state["detector"])
         built["detector"] = Built(
-            Detector(backbone, head).eval(),
+            Detector(backbone_of("detector"), head).eval(),
             DETECTOR_SIZE,
             ["peaks", "size", "offset", "heat"],
             [
@@ -89,7 +99,7 @@ def build_models(state: dict) -> dict[str, Built]:
         head.load_state_dict(state["attributes"])
         shapes = [["batch", h.size] for h in heads()] + [["batch", head.embedding.out_features]]
         built["attributes"] = Built(
-            AttributeModel(backbone, head).eval(),
+            AttributeModel(backbone_of("attributes"), head).eval(),
             CROP_SIZE,
             ATTRIBUTE_OUTPUTS,
             shapes,
@@ -106,7 +116,7 @@ def build_models(state: dict) -> dict[str, Built]:
         head = StyleHead(state["style"]["adjacency"].numpy())
         head.load_state_dict(state["style"])
         built["style"] = Built(
-            StyleModel(backbone, head).eval(),
+            StyleModel(backbone_of("style"), head).eval(),
             CROP_SIZE,
             ["logits"],
             [["batch", STYLE.size]],
@@ -277,10 +287,27 @@ def export_run(
     manifest = Manifest(
         created=datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
         taxonomy_version=TAXONOMY_VERSION,
-        models=entries,
+        models={**kept_entries(out, set(entries)), **entries},
     )
     write_manifest(out, manifest)
     return manifest
+
+
+def kept_entries(out: Path, exported: set[str]) -> dict[str, ModelEntry]:
+    """The entries of `out`'s manifest for models this export does not write (a run that trained only some
+    models, e.g. the real-photo fine-tuning, leaves the folder's style model in place), while their files
+    are there intact and of this taxonomy."""
+    from shared.manifest import MANIFEST_NAME, check_files, load_manifest
+
+    if not (out / MANIFEST_NAME).is_file():
+        return {}
+    existing = load_manifest(out)
+    status = check_files(out, existing)
+    return {
+        name: entry
+        for name, entry in existing.models.items()
+        if name not in exported and status.get(name) == "ok" and entry.taxonomy_version == TAXONOMY_VERSION
+    }
 
 
 def _compact(
