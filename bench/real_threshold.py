@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from services.detector.model import Detector
-from shared.detection import iou_matrix
+from shared.detection import iou_matrix, xywh_to_xyxy
 from shared.imaging import ImageLimits, decode_image
 from shared.runtime import create_runtime
 from shared.settings import DetectorSettings, RuntimeSettings
@@ -27,11 +27,6 @@ from training.metrics import detection_metrics
 from training.realdata import read_all, realdata_root
 
 THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4)
-
-
-def _xyxy(box) -> list[float]:
-    x, y, w, h = box
-    return [x, y, x + w, y + h]
 
 
 def sweep(models: Path, realdata: Path) -> list[dict]:
@@ -53,12 +48,12 @@ def sweep(models: Path, realdata: Path) -> list[dict]:
         truth, predicted, right, shown = [], [], 0, 0
         for photo, found in zip(ccp, ccp_found, strict=True):
             kept = [d for d in found if d.score >= threshold]
-            boxes = np.array([_xyxy(it.box) for it in photo.items], np.float32).reshape(-1, 4)
+            boxes = xywh_to_xyxy([it.box for it in photo.items])
             regions = np.array([REGIONS.index(it.region) for it in photo.items])
             truth.append((boxes, regions))
             predicted.append(
                 (
-                    np.array([_xyxy(d.box) for d in kept], np.float32).reshape(-1, 4),
+                    xywh_to_xyxy([d.box for d in kept]),
                     np.array([REGIONS.index(d.region) for d in kept]),
                     np.array([d.score for d in kept], np.float32),
                 )
@@ -66,9 +61,7 @@ def sweep(models: Path, realdata: Path) -> list[dict]:
             for d in kept:
                 shown += 1
                 same = boxes[regions == REGIONS.index(d.region)]
-                right += (
-                    bool(len(same)) and iou_matrix(np.array([_xyxy(d.box)], np.float32), same).max() >= 0.5
-                )
+                right += bool(len(same)) and iou_matrix(xywh_to_xyxy([d.box]), same).max() >= 0.5
         ap = detection_metrics(truth, predicted, REGIONS)
         rows.append(
             {

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
+import signal
 import sys
 import tempfile
 import time
@@ -29,7 +31,7 @@ import httpx2
 import numpy as np
 from PIL import Image
 
-from shared.detection import iou_matrix
+from shared.detection import iou_matrix, xywh_to_xyxy
 from shared.taxonomy import REGIONS
 from training.metrics import detection_metrics
 from training.realdata import CAD_COLOUR_OF, CAD_PRINT, RealItem, RealPhoto, read_all
@@ -38,11 +40,6 @@ UPPER = ("outer", "top", "onepiece")
 TOP_K = 30  # labels asked per attribute: enough to rank every print and category
 SLEEVE_CLASS = {"민소매": "none", "반팔": "short", "캡": "short", "7부소매": "long", "긴팔": "long"}
 NECKLINE_CLASS = {"브이넥": "V", "라운드넥": "round"}
-
-
-def _xyxy(box: Sequence[float]) -> list[float]:
-    x, y, w, h = box
-    return [x, y, x + w, y + h]
 
 
 def _top(attribute: dict | None) -> list[str]:
@@ -62,13 +59,13 @@ def score_ccp(photos: Sequence[RealPhoto], results: Sequence[dict]) -> dict:
         items = result.get("items", [])
         truth.append(
             (
-                np.array([_xyxy(it.box) for it in photo.items], np.float32).reshape(-1, 4),
+                xywh_to_xyxy([it.box for it in photo.items]),
                 np.array([REGIONS.index(it.region) for it in photo.items], np.int64),
             )
         )
         predictions.append(
             (
-                np.array([_xyxy(it["box"]) for it in items], np.float32).reshape(-1, 4),
+                xywh_to_xyxy([it["box"] for it in items]),
                 np.array([REGIONS.index(it["region"]) for it in items], np.int64),
                 np.array([it["score"] for it in items], np.float32),
             )
@@ -100,9 +97,7 @@ def best_match(item: RealItem, detected: Sequence[dict]) -> dict | None:
     same = [d for d in detected if d["region"] == item.region]
     if not same or item.box is None:
         return None
-    ious = iou_matrix(
-        np.array([_xyxy(item.box)], np.float32), np.array([_xyxy(d["box"]) for d in same], np.float32)
-    )[0]
+    ious = iou_matrix(xywh_to_xyxy([item.box]), xywh_to_xyxy([d["box"] for d in same]))[0]
     hits = [d for d, iou in zip(same, ious, strict=True) if iou >= 0.5]
     return max(hits, key=lambda d: d["score"]) if hits else None
 
@@ -295,9 +290,6 @@ def embedded_server(models: Path, timeout: float = 180) -> Iterator[str]:
             _wait_ready(f"{url}/readyz", process, timeout)
             yield url
         finally:
-            import os
-            import signal
-
             with contextlib.suppress(ProcessLookupError):
                 os.kill(process.pid, signal.SIGTERM)
             with contextlib.suppress(ChildProcessError):

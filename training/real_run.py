@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from shared.detection import decode_detections
+from shared.detection import decode_detections, xywh_to_xyxy
 from shared.heads import head_probabilities, heads
 from shared.preprocess import CROP_ASPECT_POWER, DETECTOR_SIZE, crop_box, letterbox, to_tensor
 from shared.taxonomy import REGIONS
@@ -211,11 +211,6 @@ def find_upper_garments(
     return found
 
 
-def _xyxy(box) -> list[float]:
-    x, y, w, h = box
-    return [x, y, x + w, y + h]
-
-
 @torch.no_grad()
 def validate(
     out: Path, photos: dict[str, list[RealPhoto]], log: Callable[[str], None] = print, split: str = "val"
@@ -230,14 +225,14 @@ def validate(
         found = detect(detector, ccp)
         truth = [
             (
-                np.array([_xyxy(it.box) for it in p.items], np.float32).reshape(-1, 4),
+                xywh_to_xyxy([it.box for it in p.items]),
                 np.array([REGIONS.index(it.region) for it in p.items]),
             )
             for p in ccp
         ]
         predicted = [
             (
-                np.array([_xyxy(d.box) for d in ds], np.float32).reshape(-1, 4),
+                xywh_to_xyxy([d.box for d in ds]),
                 np.array([REGIONS.index(d.region) for d in ds]),
                 np.array([d.score for d in ds], np.float32),
             )
