@@ -4,7 +4,8 @@
 
 Starts the embedded server on the given models, adds a catalog of generated pictures through
 /catalog/images, and asks 300 unseen generated photos (seed 777):
-- per photo, as tests/test_search_api.py's shop-sized test does (the same scoring code): the query item is
+- per photo, as tests/integration/test_search_api.py's shop-sized test does (the same scoring code): the
+  query item is
   the garment the models read most surely; "judged" photos are those whose query item is labelled and has
   an item of its category and colour in the catalog;
 - per garment: every labelled garment of every photo in turn, with `region` set to its region; a photo in
@@ -22,8 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import UNSEEN_SEED
-from tests.servers import Server, gateway_env
-from tests.test_search_api import (
+from tests.integration.test_search_api import (
     CATALOG_BATCH,
     SHOP_QUERIES,
     _add_to_catalog,
@@ -32,6 +32,7 @@ from tests.test_search_api import (
     _photo_search,
     _top5_same_category_colour,
 )
+from tests.servers import Server, gateway_env
 from training.data import Sample, load_samples
 from training.synth.dataset import generate_dataset
 

@@ -10,6 +10,7 @@ import hmac
 import re
 from collections.abc import Awaitable, Callable
 from typing import Literal
+from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
@@ -76,6 +77,7 @@ def install_access(app: FastAPI, keys: dict[str, Scope], cors_origins: list[str]
     if keys:
         _install_api_keys(app, keys)
         _document_api_keys(app)
+    _install_origin_check(app, cors_origins)
     if cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -106,6 +108,35 @@ def _document_api_keys(app: FastAPI) -> None:
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def cross_site(origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """A request a browser sent from another site's page: its Origin is neither this server nor allowed."""
+    if not origin or origin in allowed:
+        return False
+    return urlsplit(origin).netloc != (host or "")
+
+
+def _install_origin_check(app: FastAPI, allowed: list[str]) -> None:
+    """Changes sent from another site's page are refused, keys or not: without keys a plain cross-site
+    form post would otherwise reach every route (browsers send no CORS preflight for one). Clients that
+    are not browsers send no Origin and are not affected."""
+
+    @app.middleware("http")
+    async def _check_origin(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site(
+            request.headers.get("origin"), request.headers.get("host"), allowed
+        ):
+            error = ApiError(
+                ErrorCode.FORBIDDEN,
+                "requests from another site's pages are refused; add its origin to "
+                "KFASHION_GATEWAY__CORS_ORIGINS to allow it",
+                {"origin": request.headers.get("origin")},
+            )
+            return JSONResponse(failure(error), status_code=error.status)
+        return await call_next(request)
 
 
 def _install_api_keys(app: FastAPI, keys: dict[str, Scope]) -> None:

@@ -1,136 +1,40 @@
-"""The gateway's side of the catalog: photos are tagged here (the model services), then the request goes on
-to the search service, which owns the catalog and its indexes. Embedded, the search service's app runs in
-this process and is called through ASGI (no network); otherwise over HTTP. One code path either way.
+"""The gateway's side of the catalog: photos are tagged here (the model services), then stored by the search
+service, which owns the catalog and its indexes (reached through gateway/clients.py, SearchClient). Used by
+the routes (gateway/routes/catalog.py), the job worker and `kfashion catalog`.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-import httpx2
-from fastapi import APIRouter, File, Form, Request, UploadFile
-from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ValidationError
+from fastapi import Request, UploadFile
 from starlette.datastructures import UploadFile as StarletteUpload
 
-from gateway.access import require_write
-from gateway.inputs import Source, collect_sources
-from gateway.ports import request_with_retries, service_body
+from gateway.clients import SearchClient
+from gateway.inputs import Source, is_image_name, listed_sources
 from gateway.tagging import Tagged, TaggingPipeline
-from services.recommend.routes import RecommendRequest
-from services.search.products import ProductFields
-from services.search.routes import CatalogUpdate, CollectionCreate, CollectionEntries, SearchRequest
-from shared.envelope import success
+from services.search.schemas import (
+    ProductFields,
+)
 from shared.errors import ApiError, ErrorCode
 from shared.settings import Settings
-from shared.web import validation_failed
-
-HOP_HEADERS = ("content-type", "content-disposition")
+from shared.web import ModelT, form_fields, json_body, validated
 
 
-class SearchClient:
-    def __init__(self, settings: Settings):
-        self.url = settings.services.search
-        self.timeout = settings.services.timeout_s
-        self.retries = settings.services.retries
-        if self.url:
-            self.app = None
-            self.client = httpx2.AsyncClient(base_url=self.url.rstrip("/"), timeout=self.timeout)
-        else:
-            from services.search.app import create_app
-
-            self.app = create_app(settings)
-            transport = httpx2.ASGITransport(app=self.app)
-            self.client = httpx2.AsyncClient(
-                transport=transport, base_url="http://search", timeout=self.timeout
-            )
-
-    @property
-    def mode(self) -> str:
-        return "remote" if self.url else "embedded"
-
-    def start(self) -> None:
-        """Embedded: open the catalog and its indexes (what the service's own start would do)."""
-        if self.app is not None:
-            for job in self.app.state.service.startup:
-                job()
-
-    async def close(self) -> None:
-        await self.client.aclose()
-        if self.app is not None:
-            for job in self.app.state.service.shutdown:
-                job()
-
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
-        if self.app is not None:
-            ready, details = self.app.state.service.ready_check()
-            return ready, {"mode": self.mode, **details}
-        try:
-            response = httpx2.get(f"{self.url.rstrip('/')}/readyz", timeout=2.0)
-            return response.status_code == 200, {"mode": self.mode, "url": self.url}
-        except httpx2.HTTPError as exc:
-            return False, {"mode": self.mode, "url": self.url, "error": f"{type(exc).__name__}: {exc}"}
-
-    async def send(self, method: str, path: str, **kwargs: Any) -> httpx2.Response:
-        """The search service's answer, whatever its status; a 503 naming it when it cannot be reached."""
-        return await request_with_retries(
-            self.client, "search", method, path, self.retries, self.timeout, **kwargs
-        )
-
-    @staticmethod
-    def relay(response: httpx2.Response) -> Response:
-        headers = {k: v for k, v in response.headers.items() if k.lower() in HOP_HEADERS}
-        return Response(response.content, status_code=response.status_code, headers=headers)
-
-    async def forward(self, request: Request) -> Response:
-        """Pass a request on unchanged (method, path, query, body) and its answer back."""
-        response = await self.send(
-            request.method,
-            request.url.path,
-            params=request.query_params.multi_items(),
-            content=await request.body(),
-            headers={k: v for k, v in request.headers.items() if k.lower() == "content-type"},
-        )
-        return self.relay(response)
-
-    def body(self, response: httpx2.Response) -> dict:
-        """The body of a successful answer; an error answer becomes the same error here."""
-        return service_body("search", self.url or "embedded", response)
-
-
-def request_model(model: type[BaseModel], raw: dict[str, Any]) -> Any:
-    try:
-        return model.model_validate(raw)
-    except ValidationError as exc:
-        raise validation_failed(exc.errors()) from exc
-
-
-async def read_form_or_json(request: Request, model: type[BaseModel]) -> tuple[Any, list[UploadFile]]:
+async def read_form_or_json(request: Request, model: type[ModelT]) -> tuple[ModelT, list[UploadFile]]:
     """A multipart form (photos in `files`, other fields as form fields; JSON-valued ones as JSON text)
     or a JSON body."""
     content_type = request.headers.get("content-type", "")
     if content_type.startswith("multipart/form-data"):
         form = await request.form()
         files = [f for f in form.getlist("files") if isinstance(f, StarletteUpload)]
-        raw: dict[str, Any] = {}
-        for key, value in form.multi_items():
-            if key == "files" or not isinstance(value, str):
-                continue
-            if value.strip().startswith(("{", "[")):
-                try:
-                    raw[key] = json.loads(value)
-                except json.JSONDecodeError as exc:
-                    raise ApiError(
-                        ErrorCode.VALIDATION_FAILED, f"form field {key!r} is not valid JSON", {"field": key}
-                    ) from exc
-            elif key in raw:  # a repeated field: a list
-                raw[key] = [*raw[key], value] if isinstance(raw[key], list) else [raw[key], value]
-            else:
-                raw[key] = value
-        return request_model(model, raw), files
+        return validated(model, form_fields(form, skip="files")), files
+    body = await json_body(request)
     try:
-        raw = await request.json() if await request.body() else {}
+        raw = json.loads(body) if body else {}
     except ValueError as exc:
         if isinstance(exc, json.JSONDecodeError) and "json" in content_type:
             # Declared JSON: say where it breaks, so the client can find its mistake.
@@ -142,7 +46,7 @@ async def read_form_or_json(request: Request, model: type[BaseModel]) -> tuple[A
         raise ApiError(ErrorCode.BAD_REQUEST, "the body is neither multipart form data nor JSON") from exc
     if not isinstance(raw, dict):
         raise ApiError(ErrorCode.VALIDATION_FAILED, "the JSON body must be an object")
-    return request_model(model, raw), []
+    return validated(model, raw), []
 
 
 def product_form(product_id: str | None, product: str | None) -> ProductFields:
@@ -157,18 +61,7 @@ def product_form(product_id: str | None, product: str | None) -> ProductFields:
             raise ApiError(
                 ErrorCode.VALIDATION_FAILED, "form field 'product' is not valid JSON", {"field": "product"}
             ) from exc
-    return request_model(ProductFields, raw)
-
-
-def _body_schema(model: type[BaseModel], photos: bool) -> dict:
-    schema = model.model_json_schema()
-    content: dict[str, Any] = {"application/json": {"schema": schema}}
-    if photos:
-        properties = {"files": {"type": "array", "items": {"type": "string", "format": "binary"}}}
-        content["multipart/form-data"] = {
-            "schema": {"type": "object", "properties": properties | schema["properties"]}
-        }
-    return {"requestBody": {"content": content}}
+    return validated(ProductFields, raw)
 
 
 async def add_to_catalog(
@@ -221,123 +114,77 @@ async def retag_image(pipeline: TaggingPipeline, search: SearchClient, image_id:
     return search.body(await search.send("PUT", f"/catalog/images/{image_id}/tags", json=tagged))
 
 
-def catalog_router(settings: Settings, pipeline: TaggingPipeline, search: SearchClient) -> APIRouter:
-    router = APIRouter()
+async def tag_uploads(pipeline: TaggingPipeline, files: list[UploadFile]) -> list[dict]:
+    """The /tagging results (with embeddings) of a request's photos, each done or failed alone."""
+    pipeline.services.ensure_ready()
+    sources = [Source(f.filename or f"photo{i}", await f.read()) for i, f in enumerate(files)]
+    return [t.result for t in await pipeline.tag_all(sources, embedding=True)]
 
-    async def tag_uploads(files: list[UploadFile]) -> list[dict]:
-        pipeline.services.ensure_ready()
-        sources = [Source(f.filename or f"photo{i}", await f.read()) for i, f in enumerate(files)]
-        return [t.result for t in await pipeline.tag_all(sources, embedding=True)]
 
-    @router.post("/catalog/images", tags=["catalog"], summary="add images to the catalog (tagged, indexed)")
-    async def add_images(
-        files: list[UploadFile] | None = File(None, description="images or zip archives, repeated"),
-        urls: list[str] | None = Form(None, description="image URLs from allowed hosts, repeated"),
-        folders: list[str] | None = Form(
-            None, description="folder links on allowed hosts (an index page or an S3 listing), repeated"
-        ),
-        product_id: str | None = Form(None, description="the shop's id of the product the images show"),
-        product: str | None = Form(
-            None, description='JSON: the product\'s fields, e.g. {"name": "Linen shirt", "in_stock": true}'
-        ),
-    ) -> Response:
-        fields = product_form(product_id, product)  # before any tagging: a bad field costs nothing
-        pipeline.services.ensure_ready()
-        sources = await collect_sources(
-            files,
-            urls,
-            settings,
-            settings.gateway.sync_max_images,
-            "send them in several requests, or add a folder with `kfashion catalog add DIR`",
-            folders,
+# A local file (read when its batch is tagged, so a large folder is never all in memory) or a listed image
+# of a folder link (fetched by the pipeline).
+FolderImage = Path | Source
+
+
+async def folder_images(folder: str, settings: Settings, limit: int | None = None) -> list[FolderImage]:
+    """The images of a local folder (recursively, by name) or of a folder link (an index page or an S3
+    listing, read as /tagging reads one); an unreadable listing raises its error."""
+    if folder.startswith(("http://", "https://")):
+        listed = await listed_sources(folder, settings, limit)
+        if len(listed) == 1 and listed[0].error:  # the listing could not be read, or lists no images
+            raise listed[0].error
+        return list(listed)
+    files = sorted(p for p in Path(folder).rglob("*") if p.is_file() and is_image_name(p.name))
+    return list(files[:limit] if limit else files)
+
+
+def image_name(item: FolderImage, root: Path) -> str:
+    return item.name if isinstance(item, Source) else str(item.relative_to(root))
+
+
+def product_groups(
+    items: list[FolderImage], root: Path, product_of: dict[str, ProductFields]
+) -> list[tuple[ProductFields | None, list[FolderImage]]]:
+    """The images by product (found by the image's path under the folder, or its file name): the catalog
+    takes one product per request, so a product's images go in together."""
+    groups: dict[str, tuple[ProductFields | None, list[FolderImage]]] = {}
+    for item in items:
+        name = image_name(item, root)
+        found = product_of.get(name) or product_of.get(name.rsplit("/", 1)[-1])
+        key = json.dumps(found.changes(), sort_keys=True) if found else ""
+        groups.setdefault(key, (found, []))[1].append(item)
+    return list(groups.values())
+
+
+async def add_folder(
+    pipeline: TaggingPipeline,
+    search: SearchClient,
+    groups: list[tuple[ProductFields | None, list[FolderImage]]],
+    root: Path,
+    batch: int,
+    on_results: Callable[[list[dict]], None],
+) -> None:
+    """Tag and store the grouped images `batch` at a time, as POST /catalog/images does; `on_results` gets
+    each batch's results (added, exists or failed, each image alone)."""
+    for product, members in groups:
+        for start in range(0, len(members), batch):
+            sources = [
+                item if isinstance(item, Source) else Source(image_name(item, root), item.read_bytes())
+                for item in members[start : start + batch]
+            ]
+            on_results(await add_to_catalog(pipeline, search, sources, product))
+
+
+async def catalog_image_ids(search: SearchClient, stale_only: bool) -> list[int]:
+    """The ids of the images tagged by other models than the current ones, or of every image."""
+    if stale_only:
+        return search.body(await search.send("GET", "/catalog/stale"))["image_ids"]
+    ids, offset = [], 0
+    while True:
+        page = search.body(
+            await search.send("GET", "/catalog/images", params={"offset": offset, "limit": 500})
         )
-        results = await add_to_catalog(pipeline, search, sources, fields)
-        counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}
-        return JSONResponse(success({"results": results, "counts": counts | {"total": len(results)}}))
-
-    @router.post(
-        "/catalog/images/{image_id}/retag",
-        tags=["catalog"],
-        summary="tag a stored image again with the current models (after a model upgrade)",
-    )
-    async def retag(image_id: int) -> Response:
-        pipeline.services.ensure_ready()
-        return JSONResponse(success(await retag_image(pipeline, search, image_id)))
-
-    @router.post(
-        "/search",
-        tags=["search"],
-        summary="similar catalog items or looks for a photo, a text/tag query, or both",
-        openapi_extra=_body_schema(SearchRequest, photos=True),
-    )
-    async def search_catalog(request: Request) -> Response:
-        query, files = await read_form_or_json(request, SearchRequest)
-        if query.save_to:
-            require_write(request, "saving results to a collection (save_to)")
-        if len(files) > 1:
-            raise ApiError(ErrorCode.TOO_MANY_FILES, "search takes one photo", {"images": len(files)})
-        payload = query.model_dump()
-        if files:
-            photo = (await tag_uploads(files))[0]
-            if photo["status"] == "failed":
-                error = photo["error"]
-                raise ApiError(ErrorCode(error["code"]), error["message"], error.get("details"))
-            payload["photo"] = photo
-        return search.relay(await search.send("POST", "/search", json=payload))
-
-    @router.post(
-        "/recommend",
-        tags=["recommend"],
-        summary="items to wear with a photo's or a catalog item, and attribute changes; batches too",
-        openapi_extra=_body_schema(RecommendRequest, photos=True),
-    )
-    async def recommend(request: Request) -> Response:
-        spec, files = await read_form_or_json(request, RecommendRequest)
-        payload = spec.model_dump()
-        payload["photos"] = await tag_uploads(files) if files else []
-        return search.relay(await search.send("POST", "/recommend", json=payload))
-
-    forwarded: list[tuple[str, str, str, str, dict | None]] = [
-        (
-            "GET",
-            "/catalog/images",
-            "catalog",
-            "the catalog's images, newest first (offset, limit, product_id)",
-            None,
-        ),
-        ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items", None),
-        ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones", None),
-        ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded (format=jpeg)", None),
-        ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags", CatalogUpdate),
-        ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items", None),
-        ("DELETE", "/catalog/images", "catalog", "remove every image of a product (product_id)", None),
-        ("POST", "/collections", "collections", "create a collection", CollectionCreate),
-        ("GET", "/collections", "collections", "every collection with its size", None),
-        ("GET", "/collections/{name}", "collections", "a collection's entries", None),
-        (
-            "POST",
-            "/collections/{name}/entries",
-            "collections",
-            "save results to a collection",
-            CollectionEntries,
-        ),
-        (
-            "DELETE",
-            "/collections/{name}/entries/{image_id}",
-            "collections",
-            "remove an entry (item_id)",
-            None,
-        ),
-        ("DELETE", "/collections/{name}", "collections", "delete a collection", None),
-        ("GET", "/trends", "trends", "counts per period (period, by, fields, start, end)", None),
-    ]
-    for method, path, tag, summary, body in forwarded:
-        router.add_api_route(
-            path,
-            search.forward,
-            methods=[method],
-            tags=[tag],
-            summary=summary,
-            openapi_extra=_body_schema(body, photos=False) if body else None,
-        )
-    return router
+        ids += [image["id"] for image in page["images"]]
+        offset += 500
+        if offset >= page["total"]:
+            return sorted(ids)

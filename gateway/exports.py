@@ -1,25 +1,34 @@
 """/tagging results as a table (CSV, Excel: one row per image, a column per region and attribute, as the
-seed's tagging table) and as the image with its items drawn."""
+seed's tagging table) and as the image with its items drawn; `results_response` answers in the format a
+request asks for."""
 
 from __future__ import annotations
 
 import csv
 import io
+import zipfile
+from enum import StrEnum
+from pathlib import PurePosixPath
 
 import cv2
 import numpy as np
+from fastapi.responses import JSONResponse, Response
 from openpyxl import Workbook
+from openpyxl.cell import WriteOnlyCell
 
-from services.attributes.model import label_values
+from gateway.tagging import Tagged
 from shared.drawing import draw_record
+from shared.envelope import success
 from shared.heads import HEADS, region_mask
 from shared.imaging import encode_jpeg
-from shared.labels import ImageInfo, Item, LabelRecord, StyleLabel
+from shared.labels import ImageInfo, Item, LabelRecord, StyleLabel, label_values
 from shared.taxonomy import REGIONS
 
 LEAD_COLUMNS = ("file", "status", "error", "style", "sub_style", "items")
 REGION_COLUMNS = tuple((region, key) for region in REGIONS for key in HEADS if region_mask(key, region).any())
 MULTI_SEPARATOR = "|"
+XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def table_header() -> list[str]:
@@ -46,11 +55,18 @@ def table_row(result: dict) -> list[str]:
     return row
 
 
+def formula_like(text: str) -> bool:
+    """A cell a spreadsheet would run as a formula (a file named `=HYPERLINK(...).jpg`, say)."""
+    return text.startswith(FORMULA_STARTS)
+
+
 def to_csv(results: list[dict]) -> bytes:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(table_header())
-    writer.writerows(table_row(r) for r in results)
+    for result in results:
+        # A leading apostrophe makes spreadsheets read such a cell as text (the OWASP advice for CSV).
+        writer.writerow([f"'{cell}" if formula_like(cell) else cell for cell in table_row(result)])
     return buffer.getvalue().encode("utf-8-sig")  # the BOM makes Excel read the Korean as UTF-8
 
 
@@ -59,7 +75,13 @@ def to_xlsx(results: list[dict]) -> bytes:
     sheet = book.create_sheet("tagging")
     sheet.append(table_header())
     for result in results:
-        sheet.append(table_row(result))
+        row = []
+        for value in table_row(result):
+            cell = WriteOnlyCell(sheet, value)
+            if formula_like(value):
+                cell.data_type = "s"  # stored as the text it is, never as a formula
+            row.append(cell)
+        sheet.append(row)
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()
@@ -87,3 +109,49 @@ def drawn_jpeg(pixels: np.ndarray, result: dict, size: int) -> bytes:
             interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
         )
     return encode_jpeg(draw_record(pixels, result_record(result, scale), polygons=False))
+
+
+class Format(StrEnum):
+    json = "json"
+    csv = "csv"
+    xlsx = "xlsx"
+    image = "image"
+
+
+def results_response(results: list[dict], format: Format, tagged: list[Tagged] | None, size: int) -> Response:
+    """Tagging results in the asked format: the envelope with counts (json), a table (csv, xlsx), or the
+    images with their items drawn (image: one JPEG, or a zip of several)."""
+    if format == Format.csv:
+        return Response(
+            to_csv(results), media_type="text/csv; charset=utf-8", headers=attachment("tagging.csv")
+        )
+    if format == Format.xlsx:
+        return Response(to_xlsx(results), media_type=XLSX_TYPE, headers=attachment("tagging.xlsx"))
+    if format == Format.image:
+        drawn = [
+            (t.result["file"], drawn_jpeg(t.image.pixels, t.result, size)) for t in tagged or [] if t.image
+        ]
+        if len(drawn) == 1:
+            return Response(drawn[0][1], media_type="image/jpeg")
+        return Response(zip_of(drawn), media_type="application/zip", headers=attachment("tagged.zip"))
+    counts = {"total": len(results), "failed": sum(r["status"] == "failed" for r in results)}
+    counts["done"] = counts["total"] - counts["failed"]
+    return JSONResponse(success({"results": results, "counts": counts}))
+
+
+def attachment(name: str) -> dict[str, str]:
+    return {"Content-Disposition": f'attachment; filename="{name}"'}
+
+
+def zip_of(files: list[tuple[str, bytes]]) -> bytes:
+    """JPEGs in a zip, each named after its source (a number added where two would share a name)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        seen: set[str] = set()
+        for index, (name, data) in enumerate(files):
+            entry = f"{PurePosixPath(name).stem}.jpg"
+            if entry in seen:
+                entry = f"{PurePosixPath(name).stem}_{index}.jpg"
+            seen.add(entry)
+            archive.writestr(entry, data)
+    return buffer.getvalue()

@@ -25,6 +25,7 @@ from xml.etree import ElementTree
 
 import httpx2
 from fastapi import UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from shared.errors import ApiError, ErrorCode
 from shared.settings import GatewaySettings, ImageLimits, Settings
@@ -86,6 +87,16 @@ def expand_archive(name: str, data: bytes, limits: ImageLimits, max_entries: int
                 {"file": entry, "accepted": sorted(IMAGE_SUFFIXES)},
             )
             sources.append(Source(entry, error=error))
+        elif info.file_size > BOMB_MIN_BYTES and info.file_size > BOMB_RATIO * max(1, info.compress_size):
+            # Photos are compressed already (JPEG, PNG, WEBP: barely smaller in a zip): an entry that
+            # shrank a hundredfold is a decompression bomb, refused before a byte of it is inflated.
+            error = ApiError(
+                ErrorCode.UNSUPPORTED_ARCHIVE_ENTRY,
+                f"{entry}: compressed {info.file_size // max(1, info.compress_size)}:1, far more than any "
+                "photo; refused as a decompression bomb",
+                {"file": entry, "bytes": info.file_size, "compressed_bytes": info.compress_size},
+            )
+            sources.append(Source(entry, error=error))
         elif info.file_size > limits.max_bytes:
             error = ApiError(
                 ErrorCode.FILE_TOO_LARGE,
@@ -100,6 +111,10 @@ def expand_archive(name: str, data: bytes, limits: ImageLimits, max_entries: int
                 error = ApiError(ErrorCode.CORRUPT_ARCHIVE, f"{entry}: cannot be extracted ({exc})")
                 sources.append(Source(entry, error=error))
     return sources
+
+
+BOMB_RATIO = 100  # uncompressed / compressed size over which an archive entry is refused
+BOMB_MIN_BYTES = 1024 * 1024  # entries smaller than this are let through whatever their ratio
 
 
 def upload_sources(uploads: list[tuple[str, bytes]], limits: ImageLimits, max_entries: int) -> list[Source]:
@@ -305,7 +320,11 @@ async def collect_sources(
     folder_list = [checked_url(link, settings.gateway.url_hosts) for link in (folders or []) if link.strip()]
     sources = url_sources(url_list, settings.gateway)
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
-    sources = upload_sources(uploads, settings.image, settings.gateway.archive_max_entries) + sources
+    # Unpacking archives is CPU work: off the event loop, so other requests are answered meanwhile.
+    unpacked = await run_in_threadpool(
+        upload_sources, uploads, settings.image, settings.gateway.archive_max_entries
+    )
+    sources = unpacked + sources
     if folder_list:
         async with httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s) as client:
             for link in folder_list:

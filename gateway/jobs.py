@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx2
 from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     update,
 )
@@ -39,6 +41,7 @@ log = logging.getLogger("kfashion.jobs")
 PENDING, DONE, FAILED = "pending", "done", "failed"
 WAITING, SENDING, DELIVERED = "waiting", "sending", "delivered"  # a callback's states (and FAILED)
 CALLBACK_RETRY_S = (1.0, 4.0)  # waits between the three attempts to deliver a callback
+CLAIM_LEASE_S = 60.0  # how long a worker's claim of an image holds without renewal (renewed while tagging)
 
 
 class JobStore:
@@ -209,6 +212,70 @@ class JobStore:
             rows = [dict(r) for r in db.execute(query).mappings()]
         return [r for r in rows if (r["job_id"], r["position"]) not in exclude][:limit]
 
+    def claim(self, limit: int, worker: str, lease_s: float = CLAIM_LEASE_S) -> list[dict]:
+        """Up to `limit` waiting images (oldest job first) claimed for `worker` until `lease_s` from now:
+        rows another worker holds are skipped, and of two workers after the same row one wins (the claim is
+        a conditional update of that row)."""
+        now = _now()
+        free = or_(tagging_job_items.c.claimed_until.is_(None), tagging_job_items.c.claimed_until < now)
+        query = (
+            select(
+                tagging_job_items.c.job_id,
+                tagging_job_items.c.position,
+                tagging_job_items.c.name,
+                tagging_job_items.c.url,
+                tagging_jobs.c.options,
+            )
+            .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
+            .where(tagging_job_items.c.status == PENDING, free)
+            .order_by(tagging_jobs.c.created, tagging_job_items.c.job_id, tagging_job_items.c.position)
+            .limit(limit)
+        )
+        claimed = []
+        with self.engine.begin() as db:
+            for row in db.execute(query).mappings().all():
+                won = db.execute(
+                    update(tagging_job_items)
+                    .where(
+                        tagging_job_items.c.job_id == row["job_id"],
+                        tagging_job_items.c.position == row["position"],
+                        tagging_job_items.c.status == PENDING,
+                        free,
+                    )
+                    .values(claimed_by=worker, claimed_until=now + timedelta(seconds=lease_s))
+                ).rowcount
+                if won == 1:
+                    claimed.append(dict(row))
+        return claimed
+
+    def renew(self, worker: str, keys: Sequence[tuple[str, int]], lease_s: float = CLAIM_LEASE_S) -> None:
+        """Extend `worker`'s claims of the images it is still tagging."""
+        until = _now() + timedelta(seconds=lease_s)
+        with self.engine.begin() as db:
+            for job_id, position in keys:
+                db.execute(
+                    update(tagging_job_items)
+                    .where(
+                        tagging_job_items.c.job_id == job_id,
+                        tagging_job_items.c.position == position,
+                        tagging_job_items.c.claimed_by == worker,
+                    )
+                    .values(claimed_until=until)
+                )
+
+    def release(self, worker: str, job_id: str, position: int) -> None:
+        """Give an image back to waiting (a model service was down): any worker may take it again."""
+        with self.engine.begin() as db:
+            db.execute(
+                update(tagging_job_items)
+                .where(
+                    tagging_job_items.c.job_id == job_id,
+                    tagging_job_items.c.position == position,
+                    tagging_job_items.c.claimed_by == worker,
+                )
+                .values(claimed_by=None, claimed_until=None)
+            )
+
     def keep_input(self, job_id: str, position: int, data: bytes) -> None:
         self.blobs.put(self._input_key(job_id, position), data)
 
@@ -313,7 +380,9 @@ def copy_jobs(
             with target.begin() as db:
                 db.execute(insert(tagging_jobs), [dict(job)])
                 if items:
-                    db.execute(insert(tagging_job_items), [dict(item) for item in items])
+                    # Claims are the source's workers': the target's start with every waiting image free.
+                    unclaimed = [dict(item) | {"claimed_by": None, "claimed_until": None} for item in items]
+                    db.execute(insert(tagging_job_items), unclaimed)
             copied += 1
         on_progress(1)
     return copied
@@ -348,6 +417,7 @@ class JobWorker:
         self.idle_s = idle_s
         self.callback_timeout_s = callback_timeout_s
         self.wake = asyncio.Event()
+        self.name = f"worker-{uuid.uuid4().hex[:12]}"  # whose claims are whose, across gateway processes
         self._task: asyncio.Task | None = None
         self._in_flight: set[tuple[str, int]] = set()
         self._callbacks: set[asyncio.Task] = set()
@@ -374,6 +444,7 @@ class JobWorker:
 
     async def _run(self) -> None:
         running: set[asyncio.Task] = set()
+        renewed = time.monotonic()
         await asyncio.to_thread(self.store.requeue_callbacks)
         while True:
             if self._callbacks_may_be_due:
@@ -382,10 +453,11 @@ class JobWorker:
                     task = asyncio.create_task(self._call_back(job_id))
                     self._callbacks.add(task)
                     task.add_done_callback(self._callbacks.discard)
+            if self._in_flight and time.monotonic() - renewed > CLAIM_LEASE_S / 3:
+                await asyncio.to_thread(self.store.renew, self.name, list(self._in_flight))
+                renewed = time.monotonic()
             room = self.concurrency - len(running)
-            batch = (
-                await asyncio.to_thread(self.store.pending, room, set(self._in_flight)) if room > 0 else []
-            )
+            batch = await asyncio.to_thread(self.store.claim, room, self.name) if room > 0 else []
             for row in batch:
                 self._in_flight.add((row["job_id"], row["position"]))
                 task = asyncio.create_task(self._one(row))
@@ -415,6 +487,7 @@ class JobWorker:
             except ApiError as error:
                 if error.code == ErrorCode.SERVICE_UNAVAILABLE:
                     log.warning("job %s image %s waits: %s", *key, error.message)
+                    await asyncio.to_thread(self.store.release, self.name, *key)
                     await asyncio.sleep(self.idle_s)
                     return
                 result = _failed(row["name"], error)

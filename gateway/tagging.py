@@ -8,12 +8,16 @@ import logging
 from dataclasses import dataclass
 
 import httpx2
+from starlette.concurrency import run_in_threadpool
 
+from gateway.clients import ImageInput, ModelServices
 from gateway.inputs import Source, fetch
-from gateway.ports import ImageInput, ModelServices
-from services.attributes.model import label_values
+from services.attributes.schemas import ATTRIBUTES, AttributesRequest, ItemBox
+from services.detector.schemas import DETECTOR, DetectRequest
+from services.style.schemas import NO_STYLE, STYLE, StyleRequest
 from shared.errors import ApiError, ErrorCode
 from shared.imaging import decode_image
+from shared.labels import label_values
 from shared.settings import Settings
 from shared.taxonomy import REGIONS
 
@@ -36,11 +40,6 @@ def failed_result(name: str, error: ApiError) -> dict:
     return {"file": name, "status": "failed", "error": error.to_dict()}
 
 
-def no_style() -> dict:
-    """The style fields of a picture in which no garment was found."""
-    return {"style": None, "style_en": None, "sub_style": None, "sub_style_en": None, "styles": []}
-
-
 class TaggingPipeline:
     def __init__(self, services: ModelServices, settings: Settings):
         self.services = services
@@ -48,21 +47,28 @@ class TaggingPipeline:
         self.http = httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s)
 
     async def tag(self, image: ImageInput, top_k: int | None = None, embedding: bool = False) -> dict:
-        items = await self.services.detect(image)
-        if items:
+        detected = (await self.services.predict(DETECTOR, image, DetectRequest())).items
+        if detected:
+            boxes = [ItemBox(region=item.region, box=tuple(item.box)) for item in detected]
             described, style = await asyncio.gather(
-                self.services.describe(image, items, top_k or self.settings.gateway.top_k),
-                self.services.style(image, [item["box"] for item in items]),
+                self.services.predict(
+                    ATTRIBUTES,
+                    image,
+                    AttributesRequest(items=boxes, top_k=top_k or self.settings.gateway.top_k),
+                ),
+                self.services.predict(STYLE, image, StyleRequest(boxes=[b.box for b in boxes])),
             )
+            read = described.items
         else:
             # No garment, no look to style: the style model reads the person the items outline, and on a
             # picture without one it names noise (a coffee cup came out "sexy / resort").
-            described, style = [], no_style()
+            read, style = [], NO_STYLE
         full_items = []
-        for item, description in zip(items, described, strict=True):
-            full = {**item, "attributes": description["attributes"], "color": description["color"]}
+        for item, attributes in zip(detected, read, strict=True):
+            read_json = attributes.model_dump()
+            full = {**item.model_dump(), "attributes": read_json["attributes"], "color": read_json["color"]}
             if embedding:
-                full["embedding"] = description["embedding"]
+                full["embedding"] = read_json["embedding"]
             full_items.append(full)
         # The seed's per-region summary: the best-scoring item of each region, as the label JSON writes it.
         regions: dict[str, dict] = {}
@@ -76,7 +82,7 @@ class TaggingPipeline:
             "status": "done",
             "width": int(image.pixels.shape[1]),
             "height": int(image.pixels.shape[0]),
-            **style,
+            **style.model_dump(),
             **regions,
             "items": full_items,
         }
@@ -89,7 +95,8 @@ class TaggingPipeline:
             if source.data is not None
             else await fetch(self.http, source.url or "", self.settings.image)
         )
-        decoded = decode_image(data, self.settings.image, source.name)
+        # Decoding a large photo takes a while: off the event loop, so other requests are answered meanwhile.
+        decoded = await run_in_threadpool(decode_image, data, self.settings.image, source.name)
         return ImageInput(source.name, data, decoded.pixels)
 
     async def tag_source(self, source: Source, top_k: int | None = None, embedding: bool = False) -> Tagged:

@@ -62,7 +62,8 @@ class Stack:
         )
 
 
-def _spawn(name: str, command: list[str], env: dict[str, str], folder: Path, url: str) -> Process:
+def spawn(name: str, command: list[str], env: dict[str, str], folder: Path, url: str) -> Process:
+    """Start `command` in the background, its output in `folder/<name>.log`, answering at `url`."""
     log = folder / f"{name}.log"
     process = subprocess.Popen(
         command,
@@ -77,7 +78,7 @@ def _spawn(name: str, command: list[str], env: dict[str, str], folder: Path, url
 
 def _serve(service: str, port: int, args: list[str], env: dict[str, str], folder: Path) -> Process:
     command = [sys.executable, "-m", "kfashion", "serve", "--service", service, "--port", str(port), *args]
-    return _spawn(service, [*command, "--log-level", "warning"], env, folder, f"http://127.0.0.1:{port}")
+    return spawn(service, [*command, "--log-level", "warning"], env, folder, f"http://127.0.0.1:{port}")
 
 
 def _alive(pid: int) -> bool:
@@ -93,7 +94,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _wait_ready(url: str, process: Process, timeout: float) -> None:
+def wait_ready(url: str, process: Process, timeout: float) -> None:
+    """Until `url` answers 200; an error naming the log when the process exits or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not _alive(process.pid):
@@ -114,12 +116,12 @@ def _start_s3_server(stack: Stack, folder: Path, timeout: float) -> str:
     if not server.is_file():
         raise RuntimeError("--s3-server needs moto_server (the project's dev dependencies)")
     port = free_port()
-    process = _spawn(
+    process = spawn(
         "s3", [str(server), "-H", "127.0.0.1", "-p", str(port)], {}, folder, f"http://127.0.0.1:{port}"
     )
     stack.processes.append(process)
     stack.save()
-    _wait_ready(f"{process.url}/moto-api/", process, timeout)
+    wait_ready(f"{process.url}/moto-api/", process, timeout)
     return f"127.0.0.1:{port}"
 
 
@@ -201,7 +203,7 @@ def up(
         stack.save()
         probes = {"triton": "/v2/health/ready", "s3": "/moto-api/"}
         for process in stack.processes:
-            _wait_ready(f"{process.url}{probes.get(process.name, '/readyz')}", process, timeout)
+            wait_ready(f"{process.url}{probes.get(process.name, '/readyz')}", process, timeout)
     except BaseException:
         down(folder)
         raise
@@ -229,10 +231,10 @@ def _start_triton(stack: Stack, folder: Path, models: Path, timeout: float) -> d
     write_repository(models, repository, "cpu")
     http, grpc, metrics = free_port(), free_port(), free_port()
     command, env = triton_command(repository, http, grpc, metrics)
-    process = _spawn("triton", command, env, folder, f"http://127.0.0.1:{http}")
+    process = spawn("triton", command, env, folder, f"http://127.0.0.1:{http}")
     stack.processes.append(process)
     stack.save()
-    _wait_ready(f"{process.url}/v2/health/ready", process, timeout)
+    wait_ready(f"{process.url}/v2/health/ready", process, timeout)
     return {
         "KFASHION_RUNTIME__BACKEND": "triton",
         "KFASHION_RUNTIME__TRITON_URL": f"127.0.0.1:{grpc}",

@@ -495,3 +495,15 @@ def iter_records(paths: Iterable[str | Path]) -> Iterator[tuple[LabelFile, Label
                 yield found, read_label(found.label_path)
             except LabelError as error:
                 yield found, error
+
+
+def label_values(attributes: dict) -> dict[str, str | list[str]]:
+    """An item's attributes as the label JSON writes them: Korean names, lists for multi-valued ones."""
+    values: dict[str, str | list[str]] = {}
+    for key, attribute in attributes.items():
+        if "values" in attribute:
+            if attribute["values"]:
+                values[key] = [v["value"] for v in attribute["values"]]
+        else:
+            values[key] = attribute["value"]
+    return values

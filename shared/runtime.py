@@ -123,7 +123,8 @@ class ModelRuntime(ABC):
             self._batch.labels(model).observe(len(batch))
         return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
 
-    def describe(self) -> dict[str, Any]:
+    def status(self) -> dict[str, Any]:
+        """What is loaded, from which manifest, and the loading error if any (for /readyz and /services)."""
         return {
             "backend": self.backend,
             "ready": self.ready,

@@ -15,6 +15,10 @@ from sqlalchemy import (
     Table,
 )
 
+# Integer ids are 64-bit signed in every database used here: a larger one in a request is a client error,
+# refused where it arrives (shared/web.py, RowId), never passed on to the database.
+MAX_ROW_ID = 2**63 - 1
+
 metadata = MetaData()
 
 tagging_jobs = Table(
@@ -38,6 +42,10 @@ tagging_job_items = Table(
     Column("status", String(16), nullable=False, index=True),  # pending, done, failed
     Column("result", JSON),
     Column("finished", DateTime),
+    # The worker tagging it now, until when: a row is claimed before it is tagged, so each waiting image
+    # is tagged by one of the gateway processes; a claim of a process that died runs out (CLAIM_LEASE_S).
+    Column("claimed_by", String(64)),
+    Column("claimed_until", DateTime),
 )
 
 # The catalog (issue 5): each image stored once (by content hash), its tagging result, and its items with

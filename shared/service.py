@@ -42,8 +42,12 @@ class ServiceState:
             )
 
 
-def create_service_app(name: str, title: str, description: str) -> tuple[FastAPI, ServiceState]:
-    registry = CollectorRegistry()
+def create_service_app(
+    name: str, title: str, description: str, registry: CollectorRegistry | None = None
+) -> tuple[FastAPI, ServiceState]:
+    """`registry`: where the app's metrics go, when something built before the app (a model's runtime)
+    reports into it too."""
+    registry = registry or CollectorRegistry()
     state = ServiceState(name, registry)
     requests = Counter(
         "kfashion_http_requests", "HTTP requests answered", ["service", "route", "status"], registry=registry
@@ -74,6 +78,9 @@ def create_service_app(name: str, title: str, description: str) -> tuple[FastAPI
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")
+        # Answers are data, never pages to sniff or frame (the console's HTML is served as what it is).
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
         requests.labels(name, path, str(response.status_code)).inc()
         latency.labels(name, path).observe(time.perf_counter() - began)
         return response
@@ -100,6 +107,6 @@ def create_service_app(name: str, title: str, description: str) -> tuple[FastAPI
 def runtime_ready_check(runtime: Any) -> ReadyCheck:
     def check() -> tuple[bool, dict[str, Any]]:
         problem = runtime.problem()
-        return problem is None, {"runtime": runtime.describe(), **(problem or {})}
+        return problem is None, {"runtime": runtime.status(), **(problem or {})}
 
     return check

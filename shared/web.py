@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.envelope import failure
 from shared.errors import ApiError, ErrorCode
+from shared.schema import MAX_ROW_ID
 
 log = logging.getLogger("kfashion.web")
+ModelT = TypeVar("ModelT", bound=BaseModel)
+RowId = Annotated[int, Path(ge=0, le=MAX_ROW_ID, description="a catalog id")]  # a path's database id
+Offset = Annotated[int, Query(ge=0, le=MAX_ROW_ID, description="rows to skip")]
 
 _HTTP_CODES = {
     400: ErrorCode.BAD_REQUEST,
@@ -57,9 +64,98 @@ def install_error_handlers(app: FastAPI) -> None:
         error = ApiError(code, str(exc.detail))
         return JSONResponse(failure(error) | {"resultCode": exc.status_code}, status_code=exc.status_code)
 
+    @app.exception_handler(RecursionError)
+    async def _too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        # Only a request's JSON nests deep enough (thousands of levels) to exhaust the parser's stack.
+        return error_response(ApiError(ErrorCode.BAD_REQUEST, "the request's JSON is nested too deeply"))
+
+    @app.exception_handler(UnicodeEncodeError)
+    async def _not_unicode(request: Request, exc: UnicodeEncodeError) -> JSONResponse:
+        if "surrogate" not in str(exc):
+            return await _unexpected(request, exc)
+        # JSON's \ud800 escapes decode to lone surrogates, which no database or response can hold.
+        return error_response(
+            ApiError(ErrorCode.VALIDATION_FAILED, "the request holds text that is not valid Unicode")
+        )
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(
             ApiError(ErrorCode.INTERNAL_ERROR, "internal error; the server log has the details")
         )
+
+
+MAX_JSON_BYTES = 1024 * 1024  # a JSON request body (queries, corrections, collections): far more than enough
+
+
+async def json_body(request: Request) -> bytes:
+    """A request's JSON body, refused unread (413) when it says it is over MAX_JSON_BYTES and cut off
+    when it grows past it without saying."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
+        raise _too_large(int(declared))
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_JSON_BYTES:
+            raise _too_large(len(body))
+    return body
+
+
+def _too_large(size: int) -> ApiError:
+    return ApiError(
+        ErrorCode.FILE_TOO_LARGE,
+        f"the JSON body is over the limit of {MAX_JSON_BYTES} bytes",
+        {"bytes": size, "max_bytes": MAX_JSON_BYTES},
+    )
+
+
+def form_fields(form: FormData, skip: str) -> dict[str, Any]:
+    """A multipart form's text fields as a request model's input: JSON-valued ones (starting with `{` or
+    `[`) parsed, a repeated field a list; `skip` (the files' field) and other files left out."""
+    raw: dict[str, Any] = {}
+    for key, value in form.multi_items():
+        if key == skip or not isinstance(value, str):
+            continue
+        if value.strip().startswith(("{", "[")):
+            try:
+                raw[key] = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ApiError(
+                    ErrorCode.VALIDATION_FAILED, f"form field {key!r} is not valid JSON", {"field": key}
+                ) from exc
+        elif key in raw:  # a repeated field: a list
+            raw[key] = [*raw[key], value] if isinstance(raw[key], list) else [raw[key], value]
+        else:
+            raw[key] = value
+    return raw
+
+
+def validated(model: type[ModelT], raw: Any) -> ModelT:
+    """`raw` as `model`, or the envelope's VALIDATION_FAILED naming each problem."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_failed(exc.errors()) from exc
+
+
+def body_schema(model: type[BaseModel], file_field: str | None = None, json_body: bool = True) -> dict:
+    """OpenAPI for a route that reads its body by hand: `model`'s fields as a JSON body (`json_body`) and,
+    with `file_field` ("files": repeated, "file": one image), as multipart form fields beside the images
+    (required when there is no JSON form)."""
+    schema = model.model_json_schema()
+    content: dict[str, Any] = {}
+    if json_body:
+        content["application/json"] = {"schema": schema}
+    if file_field:
+        image = {"type": "string", "format": "binary"}
+        files = image if file_field == "file" else {"type": "array", "items": image}
+        form: dict[str, Any] = {
+            "type": "object",
+            "properties": {file_field: files} | schema.get("properties", {}),
+        }
+        if not json_body:
+            form["required"] = [file_field]
+        content["multipart/form-data"] = {"schema": form}
+    return {"requestBody": {"content": content, "required": True}}

@@ -1,4 +1,9 @@
-"""Shared fixtures: the KFASHION.md sample label and a generated dataset of 200 images."""
+"""Fixtures every lane shares: the K-Fashion sample label, generated datasets, real servers.
+
+The lanes: tests/unit runs in-process with no server (`scripts/test.sh --fast`, under 2 minutes);
+tests/integration starts real servers (uvicorn processes, PostgreSQL, an S3 server, Triton) or runs the
+model pipeline end to end (training, export, evaluation, the real photo sets); tests/system drives a browser
+or renders the Kubernetes manifests. CI runs all three."""
 
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,6 +80,22 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+
+
+@contextmanager
+def all_running(servers: dict[str, Server]) -> Iterator[dict[str, Server]]:
+    """Start every server at once (their models load side by side), wait until each is ready, and stop
+    them all at the end."""
+    try:
+        for server in servers.values():
+            if server.process is None:
+                server.start(wait=False)
+        for server in servers.values():
+            server.wait_ready()
+        yield servers
+    finally:
+        for server in servers.values():
+            server.kill()
 
 
 def gateway_env(data_dir: Path) -> dict[str, str]:

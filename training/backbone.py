@@ -105,7 +105,8 @@ class ColourHistogram(nn.Module):
     The assignment is a softmax over -|pixel - colour|^2 / T. Expanded, |pixel|^2 is the same for every
     colour and drops out of the softmax, leaving (2 pixel.colour - |colour|^2) / T: one matrix product
     instead of a pixels x palette x 3 tensor of differences (training.graph_upgrade.DistanceHistogram, the
-    form before). The same numbers to 1e-7, in half the time (docs/benchmarks.md, "Colour histogram")."""
+    form before). The same numbers to 1e-7, in half the time (docs/experiments/benchmarks-log.md, "Colour
+    histogram")."""
 
     def __init__(self):
         super().__init__()

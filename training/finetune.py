@@ -44,7 +44,7 @@ from training.data import Sample, region_index
 from training.detector import DetectorHead, build_targets, detector_loss
 from training.realdata import RealPhoto, Target, garment_box
 
-FROZEN_BLOCKS = 5  # the stem and blocks 0-4 (strides 2 to 8) keep their ImageNet weights
+FROZEN_BLOCKS = 5  # default: the stem and blocks 0-4 (strides 2 to 8) keep their ImageNet weights
 CHECKPOINT_STEPS = 50
 DETECTOR_MIX = {"ccp": 0.5, "clothing": 0.3, "generated": 0.2}
 ATTRIBUTE_MIX = {"ccp": 0.3, "clothing": 0.25, "cad": 0.3, "generated": 0.15}
@@ -54,9 +54,16 @@ _LIMITS = ImageLimits()
 # ------------------------------------------------------------------ the backbone, partly trainable
 
 
-def prepare_backbone(backbone: Backbone) -> list[nn.Parameter]:
-    """Freeze the early layers; the parameters that train."""
-    for module in (backbone.stem, *backbone.blocks[:FROZEN_BLOCKS]):
+def with_generated_share(mix: dict[str, float], share: float) -> dict[str, float]:
+    """`mix` with the generated share set to `share`, the real sets scaled to the rest."""
+    real = {k: v for k, v in mix.items() if k != "generated"}
+    total = sum(real.values())
+    return {**{k: v / total * (1 - share) for k, v in real.items()}, "generated": share}
+
+
+def prepare_backbone(backbone: Backbone, frozen_blocks: int) -> list[nn.Parameter]:
+    """Freeze the stem and the first `frozen_blocks` blocks; the parameters that train."""
+    for module in (backbone.stem, *backbone.blocks[:frozen_blocks]):
         for parameter in module.parameters():
             parameter.requires_grad_(False)
     return [p for p in backbone.parameters() if p.requires_grad]
@@ -69,7 +76,9 @@ def freeze_batch_norm(module: nn.Module) -> None:
             layer.eval()
 
 
-def backbone_maps(backbone: Backbone, x: torch.Tensor, want_head: bool) -> tuple[torch.Tensor, ...]:
+def backbone_maps(
+    backbone: Backbone, x: torch.Tensor, want_head: bool, frozen_blocks: int
+) -> tuple[torch.Tensor, ...]:
     """Backbone.forward's maps (stem, c2, c3, c4, c5, head), with the frozen layers run without gradients
     (the same numbers). Without `want_head` the 1280-channel head is skipped (the detector reads c3-c5)."""
     maps: dict[int, torch.Tensor] = {}
@@ -82,8 +91,8 @@ def backbone_maps(backbone: Backbone, x: torch.Tensor, want_head: bool) -> tuple
 
     with torch.no_grad():
         x = stem = backbone.stem(x)
-        x = blocks(x, range(min(FROZEN_BLOCKS, len(backbone.blocks))))
-    x = blocks(x, range(FROZEN_BLOCKS, len(backbone.blocks)))
+        x = blocks(x, range(min(frozen_blocks, len(backbone.blocks))))
+    x = blocks(x, range(frozen_blocks, len(backbone.blocks)))
     head = backbone.head(x) if want_head else x
     return stem, maps[_C2_BLOCK], maps[_C3_BLOCK], maps[_C4_BLOCK], x, head
 
@@ -245,6 +254,8 @@ def train_detector_images(
     batch_size: int = 16,
     lr: float = 2e-3,
     progress: Progress | None = None,
+    frozen_blocks: int = FROZEN_BLOCKS,
+    mix: dict[str, float] = DETECTOR_MIX,
 ) -> tuple[Backbone, DetectorHead]:
     torch.manual_seed(seed)
     backbone, head = Backbone(), DetectorHead()
@@ -265,13 +276,25 @@ def train_detector_images(
 
     def step_loss(loaded: tuple) -> torch.Tensor:
         images, targets = loaded
-        _, _, c3, c4, c5, _ = backbone_maps(backbone, torch.from_numpy(images), want_head=False)
+        _, _, c3, c4, c5, _ = backbone_maps(backbone, torch.from_numpy(images), False, frozen_blocks)
         heat_logits, box = head(c3, c4, c5)
         heat_target = torch.from_numpy(np.stack([t[0] for t in targets]))
         return detector_loss(heat_logits, box, heat_target, [t[1] for t in targets])
 
-    batches = prefetch(mixed_batches(pictures, DETECTOR_MIX, batch_size, steps, seed), load)
-    run_steps("detector", backbone, head, [], batches, steps, step_loss, out, lr, progress or Progress())
+    batches = prefetch(mixed_batches(pictures, mix, batch_size, steps, seed), load)
+    run_steps(
+        "detector",
+        backbone,
+        head,
+        [],
+        batches,
+        steps,
+        step_loss,
+        out,
+        lr,
+        progress or Progress(),
+        frozen_blocks,
+    )
     return backbone.eval(), head.eval()
 
 
@@ -286,11 +309,12 @@ def run_steps(
     out: Path,
     lr: float,
     progress: Progress,
+    frozen_blocks: int,
 ) -> None:
     """The one fine-tuning loop: the backbone's later blocks at a quarter of the heads' learning rate, a
     cosine schedule, batch norm frozen in the backbone, progress every few steps and a checkpoint every
     CHECKPOINT_STEPS (and at the end) in `out`."""
-    optimizer = _optimizer(prepare_backbone(backbone), [*head.parameters(), *extra], lr)
+    optimizer = _optimizer(prepare_backbone(backbone, frozen_blocks), [*head.parameters(), *extra], lr)
     started = time.perf_counter()
     running = 0.0
     for step, loaded in enumerate(batches):
@@ -563,13 +587,14 @@ class AttributeNetwork(nn.Module):
     """The attribute model during fine-tuning: the served AttributeModel's computation with the frozen
     layers run without gradients."""
 
-    def __init__(self, backbone: Backbone, head: AttributeHead):
+    def __init__(self, backbone: Backbone, head: AttributeHead, frozen_blocks: int):
         super().__init__()
         self.pooled = PooledBackbone(backbone)
         self.head = head
+        self.frozen_blocks = frozen_blocks
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        stem, c2, c3, c4, _, top = backbone_maps(self.pooled.backbone, x, want_head=True)
+        stem, c2, c3, c4, _, top = backbone_maps(self.pooled.backbone, x, True, self.frozen_blocks)
         with torch.no_grad():
             early = torch.cat([_pool(stem), _pool(c2), _pool(c3)], dim=1)
             grid = F.adaptive_avg_pool2d(x, COLOR_GRID).flatten(1)
@@ -586,10 +611,17 @@ def train_attributes_images(
     batch_size: int = 32,
     lr: float = 2e-3,
     progress: Progress | None = None,
+    frozen_blocks: int = FROZEN_BLOCKS,
+    mix: dict[str, float] = ATTRIBUTE_MIX,
+    start_from: Path | None = None,
 ) -> tuple[Backbone, AttributeHead]:
+    """`start_from`: a served attribute model (ONNX) whose head the training starts from, on the pretrained
+    backbone it was trained on (the generated-data model: what only generated pictures teach is kept)."""
     torch.manual_seed(seed)
     backbone, head = Backbone(), AttributeHead()
-    network = AttributeNetwork(backbone, head)
+    if start_from is not None:
+        load_head_from_onnx(head, start_from)
+    network = AttributeNetwork(backbone, head, frozen_blocks)
     pairs = sorted({p for crops in pools.values() for c in crops if (p := pair_key(c))})
     pair_ids = {p: i for i, p in enumerate(pairs)}
     proxies = nn.Parameter(torch.randn(len(pairs), EMBEDDING_DIM) * 0.1)
@@ -604,11 +636,42 @@ def train_attributes_images(
         images, targets = loaded
         return attribute_loss(network(torch.from_numpy(images)), targets, proxies, pair_ids)
 
-    batches = prefetch(mixed_batches(pools, ATTRIBUTE_MIX, batch_size, steps, seed), load)
+    batches = prefetch(mixed_batches(pools, mix, batch_size, steps, seed), load)
     run_steps(
-        "attributes", backbone, head, [proxies], batches, steps, step_loss, out, lr, progress or Progress()
+        "attributes",
+        backbone,
+        head,
+        [proxies],
+        batches,
+        steps,
+        step_loss,
+        out,
+        lr,
+        progress or Progress(),
+        frozen_blocks,
     )
     return backbone.eval(), head.eval()
+
+
+def load_head_from_onnx(head: nn.Module, model: Path) -> None:
+    """Set `head`'s weights from a served model's initializers (named `head.<key>`, `__fp16` when stored as
+    float16). Every weight must be there: a graph whose head layers were fused on export (the detector's
+    convolutions with their batch norm) cannot be read back and raises ValueError."""
+    import onnx
+    from onnx import numpy_helper
+
+    stored = {}
+    for initializer in onnx.load(str(model)).graph.initializer:
+        name = initializer.name.removesuffix("__fp16")
+        stored[name] = numpy_helper.to_array(initializer).astype(np.float32)
+    state = head.state_dict()
+    wanted = [k for k in state if not k.endswith("num_batches_tracked")]
+    missing = [k for k in wanted if f"head.{k}" not in stored]
+    if missing:
+        raise ValueError(f"{model}: no stored weights for head layers {missing[:4]} (fused on export?)")
+    for key in wanted:
+        state[key] = torch.from_numpy(stored[f"head.{key}"]).to(state[key].dtype).reshape(state[key].shape)
+    head.load_state_dict(state)
 
 
 # ------------------------------------------------------------------ a run folder for `kfashion export`

@@ -274,7 +274,7 @@ class Client:
 def embedded_server(models: Path, timeout: float = 180) -> Iterator[str]:
     """`kfashion serve` (the embedded server) on a free loopback port over `models`, with an empty data
     folder of its own; yields its URL."""
-    from kfashion.stack import _spawn, _wait_ready, free_port
+    from kfashion.stack import free_port, spawn, wait_ready
 
     with tempfile.TemporaryDirectory() as tmp:
         port = free_port()
@@ -285,9 +285,9 @@ def embedded_server(models: Path, timeout: float = 180) -> Iterator[str]:
         }
         command = [sys.executable, "-m", "kfashion", "serve", "--port", str(port), "--log-level", "warning"]
         url = f"http://127.0.0.1:{port}"
-        process = _spawn("gateway", command, env, Path(tmp), url)
+        process = spawn("gateway", command, env, Path(tmp), url)
         try:
-            _wait_ready(f"{url}/readyz", process, timeout)
+            wait_ready(f"{url}/readyz", process, timeout)
             yield url
         finally:
             with contextlib.suppress(ProcessLookupError):

@@ -29,6 +29,9 @@ from training.attributes import AttributeHead, AttributeModel
 from training.data import load_samples
 from training.detector import STRIDE, Detector, DetectorHead
 from training.finetune import (
+    ATTRIBUTE_MIX,
+    DETECTOR_MIX,
+    FROZEN_BLOCKS,
     Progress,
     attribute_crops,
     detector_pictures,
@@ -36,6 +39,7 @@ from training.finetune import (
     read_pixels,
     train_attributes_images,
     train_detector_images,
+    with_generated_share,
 )
 from training.metrics import detection_metrics
 from training.realdata import RealPhoto, garment_box, read_all, summary
@@ -75,7 +79,9 @@ class RealRunConfig:
     detector_batch: int = 16
     attribute_batch: int = 32
     lr: float = 2e-3
-    frozen_blocks: int = 5  # backbone blocks that keep their ImageNet weights (16: heads only)
+    frozen_blocks: int = FROZEN_BLOCKS  # backbone blocks that keep their ImageNet weights (16: heads only)
+    generated_share: float | None = None  # of each batch; None: DETECTOR_MIX's and ATTRIBUTE_MIX's own
+    start_from: str | None = None  # a models folder: the attribute head starts from its attributes.onnx
     seed: int = 0
     limit: int | None = None  # at most this many photos of each set and split (quick runs, tests)
     shuffle_labels: bool = False  # the control: every photo gets another photo's labels
@@ -109,9 +115,10 @@ def load_photos(config: RealRunConfig) -> dict[str, list[RealPhoto]]:
 def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> RealRunResult:
     if config.threads:
         torch.set_num_threads(config.threads)
-    import training.finetune as finetune
-
-    finetune.FROZEN_BLOCKS = config.frozen_blocks
+    detector_mix, attribute_mix = DETECTOR_MIX, ATTRIBUTE_MIX
+    if config.generated_share is not None:
+        detector_mix = with_generated_share(DETECTOR_MIX, config.generated_share)
+        attribute_mix = with_generated_share(ATTRIBUTE_MIX, config.generated_share)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = load_photos(config)
@@ -123,7 +130,15 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
         pictures = detector_pictures(photos, generated)
         log("detector pictures: " + ", ".join(f"{k} {len(v)}" for k, v in pictures.items()))
         train_detector_images(
-            pictures, config.detector_steps, out, config.seed, config.detector_batch, config.lr, progress
+            pictures,
+            config.detector_steps,
+            out,
+            config.seed,
+            config.detector_batch,
+            config.lr,
+            progress,
+            config.frozen_blocks,
+            detector_mix,
         )
         result.timings["detector_s"] = round(time.perf_counter() - started)
     if "boxes" in config.stages:
@@ -142,7 +157,16 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
         pools = attribute_crops(photos, generated, cad_boxes)
         log("attribute crops: " + ", ".join(f"{k} {len(v)}" for k, v in pools.items()))
         train_attributes_images(
-            pools, config.attribute_steps, out, config.seed, config.attribute_batch, config.lr, progress
+            pools,
+            config.attribute_steps,
+            out,
+            config.seed,
+            config.attribute_batch,
+            config.lr,
+            progress,
+            config.frozen_blocks,
+            attribute_mix,
+            Path(config.start_from) / "attributes.onnx" if config.start_from else None,
         )
         result.timings["attributes_s"] = round(time.perf_counter() - started)
     result.metrics = validate(out, photos, log)

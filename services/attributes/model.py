@@ -1,39 +1,56 @@
 """Item attributes: crops of an image's items in, per item every attribute its region has (top-k labels
-with probabilities, Korean and English), its colour as hex and share, and its search embedding."""
+with probabilities, Korean and English), its colour as hex and share, and its search embedding. Served as
+the attribute service (services/model_app.py; contract in schemas.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
+from services.attributes.schemas import (
+    ATTRIBUTES,
+    AttributesRequest,
+    AttributesResponse,
+    ItemAttributes,
+    ItemBox,
+)
 from shared.colors import color_share, nearest_color_table
 from shared.heads import head_probabilities, heads, region_mask
 from shared.preprocess import crop_aspect_power, crop_box, to_tensor
 from shared.runtime import ModelRuntime
 from shared.taxonomy import REGIONS
 
-MODEL = "attributes"
+MODEL = ATTRIBUTES.name
 MULTI_THRESHOLD = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class ItemBox:
-    region: str
-    box: tuple[float, float, float, float]  # x, y, width, height in original pixels
+TOP_K = 3  # labels listed per attribute when a request does not say
 
 
 class AttributeClassifier:
-    def __init__(self, runtime: ModelRuntime, top_k: int = 3):
+    spec = ATTRIBUTES
+
+    def __init__(self, runtime: ModelRuntime, top_k: int = TOP_K):
         self.runtime = runtime
         self.top_k = top_k
         self.embedding_output = runtime.entry(MODEL).postprocessing.get("embedding", "embedding")
         self.aspect_power = crop_aspect_power(runtime.entry(MODEL).preprocessing)
         nearest_color_table()  # built once here rather than in the first request
 
-    def describe(self, pixels: np.ndarray, items: Sequence[ItemBox], top_k: int | None = None) -> list[dict]:
-        """One dict per item, in order. All crops go through the model in one call."""
+    def predict(
+        self, images: Sequence[np.ndarray], requests: Sequence[AttributesRequest]
+    ) -> list[AttributesResponse]:
+        return [
+            AttributesResponse(items=self.read_items(pixels, r.items, r.top_k))
+            for pixels, r in zip(images, requests, strict=True)
+        ]
+
+    def options(self) -> dict:
+        return {"top_k": self.top_k, "multi_threshold": MULTI_THRESHOLD}
+
+    def read_items(
+        self, pixels: np.ndarray, items: Sequence[ItemBox], top_k: int | None = None
+    ) -> list[ItemAttributes]:
+        """The attributes of each item of one image, in order. All crops go through the model in one call."""
         if not items:
             return []
         k = top_k or self.top_k
@@ -69,33 +86,21 @@ class AttributeClassifier:
             color = attributes["color"]
             hex_value, share = color_share(pixels[max(0, y) : y + h_, max(0, x) : x + w], color["value"])
             results.append(
-                {
-                    "region": item.region,
-                    "box": [round(v, 1) for v in item.box],
-                    "attributes": attributes,
-                    "color": {
+                ItemAttributes(
+                    region=item.region,
+                    box=[round(v, 1) for v in item.box],
+                    attributes=attributes,
+                    color={
                         "value": color["value"],
                         "value_en": color["value_en"],
                         "hex": hex_value,
                         "share": share,
                     },
-                    "embedding": [round(float(v), 6) for v in out[self.embedding_output][index]],
-                }
+                    embedding=[round(float(v), 6) for v in out[self.embedding_output][index]],
+                )
             )
         return results
 
 
 def _score(p: float) -> float:
     return round(float(p), 4)
-
-
-def label_values(attributes: dict) -> dict[str, str | list[str]]:
-    """An item's attributes as the label JSON writes them: Korean names, lists for multi-valued ones."""
-    values: dict[str, str | list[str]] = {}
-    for key, attribute in attributes.items():
-        if "values" in attribute:
-            if attribute["values"]:
-                values[key] = [v["value"] for v in attribute["values"]]
-        else:
-            values[key] = attribute["value"]
-    return values

@@ -1,4 +1,5 @@
-"""Garment detection: images in, items (region, box in original pixels, score) out, one model call."""
+"""Garment detection: images in, items (region, box in original pixels, score) out, one model call. Served
+as the detector service (services/model_app.py; contract in schemas.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +7,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from services.detector.schemas import DETECTOR, DetectedItem, DetectRequest, DetectResponse
 from shared.detection import Detection, decode_detections, detector_geometry
 from shared.preprocess import letterbox, to_tensor
 from shared.runtime import ModelRuntime
 from shared.settings import DetectorSettings
 
-MODEL = "detector"
+MODEL = DETECTOR.name
 
 
 class Detector:
+    spec = DETECTOR
+
     def __init__(self, runtime: ModelRuntime, settings: DetectorSettings):
         entry = runtime.entry(MODEL)
         post = entry.postprocessing
@@ -46,13 +50,18 @@ class Detector:
             for i, pixels in enumerate(images)
         ]
 
-    def describe(self) -> dict:
+    def predict(
+        self, images: Sequence[np.ndarray], requests: Sequence[DetectRequest]
+    ) -> list[DetectResponse]:
+        return [DetectResponse(items=[detected_item(d) for d in found]) for found in self.detect(images)]
+
+    def options(self) -> dict:
         return {"score_threshold": self.score_threshold, "nms_iou": self.nms_iou, "max_items": self.max_items}
 
 
-def detection_json(detection: Detection) -> dict:
-    return {
-        "region": detection.region,
-        "box": [round(v, 1) for v in detection.box],
-        "score": round(detection.score, 4),
-    }
+def detected_item(detection: Detection) -> DetectedItem:
+    return DetectedItem(
+        region=detection.region,  # type: ignore[arg-type]
+        box=[round(v, 1) for v in detection.box],
+        score=round(detection.score, 4),
+    )

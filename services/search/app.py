@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.recommend.routes import recommend_router
+from services.recommend.operations import Recommendations
+from services.recommend.routes import router as recommend_router
 from services.search.catalog import CatalogStore
 from services.search.collections import CollectionStore
-from services.search.routes import CatalogContext, catalog_router
+from services.search.operations import CatalogContext
+from services.search.routes import router as catalog_router
 from services.search.service import CatalogSearch, index_versions
 from shared.blobs import create_blob_store
 from shared.db import database_engine
@@ -27,11 +29,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     engine = database_engine(settings.database_url)
     blobs = create_blob_store(settings.storage, settings.data_dir)
     search = CatalogSearch(CatalogStore(engine, blobs), blobs, index_versions(settings.models_dir))
-    context = CatalogContext(settings, search, CollectionStore(engine))
-    app.include_router(catalog_router(context))
-    app.include_router(recommend_router(context))
+    app.state.catalog = CatalogContext(settings, search, CollectionStore(engine))
+    app.state.recommendations = Recommendations(search)
+    app.include_router(catalog_router)
+    app.include_router(recommend_router)
     state.startup.append(search.open)
-    state.ready_check = lambda: (search.ready.is_set(), search.describe())
+    state.ready_check = lambda: (search.ready.is_set(), search.status())
     state.shutdown.append(search.close)
     state.shutdown.append(engine.dispose)
     return app

@@ -13,13 +13,13 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from services.attributes.model import label_values
 from services.search.products import is_product_filter, product_matches
 from shared.blobs import BlobStore
 from shared.db import migrate
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
 from shared.imaging import capture_date
+from shared.labels import label_values
 from shared.schema import catalog_images, catalog_items
 
 

@@ -8,50 +8,14 @@ import csv
 import json
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import ValidationError
+
+from services.search.schemas import Distinct, ProductFields, ProductValue
 
 PRODUCT_FILTER_PREFIX = "product."
-MAX_PRODUCT_FIELDS = 50
-MAX_PRODUCT_BYTES = 8192  # the fields as JSON: they ride along in every result
 MAX_DISTINCT_POOL = 20_000  # results read to find a page of distinct images or products
-
-ProductValue = str | int | float | bool | None
-Distinct = Literal["image", "product"]  # what a `distinct` request keeps one result of
-
-
-class ProductFields(BaseModel):
-    """What a request says of the product its images show. A field left out is left as it is; `null` clears
-    it; `product` replaces the whole set of fields."""
-
-    product_id: str | None = Field(
-        None, min_length=1, max_length=128, description="the shop's own id of the product the images show"
-    )
-    product: dict[str, ProductValue] | None = Field(
-        None,
-        description='the shop\'s fields of the product, returned with results and filterable: {"name": '
-        '"Linen shirt", "price": 39000, "in_stock": true}',
-    )
-
-    @field_validator("product")
-    @classmethod
-    def _bounded(cls, fields: dict[str, ProductValue] | None) -> dict[str, ProductValue] | None:
-        if fields is None:
-            return None
-        if len(fields) > MAX_PRODUCT_FIELDS:
-            raise ValueError(f"at most {MAX_PRODUCT_FIELDS} product fields")
-        for name in fields:
-            if not 1 <= len(name) <= 64 or name != name.strip():
-                raise ValueError(f"product field names are 1 to 64 characters without outer spaces: {name!r}")
-        if len(json.dumps(fields, ensure_ascii=False).encode()) > MAX_PRODUCT_BYTES:
-            raise ValueError(f"product fields take at most {MAX_PRODUCT_BYTES} bytes as JSON")
-        return fields
-
-    def changes(self) -> dict[str, Any]:
-        """Only the fields the request gave (a `null` given is a change: it clears)."""
-        given = self.model_fields_set
-        return {name: getattr(self, name) for name in ("product_id", "product") if name in given}
 
 
 def is_product_filter(key: str) -> bool:

@@ -5,7 +5,7 @@ The embedding alone mixes up neighbouring colours more often than the colour hea
 nearest jackets were wine, wine, gold, navy, yellow while the head said gold at 0.94). So among the
 RERANK_POOL nearest items, each item's score is its cosine similarity plus, per tag, the weight times the
 probability the query garment's head gave to that item's tag. Weights chosen on one generated catalog
-(seed 31) and checked on two others (docs/benchmarks.md, "Search quality").
+(seed 31) and checked on two others (docs/experiments/benchmarks-log.md, "Search quality").
 
 The nearest items are taken from every region, and an item of another region than the query garment's loses
 OTHER_REGION_PENALTY. The detector reads some garments only as another region (60 of the 2,365 labelled
@@ -13,7 +13,7 @@ garments of the bootstrap data's validation and test splits: tops as outers, dre
 the catalog or in the query. A search held to the query's region could never find such a garment; with the
 penalty only an item much closer than the query region's best (in practice the same garment) crosses over.
 The pool is twice what a region-held search needed, so other regions' items do not crowd out the query
-region's (docs/benchmarks.md, "Every region searched").
+region's (docs/experiments/benchmarks-log.md, "Every region searched").
 """
 
 from __future__ import annotations

@@ -127,7 +127,7 @@ class CatalogSearch:
                 {"service": "search"},
             )
 
-    def describe(self) -> dict:
+    def status(self) -> dict:
         return {
             "ready": self.ready.is_set(),
             "indexes": {kind: {"kind": i.kind, "vectors": len(i)} for kind, i in self.indexes.items()},

@@ -7,6 +7,7 @@ Sample i depends only on (seed, i), so the output is the same whatever the numbe
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -89,7 +90,11 @@ def generate_dataset(
             if on_progress:
                 on_progress(1)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # Fresh interpreters, not forks: a fork of a process whose OpenMP pool (FAISS, torch) has started
+        # can hang in its first parallel region (seen: a test session's dataset after an index test).
+        with ProcessPoolExecutor(
+            max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+        ) as pool:
             for result in pool.map(_write_one, jobs, chunksize=8):
                 written.append(result)
                 if on_progress:

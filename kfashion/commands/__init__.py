@@ -1,0 +1,1 @@
+"""The command line by topic; kfashion/cli.py assembles them into `kfashion`."""
