@@ -33,7 +33,11 @@ from training.detector import GRID, STRIDE, Detector, DetectorHead
 from training.features import export_onnx
 from training.style import StyleHead, StyleModel
 
-TOLERANCE = 1e-4  # largest absolute difference allowed between torch and ONNX Runtime outputs
+# Largest absolute difference allowed between torch and ONNX Runtime outputs. The generated-data models
+# differ by under 1e-4; an attribute model fine-tuned backbone and all (training/finetune.py) has logits up
+# to about 20 and differed by 2.3e-4 on the verification images (torch's and ONNX Runtime's float32 sums
+# in other orders, through 16 blocks), while an export fault differs by tenths or more.
+TOLERANCE = 5e-4
 MODEL_VERSION = "1"
 SCREEN_IMAGES, SCREEN_MARGIN = 150, 1.0  # see _compact
 # The highest threshold at which the detector finds issue 4's 0.90 of the labelled items of 300 unseen
