@@ -16,6 +16,7 @@ hosts and never through redirects.
 from __future__ import annotations
 
 import io
+import logging
 import zipfile
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -34,6 +35,8 @@ IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif", ".avif", ".bmp", ".tif", ".tiff", ".gif", ".mpo"}
 )
 ZIP_MAGIC = b"PK\x03\x04"
+
+log = logging.getLogger("kfashion.gateway")
 
 
 def is_image_name(path: str) -> bool:
@@ -177,9 +180,17 @@ async def fetch(client: httpx2.AsyncClient, url: str, limits: ImageLimits) -> by
                 chunks.append(chunk)
             return b"".join(chunks)
     except httpx2.HTTPError as exc:
-        raise ApiError(
-            ErrorCode.URL_FETCH_FAILED, f"{url}: {type(exc).__name__}: {exc}", {"url": url}
-        ) from exc
+        # The client hears what went wrong in plain words; the exception (an errno, an inner address)
+        # says more about this server's network than a client should learn, so it goes to the log only.
+        log.info("fetching %s failed: %s: %s", url, type(exc).__name__, exc)
+        reason = (
+            "the host did not answer in time"
+            if isinstance(exc, httpx2.TimeoutException)
+            else "the host could not be reached"
+            if isinstance(exc, httpx2.ConnectError)
+            else "the download failed"
+        )
+        raise ApiError(ErrorCode.URL_FETCH_FAILED, f"{url}: {reason}", {"url": url}) from exc
 
 
 FOLDER_DEPTH = 3  # subfolder levels followed below a link: a K-Fashion tree is <style>/<work_no>/<image>

@@ -123,15 +123,25 @@ class CatalogStore:
             return list(db.execute(query.order_by(catalog_images.c.id)).scalars())
 
     def image_bytes(self, image_id: int) -> bytes:
-        return self.blobs.get(self.get(image_id)["blob_key"])
+        return self.blobs.get(self._blob_key(image_id))
+
+    def _blob_key(self, image_id: int) -> str:
+        """Where an image's bytes are stored: the service's own business, never in an answer."""
+        with self.engine.connect() as db:
+            key = db.execute(
+                select(catalog_images.c.blob_key).where(catalog_images.c.id == image_id)
+            ).scalar()
+        if key is None:
+            raise ApiError(ErrorCode.NOT_FOUND, f"no catalog image {image_id}", {"image_id": image_id})
+        return key
 
     def delete(self, image_id: int) -> list[int]:
         """Remove an image, its items and its bytes; returns the removed item ids (for the indexes)."""
-        image = self.get(image_id)
+        image, key = self.get(image_id), self._blob_key(image_id)
         with self.engine.begin() as db:
             db.execute(delete(catalog_items).where(catalog_items.c.image_id == image_id))
             db.execute(delete(catalog_images).where(catalog_images.c.id == image_id))
-        self.blobs.delete(image["blob_key"])
+        self.blobs.delete(key)
         return [item["id"] for item in image["items"]]
 
     def embeddings(self, image_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -404,7 +414,7 @@ def _matches(row: object, key: str, values: set[str]) -> bool:
 
 
 def _image_json(image: object) -> dict:
-    row = dict(image)
+    row = {k: v for k, v in dict(image).items() if k != "blob_key"}
     for key in ("created", "captured"):
         if row.get(key) is not None:
             row[key] = row[key].isoformat(sep=" ", timespec="seconds")

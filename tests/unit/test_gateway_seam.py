@@ -302,3 +302,15 @@ def test_a_huge_json_body_is_refused_unparsed(client: TestClient, path: str) -> 
     body = b'{"text": "' + b"a" * (2 * 1024 * 1024) + b'"}'
     response = client.post(path, content=body, headers={"content-type": "application/json"})
     assert response.status_code == 413 and response.json()["body"]["error"]["code"] == "FILE_TOO_LARGE"
+
+
+def test_catalog_answers_never_say_where_files_are_stored(client: TestClient) -> None:
+    added = client.post("/catalog/images", files=[("files", ("shop.jpg", jpeg(200, 150)))]).json()["body"]
+    image_id = added["results"][0]["image_id"]
+    one = client.get(f"/catalog/images/{image_id}").json()["body"]
+    listed = client.get("/catalog/images").json()["body"]["images"]
+    assert one["file_name"] == "shop.jpg" and listed[0]["id"] == image_id
+    assert "blob_key" not in one and all("blob_key" not in image for image in listed)
+    assert client.get(f"/catalog/images/{image_id}/file").status_code == 200  # still served
+    assert client.delete(f"/catalog/images/{image_id}").status_code == 200
+    assert client.get(f"/catalog/images/{image_id}/file").status_code == 404
