@@ -18,6 +18,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx2
 from sqlalchemy import (
+    ColumnElement,
+    Select,
     delete,
     func,
     insert,
@@ -195,19 +197,7 @@ class JobStore:
 
     def pending(self, limit: int, exclude: set[tuple[str, int]]) -> list[dict]:
         """The oldest job's waiting images first, each with its job's options."""
-        query = (
-            select(
-                tagging_job_items.c.job_id,
-                tagging_job_items.c.position,
-                tagging_job_items.c.name,
-                tagging_job_items.c.url,
-                tagging_jobs.c.options,
-            )
-            .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
-            .where(tagging_job_items.c.status == PENDING)
-            .order_by(tagging_jobs.c.created, tagging_job_items.c.job_id, tagging_job_items.c.position)
-            .limit(limit + len(exclude))
-        )
+        query = _waiting().limit(limit + len(exclude))
         with self.engine.connect() as db:
             rows = [dict(r) for r in db.execute(query).mappings()]
         return [r for r in rows if (r["job_id"], r["position"]) not in exclude][:limit]
@@ -218,19 +208,7 @@ class JobStore:
         a conditional update of that row)."""
         now = _now()
         free = or_(tagging_job_items.c.claimed_until.is_(None), tagging_job_items.c.claimed_until < now)
-        query = (
-            select(
-                tagging_job_items.c.job_id,
-                tagging_job_items.c.position,
-                tagging_job_items.c.name,
-                tagging_job_items.c.url,
-                tagging_jobs.c.options,
-            )
-            .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
-            .where(tagging_job_items.c.status == PENDING, free)
-            .order_by(tagging_jobs.c.created, tagging_job_items.c.job_id, tagging_job_items.c.position)
-            .limit(limit)
-        )
+        query = _waiting(free).limit(limit)
         claimed = []
         with self.engine.begin() as db:
             for row in db.execute(query).mappings().all():
@@ -386,6 +364,22 @@ def copy_jobs(
             copied += 1
         on_progress(1)
     return copied
+
+
+def _waiting(*conditions: ColumnElement[bool]) -> Select:
+    """The waiting images meeting `conditions`, oldest job first, each with its job's options."""
+    return (
+        select(
+            tagging_job_items.c.job_id,
+            tagging_job_items.c.position,
+            tagging_job_items.c.name,
+            tagging_job_items.c.url,
+            tagging_jobs.c.options,
+        )
+        .join(tagging_jobs, tagging_jobs.c.id == tagging_job_items.c.job_id)
+        .where(tagging_job_items.c.status == PENDING, *conditions)
+        .order_by(tagging_jobs.c.created, tagging_job_items.c.job_id, tagging_job_items.c.position)
+    )
 
 
 def _now() -> datetime:

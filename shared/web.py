@@ -95,12 +95,12 @@ async def json_body(request: Request) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > MAX_JSON_BYTES:
         raise _too_large(int(declared))
-    body = b""
+    body = bytearray()
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_JSON_BYTES:
             raise _too_large(len(body))
-    return body
+    return bytes(body)
 
 
 def _too_large(size: int) -> ApiError:
