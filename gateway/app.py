@@ -9,6 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from gateway.access import install_access
 from gateway.clients import ModelServices, SearchClient, model_services
+from gateway.openapi import describe_gateway
 from gateway.routes import catalog, jobs, operations, tagging
 from gateway.routes.operations import CONSOLE
 from gateway.state import Gateway
@@ -30,7 +31,8 @@ def create_app(
         "Fashion photo tagging over the K-Fashion taxonomy. Every response is the envelope "
         '{"resultCode", "resultMessage", "body", "responseDate"}.',
     )
-    install_access(app, settings.gateway.api_keys, settings.gateway.cors_origins)
+    install_access(app, settings.gateway)
+    describe_gateway(state.description)
     gateway = Gateway(
         settings, services or model_services(settings, state.registry), search or SearchClient(settings)
     )

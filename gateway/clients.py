@@ -21,7 +21,6 @@ import numpy as np
 from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry
-from starlette.concurrency import run_in_threadpool
 
 from services.attributes.schemas import ATTRIBUTES
 from services.detector.schemas import DETECTOR
@@ -34,6 +33,7 @@ from shared.manifest import MODEL_NAMES
 from shared.runtime import create_runtime
 from shared.settings import Settings
 from shared.web import json_body
+from shared.work import ModelExecutor
 
 log = logging.getLogger("kfashion.gateway")
 MODEL_SPECS: tuple[ModelSpec, ...] = (DETECTOR, ATTRIBUTES, STYLE)
@@ -73,6 +73,7 @@ class LocalServices:
     def __init__(self, settings: Settings, registry: CollectorRegistry):
         self.runtime = create_runtime(settings.models_dir, settings.runtime, registry)
         self.models: dict[str, ImageModel] = build_models(settings, self.runtime)
+        self.executor = ModelExecutor(settings.runtime.workers, settings.runtime.queue)
 
     def start(self) -> None:
         self.runtime.load(MODEL_NAMES)
@@ -80,7 +81,7 @@ class LocalServices:
     async def predict(
         self, spec: ModelSpec[RequestT, ResponseT], image: ImageInput, request: RequestT
     ) -> ResponseT:
-        answers = await run_in_threadpool(self.models[spec.name].predict, [image.pixels], [request])
+        answers = await self.executor.run(self.models[spec.name].predict, [image.pixels], [request])
         return answers[0]
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
@@ -95,7 +96,7 @@ class LocalServices:
             )
 
     async def close(self) -> None:
-        return None
+        self.executor.close()
 
 
 async def request_with_retries(

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 from sqlalchemy import (
@@ -56,10 +57,16 @@ class JobStore:
     def _input_key(job_id: str, position: int) -> str:
         return f"jobs/{job_id}/{position:06d}"
 
-    def create(self, sources: list[Source], options: dict, callback_url: str | None = None) -> str:
+    def create(
+        self,
+        sources: list[Source],
+        options: dict,
+        callback_url: str | None = None,
+        owner: str | None = None,
+    ) -> str:
         """Store every input, then the job's rows in one transaction; sources that already failed
         (a bad archive entry) are stored as failed with their reason. With `callback_url`, the job is
-        POSTed there once done (JobWorker)."""
+        POSTed there once done (JobWorker). `owner`: the API key's id that may see it (gateway/access.py)."""
         job_id = uuid.uuid4().hex
         stored: list[str] = []
         try:
@@ -87,6 +94,7 @@ class JobStore:
                         options=options,
                         callback_url=callback_url,
                         callback_status=WAITING if callback_url else None,
+                        owner=owner,
                     )
                 )
                 db.execute(insert(tagging_job_items), rows)
@@ -96,20 +104,28 @@ class JobStore:
             raise
         return job_id
 
-    def get(self, job_id: str) -> dict:
+    def get(self, job_id: str, owner: str | None = None) -> dict:
+        """A job's summary; with `owner`, only if it belongs to that key (another's is not found)."""
         with self.engine.connect() as db:
-            job = db.execute(select(tagging_jobs).where(tagging_jobs.c.id == job_id)).mappings().first()
+            job = db.execute(_jobs_of(owner).where(tagging_jobs.c.id == job_id)).mappings().first()
             if job is None:
                 raise ApiError(ErrorCode.NOT_FOUND, f"no tagging job {job_id}", {"job_id": job_id})
             return self._summaries(db, [job])[0]
 
-    def newest(self, offset: int, limit: int) -> tuple[int, list[dict]]:
-        """Jobs newest first, each as `get` gives it, and how many there are in all."""
+    def newest(self, offset: int, limit: int, owner: str | None = None) -> tuple[int, list[dict]]:
+        """Jobs newest first (with `owner`, that key's only), each as `get` gives it, and how many there
+        are in all."""
         with self.engine.connect() as db:
-            total = db.execute(select(func.count()).select_from(tagging_jobs)).scalar() or 0
-            newest = select(tagging_jobs).order_by(tagging_jobs.c.created.desc(), tagging_jobs.c.id)
+            jobs_query = _jobs_of(owner)
+            total = db.execute(select(func.count()).select_from(jobs_query.subquery())).scalar() or 0
+            newest = jobs_query.order_by(tagging_jobs.c.created.desc(), tagging_jobs.c.id)
             jobs = db.execute(newest.offset(offset).limit(limit)).mappings().all()
             return total, self._summaries(db, jobs)
+
+    def callback_url(self, job_id: str) -> str | None:
+        """Where the job is POSTed when done, credentials included (answers show it without them)."""
+        with self.engine.connect() as db:
+            return db.execute(select(tagging_jobs.c.callback_url).where(tagging_jobs.c.id == job_id)).scalar()
 
     @staticmethod
     def _summaries(db: Connection, jobs: Sequence[RowMapping]) -> list[dict]:
@@ -152,7 +168,7 @@ class JobStore:
             )
             if job["callback_url"]:
                 summaries[-1]["callback"] = {
-                    "url": job["callback_url"],
+                    "url": without_credentials(job["callback_url"]),
                     "status": job["callback_status"],
                     **(job["callback_detail"] or {}),
                 }
@@ -308,8 +324,8 @@ class JobStore:
             raise ApiError(ErrorCode.NOT_FOUND, f"job {job_id} has no image {position}")
         return row.result or {"status": row.status}
 
-    def delete(self, job_id: str) -> None:
-        self.get(job_id)
+    def delete(self, job_id: str, owner: str | None = None) -> None:
+        self.get(job_id, owner)
         with self.engine.begin() as db:
             db.execute(delete(tagging_job_items).where(tagging_job_items.c.job_id == job_id))
             db.execute(delete(tagging_jobs).where(tagging_jobs.c.id == job_id))
@@ -364,6 +380,21 @@ def copy_jobs(
             copied += 1
         on_progress(1)
     return copied
+
+
+def _jobs_of(owner: str | None) -> Select:
+    query = select(tagging_jobs)
+    return query if owner is None else query.where(tagging_jobs.c.owner == owner)
+
+
+def without_credentials(url: str) -> str:
+    """A URL as answers show it: no user or password, no query (where tokens travel)."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 def _waiting(*conditions: ColumnElement[bool]) -> Select:
@@ -506,7 +537,8 @@ class JobWorker:
 
     async def _deliver(self, job_id: str) -> None:
         job = await asyncio.to_thread(self.store.get, job_id)
-        url = job.pop("callback")["url"]
+        job.pop("callback")
+        url = await asyncio.to_thread(self.store.callback_url, job_id)
         detail: dict = {"attempts": 0}
         payload = success({"event": "job.done", "job": job})
         async with httpx2.AsyncClient(timeout=self.callback_timeout_s) as client:

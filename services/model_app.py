@@ -22,6 +22,7 @@ from shared.runtime import ModelRuntime, create_runtime
 from shared.service import create_service_app, runtime_ready_check
 from shared.settings import ImageLimits, Settings, load_settings
 from shared.web import body_schema, form_fields, validated
+from shared.work import ModelExecutor
 
 MODEL_SERVICES = ("detector", "attributes", "style")
 
@@ -36,12 +37,16 @@ def build_models(settings: Settings, runtime: ModelRuntime, names: tuple[str, ..
     return {name: makers[name]() for name in names}
 
 
-def create_model_app(model: ImageModel, limits: ImageLimits, registry: CollectorRegistry) -> FastAPI:
-    """`registry`: the one the model's runtime reports into."""
+def create_model_app(
+    model: ImageModel, limits: ImageLimits, registry: CollectorRegistry, executor: ModelExecutor
+) -> FastAPI:
+    """`registry`: the one the model's runtime reports into; `executor`: where its calls run."""
     spec = model.spec
     app, state = create_service_app(spec.name, spec.title, spec.description, registry)
     app.state.model = model
     app.state.image_limits = limits
+    app.state.executor = executor
+    state.shutdown.append(executor.close)
     state.startup.append(lambda: model.runtime.load([spec.name]))
     state.ready_check = runtime_ready_check(model.runtime)
     app.add_api_route(
@@ -60,7 +65,10 @@ def model_service_app(name: str, settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     registry = CollectorRegistry()
     runtime = create_runtime(settings.models_dir, settings.runtime, registry)
-    return create_model_app(build_models(settings, runtime, (name,))[name], settings.image, registry)
+    executor = ModelExecutor(settings.runtime.workers, settings.runtime.queue)
+    return create_model_app(
+        build_models(settings, runtime, (name,))[name], settings.image, registry, executor
+    )
 
 
 async def predict(request: Request) -> JSONResponse:
@@ -80,7 +88,8 @@ async def predict(request: Request) -> JSONResponse:
         await run_in_threadpool(decode_image, await upload.read(), limits, upload.filename or f"file{i}")
         for i, upload in enumerate(uploads)
     ]
-    answers = await run_in_threadpool(model.predict, [i.pixels for i in images], [options] * len(images))
+    executor: ModelExecutor = request.app.state.executor
+    answers = await executor.run(model.predict, [i.pixels for i in images], [options] * len(images))
     if not spec.batched:
         return JSONResponse(success({"file": images[0].source, **answers[0].model_dump()}))
     results = [

@@ -48,9 +48,15 @@ class LocalBlobStore:
 
     def put(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the target and renamed: a reader never sees half a file, a crash leaves none.
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+        for attempt in range(3):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".partial-")
+                break
+            except FileNotFoundError:  # a delete removed the folder, empty, in between
+                if attempt == 2:
+                    raise
         try:
             with os.fdopen(handle, "wb") as out:
                 out.write(data)
@@ -69,7 +75,16 @@ class LocalBlobStore:
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        path.unlink(missing_ok=True)
+        # Folders left empty go too (a deleted job's); one still holding a file, or a new one, stays.
+        for folder in path.parents:
+            if folder == self.root or self.root not in folder.parents:
+                break
+            try:
+                folder.rmdir()
+            except OSError:
+                break
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         # Only the prefix's folder is walked: a job's few inputs are not looked for among every image.

@@ -29,8 +29,11 @@ class ErrorCode(StrEnum):
     UNKNOWN_SERVICE = "UNKNOWN_SERVICE"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
     SERVICE_ERROR = "SERVICE_ERROR"
+    SERVICE_BUSY = "SERVICE_BUSY"
     NO_ITEM_FOUND = "NO_ITEM_FOUND"
     ALREADY_EXISTS = "ALREADY_EXISTS"
+    RATE_LIMITED = "RATE_LIMITED"
+    ALL_INPUTS_FAILED = "ALL_INPUTS_FAILED"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -58,8 +61,11 @@ STATUS_OF: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_SERVICE: 404,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
     ErrorCode.SERVICE_ERROR: 502,
+    ErrorCode.SERVICE_BUSY: 503,
     ErrorCode.NO_ITEM_FOUND: 422,
     ErrorCode.ALREADY_EXISTS: 409,
+    ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.ALL_INPUTS_FAILED: 422,
     ErrorCode.INTERNAL_ERROR: 500,
 }
 
@@ -82,3 +88,24 @@ class ApiError(Exception):
         if self.details:
             error["details"] = self.details
         return error
+
+
+def every_input_failed(results: list[dict[str, Any]]) -> ApiError | None:
+    """The one status rule of requests with several inputs (/tagging, /catalog/images, /recommend): some
+    done answer 200 with each input's outcome; every one failed answers the error instead. One input: its
+    own error; several: the code they share, else ALL_INPUTS_FAILED (422), with each input's reason."""
+    if not results or any(r.get("status") != "failed" for r in results):
+        return None
+    errors = [r["error"] for r in results]
+    if len(errors) == 1:
+        return ApiError(ErrorCode(errors[0]["code"]), errors[0]["message"], errors[0].get("details"))
+    codes = {e["code"] for e in errors}
+    failures = [
+        {k: v for k, v in (("file", r.get("file")), ("input", r.get("input")), ("error", r["error"])) if v}
+        for r in results
+    ]
+    return ApiError(
+        ErrorCode(codes.pop()) if len(codes) == 1 else ErrorCode.ALL_INPUTS_FAILED,
+        f"all {len(errors)} inputs failed; the first: {errors[0]['message']}",
+        {"failures": failures},
+    )

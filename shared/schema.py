@@ -31,6 +31,8 @@ tagging_jobs = Table(
     Column("callback_url", String(2048)),
     Column("callback_status", String(16)),
     Column("callback_detail", JSON),  # attempts, the last HTTP status or error, when delivered
+    # The API key that created it (gateway/access.py, key_owner); None when the gateway had no keys.
+    Column("owner", String(64), index=True),
 )
 tagging_job_items = Table(
     "tagging_job_items",

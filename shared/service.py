@@ -15,6 +15,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from shared.envelope import failure, success
 from shared.errors import ApiError, ErrorCode
+from shared.openapi import ApiDescription, describe_answers
 from shared.web import install_error_handlers
 
 ReadyCheck = Callable[[], tuple[bool, dict[str, Any]]]
@@ -30,6 +31,7 @@ class ServiceState:
         self.startup: list[Callable[[], None]] = []  # run in a background thread at start
         self.started: list[Callable[[], None]] = []  # run in the event loop at start
         self.shutdown: list[Callable[[], Any]] = []  # sync or async, run at stop
+        self.description = ApiDescription(media={("get", "/metrics"): ["text/plain"]})
 
     def require_ready(self) -> None:
         ready, details = self.ready_check()
@@ -71,6 +73,7 @@ def create_service_app(
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.state.service = state
     install_error_handlers(app)
+    describe_answers(app, state.description)
 
     @app.middleware("http")
     async def _count(request: Request, call_next: Callable) -> Response:

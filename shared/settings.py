@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "KFASHION_"
@@ -27,6 +27,8 @@ class RuntimeSettings(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
     threads: int = Field(0, ge=0, description="ONNX Runtime threads per model; 0: one per core")
     max_batch: int = Field(32, gt=0, description="largest batch sent in one model call")
+    workers: int = Field(2, gt=0, description="model calls run at the same time (threads of their own)")
+    queue: int = Field(128, ge=0, description="model calls that may wait; past that: 503 SERVICE_BUSY")
     triton_url: str = "127.0.0.1:8000"
     triton_protocol: Literal["http", "grpc"] = "http"
     triton_timeout_s: float = Field(30.0, gt=0)
@@ -56,6 +58,19 @@ class ServiceUrls(BaseModel):
         return any((self.detector, self.attributes, self.style))
 
 
+MIN_API_KEY_LENGTH = 16  # a key is a secret: long enough that guessing it is out of reach
+
+
+class RateLimits(BaseModel):
+    """Requests per minute, counted per gateway process (token buckets that refill evenly, each holding
+    one minute's worth); 0: no limit. Routes that need no key (probes, metrics, the API's description,
+    the console's files) are not counted."""
+
+    per_address: int = Field(1200, ge=0, description="requests per client address")
+    per_key: int = Field(600, ge=0, description="requests per API key")
+    failed_keys: int = Field(20, ge=0, description="requests with a wrong API key per client address")
+
+
 class GatewaySettings(BaseModel):
     url_hosts: list[str] = Field(
         default_factory=list,
@@ -75,10 +90,24 @@ class GatewaySettings(BaseModel):
         default_factory=list,
         description='web origins whose pages may call the API from the browser: ["https://shop.example"]',
     )
-    api_keys: dict[str, Literal["read", "write"]] = Field(
+    api_keys: dict[str, Literal["read", "write", "admin"]] = Field(
         default_factory=dict,
-        description='API key -> scope: {"app-key": "read", "backend-key": "write"}; empty: no key needed',
+        description='API key -> scope: {"<app key>": "read", "<backend key>": "write"}; admin: also every '
+        f"key's jobs; each key at least {MIN_API_KEY_LENGTH} characters; empty: no key needed",
     )
+    rate_limits: RateLimits = RateLimits()
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, keys: dict[str, str]) -> dict[str, str]:
+        short = [str(len(key)) for key in keys if len(key) < MIN_API_KEY_LENGTH]
+        if short:
+            raise ValueError(
+                f"API keys need at least {MIN_API_KEY_LENGTH} characters (given: keys of "
+                f"{', '.join(short)} characters); "
+                "make one with `python -c 'import secrets; print(secrets.token_urlsafe(24))'`"
+            )
+        return keys
 
 
 class StorageSettings(BaseModel):
@@ -95,7 +124,10 @@ class StorageSettings(BaseModel):
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore")
+    # Errors never echo what was given: keys and passwords travel in these settings.
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(Path("data"), description="everything the embedded server stores lives under it")
     models_dir: Path = Field(Path("models"), description="ONNX models and their manifest.json")
@@ -106,6 +138,9 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = GatewaySettings()
     storage: StorageSettings = StorageSettings()
     database: str | None = Field(None, description="SQLAlchemy URL; default SQLite under data_dir")
+    head_timeout_s: float = Field(
+        10.0, gt=0, description="a request's line and headers must arrive within this, or it is cut off"
+    )
 
     @property
     def database_url(self) -> str:

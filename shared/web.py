@@ -34,8 +34,13 @@ _HTTP_CODES = {
 }
 
 
-def error_response(error: ApiError) -> JSONResponse:
-    return JSONResponse(failure(error), status_code=error.status)
+def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The envelope of `error`; one that says when to come back (details.retry_after_s) also says it in
+    the Retry-After header."""
+    headers = dict(headers or {})
+    if "retry_after_s" in error.details:
+        headers["Retry-After"] = str(error.details["retry_after_s"])
+    return JSONResponse(failure(error), status_code=error.status, headers=headers or None)
 
 
 def validation_failed(errors: Sequence[Any]) -> ApiError:
@@ -144,7 +149,8 @@ def body_schema(model: type[BaseModel], file_field: str | None = None, json_body
     """OpenAPI for a route that reads its body by hand: `model`'s fields as a JSON body (`json_body`) and,
     with `file_field` ("files": repeated, "file": one image), as multipart form fields beside the images
     (required when there is no JSON form)."""
-    schema = model.model_json_schema()
+    # Nested models go to the description's components (shared/openapi.py moves this "$defs" there).
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
     content: dict[str, Any] = {}
     if json_body:
         content["application/json"] = {"schema": schema}
@@ -155,6 +161,8 @@ def body_schema(model: type[BaseModel], file_field: str | None = None, json_body
             "type": "object",
             "properties": {file_field: files} | schema.get("properties", {}),
         }
+        if "$defs" in schema:
+            form["$defs"] = schema["$defs"]
         if not json_body:
             form["required"] = [file_field]
         content["multipart/form-data"] = {"schema": form}

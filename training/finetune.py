@@ -70,7 +70,8 @@ def prepare_backbone(backbone: Backbone, frozen_blocks: int) -> list[nn.Paramete
 
 
 def freeze_batch_norm(module: nn.Module) -> None:
-    """Batch norm layers of the backbone use their ImageNet statistics (called after every .train())."""
+    """Batch norm layers keep their running statistics (the backbone's ImageNet ones; a warm-started
+    head's); called after every .train()."""
     for layer in module.modules():
         if isinstance(layer, nn.BatchNorm2d):
             layer.eval()
@@ -256,9 +257,14 @@ def train_detector_images(
     progress: Progress | None = None,
     frozen_blocks: int = FROZEN_BLOCKS,
     mix: dict[str, float] = DETECTOR_MIX,
+    start_from: Path | None = None,
 ) -> tuple[Backbone, DetectorHead]:
+    """`start_from`: a served detector (ONNX) whose head the training starts from, on the pretrained
+    backbone it was trained on; its batch norms, fused on export, stay frozen."""
     torch.manual_seed(seed)
     backbone, head = Backbone(), DetectorHead()
+    if start_from is not None:
+        load_head_from_onnx(head, start_from)
     rng_seed = np.random.SeedSequence(seed)
 
     def load(batch: list[Picture]) -> tuple:
@@ -310,10 +316,11 @@ def run_steps(
     lr: float,
     progress: Progress,
     frozen_blocks: int,
+    frozen_head_norm: bool = False,
 ) -> None:
     """The one fine-tuning loop: the backbone's later blocks at a quarter of the heads' learning rate, a
-    cosine schedule, batch norm frozen in the backbone, progress every few steps and a checkpoint every
-    CHECKPOINT_STEPS (and at the end) in `out`."""
+    cosine schedule, batch norm frozen in the backbone (and in the head with `frozen_head_norm`), progress
+    every few steps and a checkpoint every CHECKPOINT_STEPS (and at the end) in `out`."""
     optimizer = _optimizer(prepare_backbone(backbone, frozen_blocks), [*head.parameters(), *extra], lr)
     started = time.perf_counter()
     running = 0.0
@@ -321,6 +328,8 @@ def run_steps(
         backbone.train()
         head.train()
         freeze_batch_norm(backbone)
+        if frozen_head_norm:
+            freeze_batch_norm(head)
         _step_lr(optimizer, lr, cosine_lr(step, steps))
         loss = step_loss(loaded)
         optimizer.zero_grad()
@@ -654,23 +663,44 @@ def train_attributes_images(
 
 
 def load_head_from_onnx(head: nn.Module, model: Path) -> None:
-    """Set `head`'s weights from a served model's initializers (named `head.<key>`, `__fp16` when stored as
-    float16). Every weight must be there: a graph whose head layers were fused on export (the detector's
-    convolutions with their batch norm) cannot be read back and raises ValueError."""
+    """Set `head`'s weights from a served model's initializers: those named `head.<key>` (`__fp16` when
+    stored as float16), and convolutions that the export fused with the batch norm after them (the
+    detector's), read back by their node's module path: the convolution gets the fused weight and the
+    batch norm becomes the identity plus the fused bias. The result answers as the served graph does in
+    eval mode; keep such batch norms frozen while training from it (`run_steps(frozen_head_norm=True)`)."""
     import onnx
     from onnx import numpy_helper
 
+    graph = onnx.load(str(model)).graph
     stored = {}
-    for initializer in onnx.load(str(model)).graph.initializer:
-        name = initializer.name.removesuffix("__fp16")
-        stored[name] = numpy_helper.to_array(initializer).astype(np.float32)
+    for initializer in graph.initializer:
+        stored[initializer.name.removesuffix("__fp16")] = numpy_helper.to_array(initializer).astype(
+            np.float32
+        )
     state = head.state_dict()
+    values = {k: stored[f"head.{k}"] for k in state if f"head.{k}" in stored}
+    for node in graph.node:
+        path = node.name.split("/")
+        if node.op_type != "Conv" or len(path) < 3 or path[1] != "head":
+            continue
+        module = path[-2]  # "/head/smooth/smooth.1/Conv" -> "smooth.1"
+        prefix, _, index = module.rpartition(".")
+        norm = f"{prefix}.{int(index) + 1}" if index.isdigit() else ""
+        if f"{module}.weight" in values or f"{norm}.running_mean" not in state or len(node.input) < 3:
+            continue
+        values[f"{module}.weight"] = stored[node.input[1]]
+        channels = state[f"{norm}.running_var"].shape[0]
+        eps = next(m.eps for n, m in head.named_modules() if n == norm)
+        values[f"{norm}.weight"] = np.ones(channels, np.float32)
+        values[f"{norm}.bias"] = stored[node.input[2]]
+        values[f"{norm}.running_mean"] = np.zeros(channels, np.float32)
+        values[f"{norm}.running_var"] = np.full(channels, 1 - eps, np.float32)  # 1 / sqrt(var + eps) = 1
     wanted = [k for k in state if not k.endswith("num_batches_tracked")]
-    missing = [k for k in wanted if f"head.{k}" not in stored]
+    missing = [k for k in wanted if k not in values]
     if missing:
-        raise ValueError(f"{model}: no stored weights for head layers {missing[:4]} (fused on export?)")
+        raise ValueError(f"{model}: no stored weights for head layers {missing[:4]}")
     for key in wanted:
-        state[key] = torch.from_numpy(stored[f"head.{key}"]).to(state[key].dtype).reshape(state[key].shape)
+        state[key] = torch.from_numpy(values[key]).to(state[key].dtype).reshape(state[key].shape)
     head.load_state_dict(state)
 
 

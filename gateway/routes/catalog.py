@@ -10,9 +10,9 @@ from gateway.access import require_write
 from gateway.catalog import add_to_catalog, product_form, read_form_or_json, retag_image, tag_uploads
 from gateway.state import GatewayState, Images
 from services.recommend.schemas import RecommendRequest
-from services.search.schemas import CatalogUpdate, CollectionCreate, CollectionEntries, SearchRequest
+from services.search.schemas import SearchRequest
 from shared.envelope import success
-from shared.errors import ApiError, ErrorCode
+from shared.errors import ApiError, ErrorCode, every_input_failed
 from shared.web import RowId, body_schema
 
 router = APIRouter()
@@ -35,6 +35,8 @@ async def add_images(
         "send them in several requests, or add a folder with `kfashion catalog add DIR`",
     )
     results = await add_to_catalog(gateway.pipeline, gateway.search, sources, fields)
+    if error := every_input_failed(results):
+        raise error
     counts = {s: sum(r["status"] == s for r in results) for s in ("added", "exists", "failed")}
     return JSONResponse(success({"results": results, "counts": counts | {"total": len(results)}}))
 
@@ -64,9 +66,8 @@ async def search_catalog(request: Request, gateway: GatewayState) -> Response:
     payload = query.model_dump()
     if files:
         photo = (await tag_uploads(gateway.pipeline, files))[0]
-        if photo["status"] == "failed":
-            error = photo["error"]
-            raise ApiError(ErrorCode(error["code"]), error["message"], error.get("details"))
+        if error := every_input_failed([photo]):
+            raise error
         payload["photo"] = photo
     return gateway.search.relay(await gateway.search.send("POST", "/search", json=payload))
 
@@ -89,35 +90,28 @@ async def forward(request: Request, gateway: GatewayState) -> Response:
     return await gateway.search.forward(request)
 
 
-# (method, path, tag, summary, JSON body) of the requests passed on to the search service unchanged.
-FORWARDED: list[tuple[str, str, str, str, type | None]] = [
+# (method, path, tag, summary) of the requests passed on to the search service unchanged; their parameters
+# and bodies are described by the search service's handlers (gateway/openapi.py).
+FORWARDED: list[tuple[str, str, str, str]] = [
     (
         "GET",
         "/catalog/images",
         "catalog",
         "the catalog's images, newest first (offset, limit, product_id)",
-        None,
     ),
-    ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items", None),
-    ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones", None),
-    ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded (format=jpeg)", None),
-    ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags", CatalogUpdate),
-    ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items", None),
-    ("DELETE", "/catalog/images", "catalog", "remove every image of a product (product_id)", None),
-    ("POST", "/collections", "collections", "create a collection", CollectionCreate),
-    ("GET", "/collections", "collections", "every collection with its size", None),
-    ("GET", "/collections/{name}", "collections", "a collection's entries", None),
-    ("POST", "/collections/{name}/entries", "collections", "save results to a collection", CollectionEntries),
-    ("DELETE", "/collections/{name}/entries/{image_id}", "collections", "remove an entry (item_id)", None),
-    ("DELETE", "/collections/{name}", "collections", "delete a collection", None),
-    ("GET", "/trends", "trends", "counts per period (period, by, fields, start, end)", None),
+    ("GET", "/catalog/images/{image_id}", "catalog", "one image with its items"),
+    ("GET", "/catalog/stale", "catalog", "images tagged by other models than the current ones"),
+    ("GET", "/catalog/images/{image_id}/file", "catalog", "the image as uploaded (format=jpeg)"),
+    ("PATCH", "/catalog/images/{image_id}", "catalog", "rename, or correct item tags"),
+    ("DELETE", "/catalog/images/{image_id}", "catalog", "remove an image and its items"),
+    ("DELETE", "/catalog/images", "catalog", "remove every image of a product (product_id)"),
+    ("POST", "/collections", "collections", "create a collection"),
+    ("GET", "/collections", "collections", "every collection with its size"),
+    ("GET", "/collections/{name}", "collections", "a collection's entries"),
+    ("POST", "/collections/{name}/entries", "collections", "save results to a collection"),
+    ("DELETE", "/collections/{name}/entries/{image_id}", "collections", "remove an entry (item_id)"),
+    ("DELETE", "/collections/{name}", "collections", "delete a collection"),
+    ("GET", "/trends", "trends", "counts per period (period, by, fields, start, end)"),
 ]
-for method, path, tag, summary, body in FORWARDED:
-    router.add_api_route(
-        path,
-        forward,
-        methods=[method],
-        tags=[tag],
-        summary=summary,
-        openapi_extra=body_schema(body) if body else None,
-    )
+for method, path, tag, summary in FORWARDED:
+    router.add_api_route(path, forward, methods=[method], tags=[tag], summary=summary)

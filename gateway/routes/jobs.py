@@ -9,7 +9,7 @@ from fastapi import APIRouter, Form, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from gateway.access import require_write
+from gateway.access import CallerOf, require_write
 from gateway.catalog import product_form
 from gateway.exports import Format, attachment, drawn_jpeg, results_response, zip_of
 from gateway.inputs import checked_url
@@ -43,6 +43,7 @@ def links(job_id: str) -> dict:
 async def create_job(
     request: Request,
     gateway: GatewayState,
+    caller: CallerOf,
     images: Images,
     top_k: int | None = Form(None, ge=1, le=50, description="labels per attribute (default: gateway.top_k)"),
     embedding: bool = Form(False),
@@ -70,33 +71,35 @@ async def create_job(
         else None
     )
     sources = await images.sources(settings, settings.gateway.job_max_images)
-    job_id = await run_in_threadpool(gateway.jobs.create, sources, options, callback)
+    job_id = await run_in_threadpool(gateway.jobs.create, sources, options, callback, caller.owner)
     gateway.worker.job_added()
     job = await run_in_threadpool(gateway.jobs.get, job_id)
     return JSONResponse(success(job | links(job_id), status=202), status_code=202)
 
 
-@router.get("/tagging/jobs", summary="jobs, newest first, with their status and counts")
+@router.get("/tagging/jobs", summary="jobs, newest first, with their status and counts (this key's)")
 async def list_jobs(
-    gateway: GatewayState, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
+    gateway: GatewayState, caller: CallerOf, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> Response:
-    total, jobs = await run_in_threadpool(gateway.jobs.newest, offset, limit)
+    total, jobs = await run_in_threadpool(gateway.jobs.newest, offset, limit, caller.jobs_of)
     return JSONResponse(
         success({"total": total, "offset": offset, "jobs": [j | links(j["id"]) for j in jobs]})
     )
 
 
 @router.get("/tagging/jobs/{job_id}", summary="a job's status and counts")
-async def job_status(gateway: GatewayState, job_id: str) -> Response:
-    job = await run_in_threadpool(gateway.jobs.get, job_id)
+async def job_status(gateway: GatewayState, caller: CallerOf, job_id: str) -> Response:
+    job = await run_in_threadpool(gateway.jobs.get, job_id, caller.jobs_of)
     return JSONResponse(success(job | links(job_id)))
 
 
 @router.get("/tagging/jobs/{job_id}/results", summary="results so far: json, csv or xlsx")
-async def job_results(gateway: GatewayState, job_id: str, format: Format = Query(Format.json)) -> Response:
+async def job_results(
+    gateway: GatewayState, caller: CallerOf, job_id: str, format: Format = Query(Format.json)
+) -> Response:
     if format == Format.image:
         raise ApiError(ErrorCode.VALIDATION_FAILED, "drawn images: GET /tagging/jobs/{id}/images/{position}")
-    job = await run_in_threadpool(gateway.jobs.get, job_id)  # 404 for an unknown job
+    job = await run_in_threadpool(gateway.jobs.get, job_id, caller.jobs_of)  # 404: unknown, or another's
     results = await run_in_threadpool(gateway.jobs.results, job_id)
     if format == Format.json:
         return JSONResponse(success({"job": job, "results": results}))
@@ -117,10 +120,12 @@ def draw_job_image(
 @router.get("/tagging/jobs/{job_id}/images/{position}", summary="one image, items drawn")
 async def job_image(
     gateway: GatewayState,
+    caller: CallerOf,
     job_id: str,
     position: Annotated[int, Path(ge=0, le=MAX_ROW_ID)],
     size: int | None = SIZE,
 ) -> Response:
+    await run_in_threadpool(gateway.jobs.get, job_id, caller.jobs_of)  # 404: unknown, or another's
     result = await run_in_threadpool(gateway.jobs.result, job_id, position)
     if result.get("status") != "done":
         raise ApiError(
@@ -144,14 +149,16 @@ def drawn_job_zip(jobs: JobStore, settings: Settings, job_id: str, size: int) ->
 
 
 @router.get("/tagging/jobs/{job_id}/images", summary="every tagged image, drawn, as a zip")
-async def job_images(gateway: GatewayState, job_id: str, size: int | None = SIZE) -> Response:
-    await run_in_threadpool(gateway.jobs.get, job_id)  # 404 for an unknown job
+async def job_images(
+    gateway: GatewayState, caller: CallerOf, job_id: str, size: int | None = SIZE
+) -> Response:
+    await run_in_threadpool(gateway.jobs.get, job_id, caller.jobs_of)  # 404: unknown, or another's
     size = size or gateway.settings.gateway.draw_size
     data = await run_in_threadpool(drawn_job_zip, gateway.jobs, gateway.settings, job_id, size)
     return Response(data, media_type="application/zip", headers=attachment(f"{job_id}-drawn.zip"))
 
 
 @router.delete("/tagging/jobs/{job_id}", summary="delete a job, its inputs and results")
-async def delete_job(gateway: GatewayState, job_id: str) -> Response:
-    await run_in_threadpool(gateway.jobs.delete, job_id)
+async def delete_job(gateway: GatewayState, caller: CallerOf, job_id: str) -> Response:
+    await run_in_threadpool(gateway.jobs.delete, job_id, caller.jobs_of)
     return JSONResponse(success({"id": job_id, "deleted": True}))

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from gateway.exports import Format, results_response
 from gateway.state import GatewayState, Images
-from shared.errors import ApiError, ErrorCode
+from shared.errors import every_input_failed
 
 router = APIRouter(tags=["tagging"])
 
@@ -27,7 +27,6 @@ async def tagging(
     gateway.services.ensure_ready()
     sources = await images.sources(gateway.settings, settings.sync_max_images, "use POST /tagging/jobs")
     tagged = await gateway.pipeline.tag_all(sources, top_k or settings.top_k, embedding)
-    if len(tagged) == 1 and tagged[0].failed:
-        error = tagged[0].result["error"]
-        raise ApiError(ErrorCode(error["code"]), error["message"], error.get("details"))
+    if error := every_input_failed([t.result for t in tagged]):
+        raise error
     return results_response([t.result for t in tagged], format, tagged, size or settings.draw_size)

@@ -76,7 +76,7 @@ def serve(
 ) -> None:
     """Serve the API. Embedded by default: the gateway and every model service in this process. With
     --service, one service of a microservice deployment (the gateway then calls the others by URL)."""
-    import uvicorn
+    from shared.http_server import serve
 
     if service is not None and service not in SERVICES:
         err.print(f"[red]unknown service {service!r}; choose from {', '.join(SERVICES)}")
@@ -102,6 +102,6 @@ def serve(
     else:
         from services.model_app import model_service_app
 
-        uvicorn.run(model_service_app(service, settings), host=host, port=port, log_level=log_level)
+        serve(model_service_app(service, settings), host, port, log_level, settings.head_timeout_s)
         return
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level)
+    serve(create_app(settings), host, port, log_level, settings.head_timeout_s)

@@ -184,7 +184,8 @@ def train_real(
         typer.Option(min=0, max=1, help="share of generated pictures in each batch (default: the module's)"),
     ] = None,
     start_from: Annotated[
-        Path | None, typer.Option(help="a models folder whose attribute head the attribute stage starts from")
+        Path | None,
+        typer.Option(help="a models folder: the detector and attribute heads start from its models'"),
     ] = None,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
     limit: Annotated[int | None, typer.Option(help="at most this many training photos of each set")] = None,

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from services.recommend.operations import Recommendations
 from services.recommend.schemas import TaggedRecommend
 from shared.envelope import success
+from shared.errors import every_input_failed
 
 
 def recommendations(request: Request) -> Recommendations:
@@ -32,4 +33,7 @@ async def recommend(
     spec: TaggedRecommend, work: Annotated[Recommendations, Depends(recommendations)]
 ) -> Response:
     work.search.ensure_ready()
-    return JSONResponse(success(await run_in_threadpool(work.recommend_all, spec)))
+    answer = await run_in_threadpool(work.recommend_all, spec)
+    if error := every_input_failed(answer["results"]):
+        raise error
+    return JSONResponse(success(answer))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator
 
 from shared.schema import MAX_ROW_ID
 
@@ -18,6 +18,20 @@ MAX_PRODUCT_BYTES = 8192  # the fields as JSON: they ride along in every result
 
 ProductValue = str | int | float | bool | None
 Distinct = Literal["image", "product"]  # what a `distinct` request keeps one result of
+
+
+def _not_a_dot_segment(name: str) -> str:
+    if name in (".", ".."):
+        raise ValueError("a collection cannot be named . or .. (URLs drop such path segments)")
+    return name
+
+
+# A name that is one path segment of /collections/{name}: no slash or control character, not "." or "..".
+CollectionName = Annotated[
+    str,
+    Field(min_length=1, max_length=128, pattern=r"^[^/\x00-\x1f\x7f]+$"),
+    AfterValidator(_not_a_dot_segment),
+]
 
 
 class ProductFields(BaseModel):
@@ -69,7 +83,9 @@ class SearchRequest(BaseModel):
         None, description="one result per catalog image, or per product (the best-ranked one)"
     )
     region: str | None = Field(None, description="which item of the photo (default: the surest read)")
-    save_to: str | None = Field(None, description="also save the results to this collection (created if new)")
+    save_to: CollectionName | None = Field(
+        None, description="also save the results to this collection (created if new)"
+    )
 
 
 class TaggedSearch(SearchRequest):
@@ -93,7 +109,7 @@ class CollectionEntry(BaseModel):
 
 
 class CollectionCreate(BaseModel):
-    name: str = Field(min_length=1, max_length=128, pattern=r"^[^/]+$")
+    name: CollectionName
     description: str = Field("", max_length=1024)
     entries: list[CollectionEntry] = Field(default_factory=list)
 

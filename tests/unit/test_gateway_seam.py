@@ -314,3 +314,38 @@ def test_catalog_answers_never_say_where_files_are_stored(client: TestClient) ->
     assert client.get(f"/catalog/images/{image_id}/file").status_code == 200  # still served
     assert client.delete(f"/catalog/images/{image_id}").status_code == 200
     assert client.get(f"/catalog/images/{image_id}/file").status_code == 404
+
+
+def test_a_request_whose_every_input_failed_answers_the_error(client: TestClient) -> None:
+    """One status rule for /tagging, /catalog/images and /recommend: some done, 200 with each outcome;
+    all failed, the error (one input: its own; several: the code they share, else ALL_INPUTS_FAILED)."""
+    text, empty = ("files", ("notes.jpg", b"not an image")), ("files", ("empty.jpg", b""))
+    one = client.post("/tagging", files=[text]).json()
+    assert one["resultCode"] == 415 and one["body"]["error"]["code"] == "UNSUPPORTED_IMAGE_FORMAT"
+    both = client.post("/tagging", files=[text, empty], params={"format": "csv"})
+    error = both.json()["body"]["error"]
+    assert both.status_code == 422 and error["code"] == "ALL_INPUTS_FAILED"
+    assert [(f["file"], f["error"]["code"]) for f in error["details"]["failures"]] == [
+        ("notes.jpg", "UNSUPPORTED_IMAGE_FORMAT"),
+        ("empty.jpg", "EMPTY_FILE"),
+    ]
+    same = client.post("/tagging", files=[text, ("files", ("more.jpg", b"more text"))])
+    assert same.status_code == 415 and same.json()["resultMessage"].startswith("all 2 inputs failed")
+    added = client.post("/catalog/images", files=[text])
+    assert added.status_code == 415 and added.json()["body"]["error"]["code"] == "UNSUPPORTED_IMAGE_FORMAT"
+    assert client.get("/catalog/images").json()["body"]["total"] == 0
+    matched = client.post("/recommend", files=[text])
+    assert matched.status_code == 415, matched.text
+    unknown = client.post("/recommend", json={"item_id": 12345})
+    assert unknown.status_code == 404 and unknown.json()["body"]["error"]["code"] == "NOT_FOUND"
+
+
+def test_requests_are_limited_per_address(tmp_path: Path, fake: FakeModelServices) -> None:
+    settings = load_settings(data_dir=tmp_path / "data", gateway={"rate_limits": {"per_address": 5}})
+    with TestClient(create_app(settings, services=fake)) as limited:
+        statuses = [limited.get("/catalog/images").status_code for _ in range(8)]
+        assert statuses[:5] == [200] * 5 and statuses[5:] == [429] * 3
+        refused = limited.get("/collections")
+        assert refused.json()["body"]["error"]["code"] == "RATE_LIMITED"
+        assert int(refused.headers["retry-after"]) == 12  # one request in 60 / 5 seconds
+        assert limited.get("/healthz").status_code == 200  # probes are never counted
