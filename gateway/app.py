@@ -34,7 +34,10 @@ def create_app(
     install_access(app, settings.gateway)
     describe_gateway(state.description)
     gateway = Gateway(
-        settings, services or model_services(settings, state.registry), search or SearchClient(settings)
+        settings,
+        services or model_services(settings, state.registry),
+        search or SearchClient(settings),
+        state.registry,
     )
     app.state.gateway = gateway
     state.startup.append(gateway.services.start)

@@ -56,8 +56,12 @@ def is_archive(name: str, data: bytes) -> bool:
     return data.startswith(ZIP_MAGIC) or (name.lower().endswith(".zip") and bool(data))
 
 
-def expand_archive(name: str, data: bytes, limits: ImageLimits, max_entries: int) -> list[Source]:
-    """The image entries of a zip archive as sources; other entries fail alone with their reason."""
+def expand_archive(
+    name: str, data: bytes, limits: ImageLimits, max_entries: int, max_bytes: int
+) -> list[Source]:
+    """The image entries of a zip archive as sources; other entries fail alone with their reason. The
+    counts and sizes are read from the archive's directory before anything is inflated (an entry never
+    inflates past its declared size: zipfile stops there)."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile:
@@ -79,6 +83,13 @@ def expand_archive(name: str, data: bytes, limits: ImageLimits, max_entries: int
         )
     if not entries:
         return [Source(name, error=ApiError(ErrorCode.EMPTY_FILE, f"{name}: the archive holds no files"))]
+    declared = sum(info.file_size for info in entries)
+    if declared > max_bytes:
+        raise ApiError(
+            ErrorCode.FILE_TOO_LARGE,
+            f"{name}: {declared} bytes once unpacked is over the limit of {max_bytes} per archive",
+            {"file": name, "bytes": declared, "max_bytes": max_bytes},
+        )
     sources = []
     for info in entries:
         entry = f"{name}/{info.filename}"
@@ -120,11 +131,13 @@ BOMB_RATIO = 100  # uncompressed / compressed size over which an archive entry i
 BOMB_MIN_BYTES = 1024 * 1024  # entries smaller than this are let through whatever their ratio
 
 
-def upload_sources(uploads: list[tuple[str, bytes]], limits: ImageLimits, max_entries: int) -> list[Source]:
+def upload_sources(
+    uploads: list[tuple[str, bytes]], limits: ImageLimits, max_entries: int, max_bytes: int
+) -> list[Source]:
     sources: list[Source] = []
     for name, data in uploads:
         if is_archive(name, data):
-            sources.extend(expand_archive(name, data, limits, max_entries))
+            sources.extend(expand_archive(name, data, limits, max_entries, max_bytes))
         else:
             sources.append(Source(name, data))
     return sources
@@ -333,7 +346,11 @@ async def collect_sources(
     uploads = [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files or [])]
     # Unpacking archives is CPU work: off the event loop, so other requests are answered meanwhile.
     unpacked = await run_in_threadpool(
-        upload_sources, uploads, settings.image, settings.gateway.archive_max_entries
+        upload_sources,
+        uploads,
+        settings.image,
+        settings.gateway.archive_max_entries,
+        settings.gateway.archive_max_bytes,
     )
     sources = unpacked + sources
     if folder_list:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
+from prometheus_client import CollectorRegistry, Counter
 from sqlalchemy import (
     ColumnElement,
     Select,
@@ -435,8 +436,14 @@ class JobWorker:
         concurrency: int,
         idle_s: float = 1.0,
         callback_timeout_s: float = 10.0,
+        registry: CollectorRegistry | None = None,
     ):
         self.store = store
+        self.tagged = Counter(
+            "kfashion_job_images_tagged",
+            "job images this process finished (tagged, or failed alone)",
+            registry=registry or CollectorRegistry(),
+        )
         self.tag_one = tag_one
         self.concurrency = concurrency
         self.idle_s = idle_s
@@ -510,7 +517,7 @@ class JobWorker:
                     # form can then be downloaded, and the host is not asked again.
                     await asyncio.to_thread(self.store.keep_input, *key, tagged.image.data)
             except ApiError as error:
-                if error.code == ErrorCode.SERVICE_UNAVAILABLE:
+                if error.code in (ErrorCode.SERVICE_UNAVAILABLE, ErrorCode.SERVICE_BUSY):
                     log.warning("job %s image %s waits: %s", *key, error.message)
                     await asyncio.to_thread(self.store.release, self.name, *key)
                     await asyncio.sleep(self.idle_s)
@@ -519,7 +526,8 @@ class JobWorker:
             except Exception:
                 log.exception("job %s image %s failed", *key)
                 result = _failed(row["name"], ApiError(ErrorCode.INTERNAL_ERROR, "tagging this image failed"))
-            await asyncio.to_thread(self.store.finish, *key, result)
+            if await asyncio.to_thread(self.store.finish, *key, result):
+                self.tagged.inc()
             self._callbacks_may_be_due = True
         finally:
             self._in_flight.discard(key)

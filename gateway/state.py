@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from fastapi import Depends, File, Form, Request, UploadFile
+from prometheus_client import CollectorRegistry
 
 from gateway.catalog import store_tagged
 from gateway.clients import ModelServices, SearchClient
@@ -25,6 +26,7 @@ class Gateway:
     settings: Settings
     services: ModelServices
     search: SearchClient
+    registry: CollectorRegistry | None = None  # where the job worker's metrics go
     pipeline: TaggingPipeline = field(init=False)
     jobs: JobStore = field(init=False)
     worker: JobWorker = field(init=False)
@@ -40,6 +42,7 @@ class Gateway:
             self.tag_for_job,
             settings.gateway.concurrency,
             callback_timeout_s=settings.gateway.url_timeout_s,
+            registry=self.registry,
         )
 
     async def tag_for_job(self, source: Source, options: dict) -> Tagged:

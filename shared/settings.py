@@ -83,6 +83,9 @@ class GatewaySettings(BaseModel):
     sync_max_images: int = Field(32, gt=0, description="more images than this must go to /tagging/jobs")
     job_max_images: int = Field(20_000, gt=0)
     archive_max_entries: int = Field(5_000, gt=0)
+    archive_max_bytes: int = Field(
+        1024**3, gt=0, description="an archive's entries unpacked, in all (read from its directory first)"
+    )
     concurrency: int = Field(2, gt=0, description="images tagged at the same time")
     top_k: int = Field(3, gt=0, le=50, description="labels listed per attribute")
     draw_size: int = Field(800, ge=64, le=4096, description="default longest side of drawn images")

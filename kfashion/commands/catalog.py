@@ -199,3 +199,36 @@ def catalog_copy(
             raise typer.Exit(1) from exc
         counts["jobs"] = copy_jobs(*stores, on_progress=lambda n: bar.advance(jobs, n))
     sys.stdout.write(json.dumps(counts) + "\n")
+
+
+@catalog_app.command("check")
+def catalog_check(
+    repair: Annotated[
+        bool, typer.Option(help="delete stray files, remove images whose file is gone")
+    ] = False,
+    data_dir: Annotated[Path | None, typer.Option(help="the server's data dir (default: settings)")] = None,
+    models_dir: Annotated[Path | None, typer.Option("--models", help="models folder")] = None,
+) -> None:
+    """Find what is out of step between the database, the stored files and the search indexes: files no
+    image refers to (a process killed while adding a photo), images whose file is missing, indexes that
+    do not hold what the database does (rebuilt as the search service opens them). Prints a JSON report;
+    exits 1 when something was found and not repaired. Run it with uploads stopped."""
+    from services.search.catalog import CatalogStore
+    from services.search.service import CatalogSearch, index_versions
+    from shared.blobs import create_blob_store
+    from shared.db import database_engine
+
+    settings = settings_with(data_dir, models_dir)
+    engine = database_engine(settings.database_url)
+    blobs = create_blob_store(settings.storage, settings.data_dir)
+    search = CatalogSearch(CatalogStore(engine, blobs), blobs, index_versions(settings.models_dir))
+    search.open()
+    try:
+        report = search.check(repair) | {"indexes_rebuilt_at_open": search.rebuilt}
+    finally:
+        search.close()
+        engine.dispose()
+    sys.stdout.write(json.dumps(report) + "\n")
+    found = report["files_without_image"] or report["images_without_file"]
+    if found and not repair:
+        raise typer.Exit(1)

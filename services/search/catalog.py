@@ -22,6 +22,8 @@ from shared.imaging import capture_date
 from shared.labels import label_values
 from shared.schema import catalog_images, catalog_items
 
+FILES_PREFIX = "catalog/"  # where the photos' bytes are stored (blob keys), by content hash
+
 
 class CatalogStore:
     def __init__(self, engine: Engine, blobs: BlobStore):
@@ -46,7 +48,7 @@ class CatalogStore:
         if existing is not None:
             self.set_product(existing, product)
             return existing, False
-        key = f"catalog/{digest[:2]}/{digest}"
+        key = f"{FILES_PREFIX}{digest[:2]}/{digest}"
         self.blobs.put(key, data)
         image = {
             "sha256": digest,
@@ -143,6 +145,15 @@ class CatalogStore:
             db.execute(delete(catalog_images).where(catalog_images.c.id == image_id))
         self.blobs.delete(key)
         return [item["id"] for item in image["items"]]
+
+    def stored_files(self) -> dict[int, str]:
+        """Image id -> where its bytes are stored, for every image (the check's; never in answers)."""
+        with self.engine.connect() as db:
+            return dict(db.execute(select(catalog_images.c.id, catalog_images.c.blob_key)).all())
+
+    def all_item_ids(self) -> set[int]:
+        with self.engine.connect() as db:
+            return set(db.execute(select(catalog_items.c.id)).scalars())
 
     def embeddings(self, image_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(item ids, their image ids, embeddings) of every item, or of one image's, for the indexes."""

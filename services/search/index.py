@@ -70,6 +70,10 @@ class VectorIndex:
     def _ids(self) -> np.ndarray:
         return self._id_store[: self._count]
 
+    def ids(self) -> np.ndarray:
+        """The ids held, in no particular order (a copy)."""
+        return self._ids.copy()
+
     @property
     def _vectors(self) -> np.ndarray:
         return self._vector_store[: self._count]

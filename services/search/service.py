@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from services.search.catalog import CatalogStore
+from services.search.catalog import FILES_PREFIX, CatalogStore
 from services.search.index import IndexConfig, VectorIndex
 from services.search.query import merge_filters
 from services.search.text import TextIndex, item_documents
@@ -296,6 +296,40 @@ class CatalogSearch:
             self._index_image(image_id)
             self._changed(image_id=image_id, items_before=old)
         return self.catalog.get(image_id)
+
+    def check(self, repair: bool = False) -> dict[str, Any]:
+        """What is out of step between the database (the truth), the stored files and the indexes: files
+        no image refers to (left by a process killed between storing a photo and writing its row), images
+        whose file is missing, index entries the database does not hold or lacks. With `repair`: those
+        files deleted, those images removed, the indexes rebuilt from the database. Run it with uploads
+        stopped: a photo being added has its file stored a moment before its row."""
+        with self._lock:
+            files = self.catalog.stored_files()
+            stored = set(self.blobs.keys(FILES_PREFIX))
+            orphans = sorted(stored - set(files.values()))
+            missing = sorted(image_id for image_id, key in files.items() if key not in stored)
+            in_database = self.catalog.all_item_ids()
+            in_index = {int(i) for i in self.indexes["items"].ids()}
+            report: dict[str, Any] = {
+                "images": len(files),
+                "files_without_image": len(orphans),
+                "images_without_file": missing,
+                "index_items_not_in_database": len(in_index - in_database),
+                "database_items_not_in_index": len(in_database - in_index),
+                "repaired": repair,
+            }
+            if not repair:
+                return report
+            for key in orphans:
+                self.blobs.delete(key)
+            for image_id in missing:
+                self.delete(image_id)
+            if in_index != in_database or missing:
+                self.indexes |= self._indexes_from_database()
+                self._changed()
+        self.save()
+        self._rebuild_if_needed()
+        return report
 
     def stale_image_ids(self) -> list[int]:
         return self.catalog.stale_image_ids(self.versions)

@@ -17,6 +17,7 @@ from services.search.service import CHANGES_KEPT, CatalogSearch
 from services.search.text import TextIndex, item_documents
 from shared.blobs import create_blob_store
 from shared.db import database_engine
+from shared.errors import ApiError
 from shared.settings import StorageSettings
 from tests.catalog_data import VERSIONS, item, look
 from tests.databases import database_url
@@ -197,3 +198,42 @@ def test_the_text_index_follows_each_change_by_reading_the_changed_image_alone(
     assert set(index.scores(["sku"])) == {
         item["id"] for image_id in with_products for item in search.catalog.get(image_id)["items"]
     }
+
+
+def test_the_check_finds_and_repairs_what_is_out_of_step(search: CatalogSearch) -> None:
+    """Stored files no image refers to, an image whose file is gone, an index that lost an entry: each
+    found, nothing changed without --repair, each put right with it (the database is the truth)."""
+    ids = [search.add(f"look{n}.jpg", f"photo {n}".encode(), _look(n))[0] for n in range(3)]
+    stray = "catalog/ff/" + "f" * 64
+    search.blobs.put(stray, b"a photo whose row was never written")
+    gone = ids[1]
+    search.blobs.delete(search.catalog.stored_files()[gone])
+    lost_item = search.catalog.get(ids[2])["items"][0]["id"]
+    search.indexes["items"].remove(np.array([lost_item], np.int64))
+    found = search.check()
+    assert (found["files_without_image"], found["images_without_file"]) == (1, [gone])
+    assert (found["database_items_not_in_index"], found["index_items_not_in_database"]) == (1, 0)
+    assert search.check() == found and search.blobs.exists(stray)  # looking changes nothing
+    assert search.check(repair=True)["repaired"]
+    after = search.check()
+    assert after["files_without_image"] == after["database_items_not_in_index"] == 0
+    assert after["images_without_file"] == [] and after["images"] == 2
+    assert not search.blobs.exists(stray) and lost_item in search.indexes["items"].ids()
+    with pytest.raises(ApiError):
+        search.catalog.get(gone)
+
+
+def test_the_check_command_exits_1_until_repaired(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    stray = tmp_path / "blobs" / "catalog" / "ff" / ("f" * 64)
+    stray.parent.mkdir(parents=True)
+    stray.write_bytes(b"a photo whose row was never written")
+    command = [sys.executable, "-m", "kfashion", "catalog", "check", "--data-dir", str(tmp_path)]
+    found = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert found.returncode == 1 and json.loads(found.stdout)["files_without_image"] == 1, found.stderr
+    repaired = subprocess.run([*command, "--repair"], capture_output=True, text=True, timeout=120)
+    assert repaired.returncode == 0 and not stray.exists() and not stray.parent.exists()
+    assert subprocess.run(command, capture_output=True, timeout=120).returncode == 0

@@ -215,3 +215,38 @@ def test_a_killed_worker_resumes_without_losing_or_repeating(tmp_path: Path, uns
     for position, result in finished_before.items():  # done before the kill: kept, not redone
         assert after[position] == result
     assert np.mean([len(r["items"]) > 0 for r in after]) > 0.9
+
+
+def _tagged_by(url: str) -> int:
+    metrics = httpx2.get(f"{url}/metrics", timeout=10).text
+    return int(float(next(line.split()[1] for line in metrics.splitlines() if line.startswith(JOB_METRIC))))
+
+
+JOB_METRIC = "kfashion_job_images_tagged_total"
+SHARED_JOB = 40
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_gateways_share_one_queue(
+    database: str, tmp_path: Path, unseen: list[Sample], request: pytest.FixtureRequest
+) -> None:
+    """Two gateway processes over one database (and one file store): each waiting image is claimed and
+    tagged by one of them, so the job ends with one result per image and the two processes' counts of
+    images tagged add up to the job's size."""
+    from tests.databases import database_url
+
+    env = gateway_env(tmp_path / "data") | {"KFASHION_DATABASE": database_url(database, tmp_path, request)}
+    first = Server([], env, log=tmp_path / "first.log").start()
+    second = Server([], env, log=tmp_path / "second.log").start()
+    try:
+        named = _bulk_images(unseen)[:SHARED_JOB]
+        job_id = httpx2.post(f"{first.url}/tagging/jobs", files=_files(named), timeout=120).json()["body"][
+            "id"
+        ]
+        job = _wait(second.url, job_id, lambda j: j["status"] == "done")
+        counts = [_tagged_by(server.url) for server in (first, second)]
+    finally:
+        first.kill()
+        second.kill()
+    assert job["counts"] == {"total": SHARED_JOB, "done": SHARED_JOB, "failed": 0, "pending": 0}
+    assert sum(counts) == SHARED_JOB and min(counts) > 0, counts
