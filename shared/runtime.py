@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from shared.errors import ApiError, ErrorCode
 from shared.manifest import Manifest, ModelEntry, load_manifest
 from shared.settings import RuntimeSettings
+from shared.work import run_nicer
 
 log = logging.getLogger("kfashion.runtime")
 
@@ -92,7 +93,12 @@ class ModelRuntime(ABC):
         return self.manifest.models[model]
 
     def load(self, models: Sequence[str]) -> None:
-        """Load the models and run each once (warm-up), then report ready. Errors are kept for /readyz."""
+        """Load the models and run each once (warm-up), then report ready. Errors are kept for /readyz.
+        The calling thread, and the compute threads the sessions start, run at the lower priority the
+        settings ask for (`nice`) when it is a thread of its own, as the services' start-up calls it (a
+        command calling it on its main thread keeps its priority)."""
+        if threading.current_thread() is not threading.main_thread():
+            run_nicer(self.settings.nice)
         try:
             for model in models:
                 self._load(model, self.entry(model))

@@ -29,6 +29,12 @@ class RuntimeSettings(BaseModel):
     max_batch: int = Field(32, gt=0, description="largest batch sent in one model call")
     workers: int = Field(2, gt=0, description="model calls run at the same time (threads of their own)")
     queue: int = Field(128, ge=0, description="model calls that may wait; past that: 503 SERVICE_BUSY")
+    nice: int = Field(
+        10,
+        ge=0,
+        le=19,
+        description="how much lower the model threads' CPU priority is (cheap requests first)",
+    )
     triton_url: str = "127.0.0.1:8000"
     triton_protocol: Literal["http", "grpc"] = "http"
     triton_timeout_s: float = Field(30.0, gt=0)

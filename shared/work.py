@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
+import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -15,13 +18,29 @@ from shared.errors import ApiError, ErrorCode
 
 T = TypeVar("T")
 BUSY_RETRY_AFTER_S = 1
+log = logging.getLogger("kfashion.work")
+
+
+def run_nicer(increment: int) -> None:
+    """Lower the calling thread's CPU priority by `increment` (Linux: priority is per thread, and threads
+    it starts later inherit it, as ONNX Runtime's compute threads do when it creates a session here).
+    Model work then yields the CPU to the event loop and cheap requests whenever both want it."""
+    if increment <= 0 or not hasattr(os, "setpriority"):
+        return
+    thread = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, thread, os.getpriority(os.PRIO_PROCESS, thread) + increment)
+    except OSError as error:  # not allowed here: the work still runs, at the usual priority
+        log.warning("cannot lower the model threads' priority: %s", error)
 
 
 class ModelExecutor:
-    def __init__(self, workers: int, queue: int, name: str = "model"):
+    def __init__(self, workers: int, queue: int, nice: int = 0, name: str = "model"):
         self.workers = workers
         self.queue = queue
-        self._pool = ThreadPoolExecutor(workers, thread_name_prefix=name)
+        self._pool = ThreadPoolExecutor(
+            workers, thread_name_prefix=name, initializer=run_nicer, initargs=(nice,)
+        )
         self._admitted = 0  # running and waiting
 
     @property
