@@ -17,7 +17,7 @@ fi
 stamp=.venv/.installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
-  .venv/bin/python -m pip install --quiet -e '.[dev,train]'
+  .venv/bin/python -m pip install --quiet -e '.[dev,train,milvus]'
   touch "$stamp"
 fi
 

@@ -5,7 +5,7 @@ and passed in. Example: KFASHION_IMAGE__MAX_BYTES=10000000.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,6 +119,22 @@ class GatewaySettings(BaseModel):
         return keys
 
 
+class SearchSettings(BaseModel):
+    """Where the search service keeps the catalog's vector indexes."""
+
+    backend: Literal["faiss", "milvus"] = Field(
+        "faiss", description="faiss: in the search service's memory, saved to storage; milvus: a Milvus"
+    )
+    milvus_uri: str = Field(
+        "", description="a file path (milvus-lite, embedded) or http://host:19530; empty: DATA_DIR/milvus.db"
+    )
+    milvus_token: str | None = Field(None, description="user:password or an API key, for a server")
+    milvus_database: str = Field("", description="the server's database; empty: its default")
+    milvus_prefix: str = Field("kfashion", pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="collection names")
+    milvus_index_type: str = Field("FLAT", description="FLAT (exact), IVF_PQ, HNSW, GPU_CAGRA (a server's)")
+    milvus_index_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"M": 16}')
+
+
 class StorageSettings(BaseModel):
     """Stored files: a folder under data_dir (local) or an S3-compatible bucket (MinIO, S3)."""
 
@@ -146,6 +162,7 @@ class Settings(BaseSettings):
     services: ServiceUrls = ServiceUrls()
     gateway: GatewaySettings = GatewaySettings()
     storage: StorageSettings = StorageSettings()
+    search: SearchSettings = SearchSettings()
     database: str | None = Field(None, description="SQLAlchemy URL; default SQLite under data_dir")
     head_timeout_s: float = Field(
         10.0, gt=0, description="a request's line and headers must arrive within this, or it is cut off"

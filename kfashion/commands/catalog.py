@@ -213,15 +213,13 @@ def catalog_check(
     image refers to (a process killed while adding a photo), images whose file is missing, indexes that
     do not hold what the database does (rebuilt as the search service opens them). Prints a JSON report;
     exits 1 when something was found and not repaired. Run it with uploads stopped."""
-    from services.search.catalog import CatalogStore
-    from services.search.service import CatalogSearch, index_versions
+    from services.search.app import catalog_search
     from shared.blobs import create_blob_store
     from shared.db import database_engine
 
     settings = settings_with(data_dir, models_dir)
     engine = database_engine(settings.database_url)
-    blobs = create_blob_store(settings.storage, settings.data_dir)
-    search = CatalogSearch(CatalogStore(engine, blobs), blobs, index_versions(settings.models_dir))
+    search = catalog_search(settings, engine, create_blob_store(settings.storage, settings.data_dir))
     search.open()
     try:
         report = search.check(repair) | {"indexes_rebuilt_at_open": search.rebuilt}

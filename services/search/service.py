@@ -1,10 +1,11 @@
 """Catalog search: the catalog (database + blob store) and its vector indexes kept in step.
 
-Two indexes: items (one vector per garment) and looks (one per image: the mean of its items' vectors).
-Both are saved to the blob store (local disk or S3) a few seconds after a change and at shutdown, with the
-catalog state (stamp) and model versions they hold; at start a saved index that is missing, damaged, of
-other versions or of another catalog state is rebuilt from the database. Large indexes train IVF-PQ in a
-background thread while queries go on against the previous one.
+Two indexes: items (one vector per garment) and looks (one per image: the mean of its items' vectors),
+kept by an index store: FAISS in this process, saved to the blob store (local disk or S3) a few seconds
+after a change and at shutdown (the default), or collections in Milvus (services/search/milvus_index.py).
+Either way each index records the catalog state (stamp) and model versions it holds; at start one that is
+missing, damaged, of other versions or of another catalog state is rebuilt from the database. Large FAISS
+indexes train IVF-PQ in a background thread while queries go on against the previous one.
 """
 
 from __future__ import annotations
@@ -36,6 +37,39 @@ CHANGES_KEPT = 1000  # revisions whose changed image is remembered; a cache furt
 MAX_IMAGES_UPDATED = 500  # a cache behind by more changed images than this reads everything (no long IN list)
 
 Filters = dict[str, list[str]]
+
+
+class FaissIndexes:
+    """The default index store: FAISS indexes in this process, saved whole to the blob store."""
+
+    shared = False  # each search service holds its own copy: another writer's changes are read anew
+
+    def __init__(self, blobs: BlobStore):
+        self.blobs = blobs
+
+    def open(
+        self, kind: str, config: IndexConfig, versions: dict[str, str]
+    ) -> tuple[VectorIndex | None, str]:
+        key = INDEX_KEYS[kind]
+        if not self.blobs.exists(key):
+            return None, "missing"
+        index = VectorIndex.loads(self.blobs.get(key), config, versions)
+        return index, "damaged or other versions" if index is None else "out of date"
+
+    def create(self, kind: str, config: IndexConfig, versions: dict[str, str]) -> VectorIndex:
+        return VectorIndex(config, versions)
+
+    def publish(self, kind: str, index: VectorIndex) -> None:
+        return None  # in use as soon as the search service holds it; saved by `save`
+
+    def snapshot(self, index: VectorIndex) -> bytes:
+        return index.dumps()
+
+    def write(self, kind: str, snapshot: bytes, index: VectorIndex) -> None:
+        self.blobs.put(INDEX_KEYS[kind], snapshot)
+
+    def close(self) -> None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -73,9 +107,12 @@ class CatalogSearch:
         config: IndexConfig | None = None,
         save_delay_s: float = 5.0,
         refresh_s: float = 10.0,
+        store: Any = None,
     ):
+        """`store`: where the indexes live, FaissIndexes (the default) or MilvusIndexes."""
         self.catalog = catalog
         self.blobs = blobs
+        self.store = store or FaissIndexes(blobs)
         self.versions = dict(versions)
         self.config = config or IndexConfig(EMBEDDING_DIM)
         self.save_delay_s = save_delay_s
@@ -99,20 +136,16 @@ class CatalogSearch:
 
     def open(self) -> None:
         stamp = self.catalog.stamp()
-        for kind, key in INDEX_KEYS.items():
-            index, reason = None, "missing"
-            if self.blobs.exists(key):
-                index = VectorIndex.loads(self.blobs.get(key), self.config, self.versions)
-                reason = "damaged or other versions" if index is None else "out of date"
-                if index is not None and index.stamp != stamp:
-                    index = None
-            if index is None:
+        for kind in INDEX_KEYS:
+            index, reason = self.store.open(kind, self.config, self.versions)
+            if index is None or index.stamp != stamp:
                 self.rebuilt[kind] = reason
                 log.info("rebuilding the %s index from the database (%s)", kind, reason)
-            self.indexes[kind] = index or VectorIndex(self.config, self.versions)
+            else:
+                self.indexes[kind] = index
         if self.rebuilt:
-            fresh = self._indexes_from_database()
-            self.indexes |= {kind: fresh[kind] for kind in self.rebuilt}
+            fresh = self._indexes_from_database(list(self.rebuilt))
+            self._adopt(fresh)
             self._changed(stamp)
         self._rebuild_if_needed()
         self._saver = threading.Thread(target=self._save_loop, name="index-saver", daemon=True)
@@ -136,20 +169,22 @@ class CatalogSearch:
 
     def close(self) -> None:
         if not self.ready.is_set():
+            self.store.close()
             return
         self._closing.set()
         if self._saver:
             self._saver.join(timeout=30)
         self.save()
+        self.store.close()
 
     def save(self) -> None:
         with self._lock:
             if not self._dirty.is_set():
                 return
             self._dirty.clear()
-            blobs = {key: self.indexes[kind].dumps() for kind, key in INDEX_KEYS.items()}
-        for key, data in blobs.items():
-            self.blobs.put(key, data)
+            snapshots = {kind: (self.store.snapshot(index), index) for kind, index in self.indexes.items()}
+        for kind, (snapshot, index) in snapshots.items():
+            self.store.write(kind, snapshot, index)
 
     def _save_loop(self) -> None:
         """Save a few seconds after a change; every `refresh_s`, pick up changes made by another writer
@@ -172,23 +207,35 @@ class CatalogSearch:
             stamp = self.catalog.stamp()
             if stamp == self.stamp:
                 return False
+            if self.store.shared:  # the other writer changed the shared indexes too: caches are read anew
+                self._changed(stamp)
+                return True
         fresh = self._indexes_from_database()
         with self._lock:
             if self.catalog.stamp() != stamp:
                 return False  # changed again: the next round tries again
             log.info("the catalog changed elsewhere: indexes rebuilt from the database")
-            self.indexes = fresh
+            self._adopt(fresh)
             self._changed(stamp)
         self._rebuild_if_needed()
         return True
 
-    def _indexes_from_database(self) -> dict[str, VectorIndex]:
-        """Both indexes built anew from every item's vector in the database (the source of truth)."""
-        fresh = {kind: VectorIndex(self.config, self.versions) for kind in INDEX_KEYS}
+    def _indexes_from_database(self, kinds: Iterable[str] = tuple(INDEX_KEYS)) -> dict[str, Any]:
+        """Indexes built anew from every item's vector in the database (the source of truth), not yet in
+        use (`_adopt`)."""
+        fresh = {kind: self.store.create(kind, self.config, self.versions) for kind in kinds}
         item_ids, image_ids, vectors = self.catalog.embeddings()
-        fresh["items"].add(item_ids, vectors)
-        fresh["looks"].add(*look_vectors(image_ids, vectors))
+        if "items" in fresh:
+            fresh["items"].add(item_ids, vectors)
+        if "looks" in fresh:
+            fresh["looks"].add(*look_vectors(image_ids, vectors))
         return fresh
+
+    def _adopt(self, fresh: dict[str, Any]) -> None:
+        """Put freshly built indexes in use (a Milvus alias moves to them)."""
+        for kind, index in fresh.items():
+            self.store.publish(kind, index)
+        self.indexes |= fresh
 
     def _index_image(self, image_id: int) -> None:
         """Put one image's items (and its look) into the indexes, from the database."""
@@ -325,7 +372,7 @@ class CatalogSearch:
             for image_id in missing:
                 self.delete(image_id)
             if in_index != in_database or missing:
-                self.indexes |= self._indexes_from_database()
+                self._adopt(self._indexes_from_database())
                 self._changed()
         self.save()
         self._rebuild_if_needed()

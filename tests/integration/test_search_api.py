@@ -83,6 +83,8 @@ class Deployment:
 def _storage_env(kind: str, folder: Path, request: pytest.FixtureRequest) -> dict[str, str]:
     if kind == "local":
         return {}
+    if kind == "milvus":  # files on the local disk, the indexes in Milvus (milvus-lite under the data dir)
+        return {"KFASHION_SEARCH__BACKEND": "milvus"}
     return {
         "KFASHION_STORAGE__BACKEND": "s3",
         "KFASHION_STORAGE__ENDPOINT": request.getfixturevalue("s3_endpoint"),
@@ -116,7 +118,7 @@ def snapshot(url: str) -> dict[int, dict]:
     return items
 
 
-@pytest.fixture(scope="module", params=["sqlite-local", "postgresql-s3"])
+@pytest.fixture(scope="module", params=["sqlite-local", "postgresql-s3", "postgresql-milvus"])
 def deployment(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, synth_dataset: Path
 ) -> Iterator[Deployment]:
@@ -748,7 +750,14 @@ def test_bad_photo_requests(deployment: Deployment, unseen: list[Sample]) -> Non
 
 
 def _delete_index(deployment: Deployment) -> None:
-    if deployment.env.get("KFASHION_STORAGE__BACKEND") == "s3":
+    if deployment.env.get("KFASHION_SEARCH__BACKEND") == "milvus":  # its collections dropped
+        from services.search.milvus_index import MilvusIndexes
+
+        milvus = MilvusIndexes(str(Path(deployment.env["KFASHION_DATA_DIR"]) / "milvus.db"))
+        assert milvus.client.has_collection("kfashion_items_state") or milvus.read_state("items")
+        milvus.drop_all()
+        milvus.close()
+    elif deployment.env.get("KFASHION_STORAGE__BACKEND") == "s3":
         store = S3BlobStore(
             StorageSettings(
                 backend="s3",

@@ -1,5 +1,6 @@
 """The catalog and its indexes kept in step (services/search/service.py), without models: on SQLite and the
-real PostgreSQL, with the indexes on the local disk and on an S3-protocol server."""
+real PostgreSQL, with the FAISS indexes on the local disk and on an S3-protocol server, and with the
+indexes in Milvus (milvus-lite, the engine embedded in this process)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 from services.search.catalog import CatalogStore
-from services.search.index import IndexConfig
+from services.search.index import IndexConfig, VectorIndex
 from services.search.query import normalize_filters
 from services.search.service import INDEX_KEYS, CatalogSearch
 from shared.blobs import BlobStore, create_blob_store
@@ -29,16 +30,30 @@ COLOURS = ("블랙", "화이트", "네이비", "베이지")
 class Stack:
     engine: object
     blobs: BlobStore
+    milvus: Path | None = None  # the milvus-lite file holding the indexes; None: FAISS
 
     def open(self, versions: dict[str, str] = VERSIONS, config: IndexConfig | None = None) -> CatalogSearch:
-        search = CatalogSearch(CatalogStore(self.engine, self.blobs), self.blobs, versions, config, 0.05)
+        store = None
+        if self.milvus is not None:
+            from services.search.milvus_index import MilvusIndexes
+
+            store = MilvusIndexes(str(self.milvus))
+        catalog = CatalogStore(self.engine, self.blobs)
+        search = CatalogSearch(catalog, self.blobs, versions, config, 0.05, store=store)
         search.open()
         return search
 
 
-@pytest.fixture(params=["sqlite-local", "sqlite-s3", "postgresql-local", "postgresql-s3"])
+@pytest.fixture(
+    params=["sqlite-local", "sqlite-s3", "postgresql-local", "postgresql-s3", "postgresql-milvus"]
+)
 def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
     database, storage = request.param.split("-")
+    if storage == "milvus":
+        engine = database_engine(database_url(database, tmp_path, request))
+        yield Stack(engine, create_blob_store(StorageSettings(), tmp_path), tmp_path / "milvus.db")
+        engine.dispose()
+        return
     engine = database_engine(database_url(database, tmp_path, request))
     settings = StorageSettings()
     if storage == "s3":
@@ -78,14 +93,13 @@ def test_indexes_follow_the_catalog_and_survive_reopening(stack: Stack) -> None:
     assert len(black) == 6 and {h.id for h in black} <= set(search.catalog.item_ids({"color": ["블랙"]}))
     removed = search.delete(image_ids[2])
     assert not {h.id for h in search.similar_items(vectors[4], 30)} & set(removed)
+    before = [h.id for h in search.similar_items(vectors[7], 5)]
     search.close()
-    assert all(stack.blobs.exists(key) for key in INDEX_KEYS.values())
+    assert stack.milvus is not None or all(stack.blobs.exists(key) for key in INDEX_KEYS.values())
 
     reopened = stack.open()
     assert reopened.rebuilt == {}
-    assert [h.id for h in reopened.similar_items(vectors[7], 5)] == [
-        h.id for h in search.similar_items(vectors[7], 5)
-    ]
+    assert [h.id for h in reopened.similar_items(vectors[7], 5)] == before
     reopened.close()
 
 
@@ -103,6 +117,8 @@ def test_a_stale_or_foreign_index_is_rebuilt_from_the_database(stack: Stack) -> 
     foreign = stack.open(versions=VERSIONS | {"attributes": "2"})
     assert foreign.rebuilt == {"items": "damaged or other versions", "looks": "damaged or other versions"}
     foreign.close()
+    if stack.milvus is not None:
+        return  # a damaged saved file is the FAISS store's case
     stack.blobs.put(INDEX_KEYS["items"], b"not an index")
     damaged = stack.open(versions=VERSIONS | {"attributes": "2"})
     assert damaged.rebuilt == {"items": "damaged or other versions"}
@@ -125,6 +141,8 @@ def test_changes_made_elsewhere_are_picked_up(stack: Stack) -> None:
 
 
 def test_large_catalogs_move_to_ivf_pq_and_keep_filters_exact(stack: Stack) -> None:
+    if stack.milvus is not None:
+        pytest.skip("FAISS's own IVF-PQ regime; Milvus builds its index itself")
     config = IndexConfig(128, flat_limit=200, exact_subset_limit=10, nprobe=8, train_sample=1_000)
     search = stack.open(config=config)
     _fill(search, 160)  # 320 items: over the flat limit
@@ -239,3 +257,36 @@ def test_products_ride_with_results_filter_them_and_go_as_one(stack: Stack) -> N
         search.delete_product("SKU-1")
     assert missing.value.code == ErrorCode.NOT_FOUND
     search.close()
+
+
+def test_milvus_and_faiss_agree_on_the_same_vectors(tmp_path: Path) -> None:
+    """2,000 vectors in both stores: the same top 10 for photo-like queries (near a stored vector), with and
+    without a filter, the same vectors back by id, and removals honoured."""
+    from services.search.milvus_index import MilvusIndexes
+
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((2000, 128)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    ids = np.arange(1, 2001, dtype=np.int64)
+    config = IndexConfig(128)
+    faiss_index = VectorIndex(config, VERSIONS)
+    faiss_index.add(ids, vectors)
+    milvus = MilvusIndexes(str(tmp_path / "parity.db"))
+    try:
+        milvus_index = milvus.create("items", config, VERSIONS)
+        milvus_index.add(ids, vectors)
+        queries = vectors[:50] + 0.3 * rng.standard_normal((50, 128)).astype(np.float32)
+        queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+        allowed = ids[ids % 7 == 0]
+        for only in (None, allowed):
+            ours, theirs = faiss_index.search(queries, 10, only)[1], milvus_index.search(queries, 10, only)[1]
+            recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ours, theirs, strict=True)])
+            assert recall >= 0.95, recall
+            if only is not None:
+                assert set(theirs.ravel()) <= set(allowed.tolist())
+        np.testing.assert_allclose(milvus_index.vector(17), vectors[16], atol=1e-6)
+        assert milvus_index.remove(np.array([1, 2, 99999])) == 2 and len(milvus_index) == 1998
+        assert 1 not in milvus_index.search(vectors[:1], 5)[1][0]
+        assert sorted(milvus_index.ids().tolist()) == list(range(3, 2001))
+    finally:
+        milvus.close()

@@ -17,7 +17,7 @@ from tests.servers import ROOT
 
 DEPLOY = ROOT / "deploy"
 TOOLS = ROOT / ".venv-deploy" / "bin"
-OVERLAYS = ("cpu", "gpu")
+OVERLAYS = ("cpu", "gpu", "milvus")
 SERVICES = ("gateway", "detector", "attributes", "style", "search")
 
 
@@ -78,8 +78,13 @@ def test_overlays_render_validate_and_pass_the_scan(overlay: str, tmp_path: Path
         assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"  # never fails while models load
         assert container["resources"]["requests"] and container["resources"]["limits"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert _by(objects, "StatefulSet")["search"]["spec"]["volumeClaimTemplates"]
-    assert set(_by(objects, "HorizontalPodAutoscaler")) == {"gateway", "detector", "attributes", "style"}
+    scaled = {"gateway", "detector", "attributes", "style"}
+    if overlay == "milvus":  # stateless search replicas over Milvus
+        assert "search" not in _by(objects, "StatefulSet") and "search" in _by(objects, "Deployment")
+        scaled.add("search")
+    else:  # the search service holds its indexes: one replica with a volume
+        assert _by(objects, "StatefulSet")["search"]["spec"]["volumeClaimTemplates"]
+    assert set(_by(objects, "HorizontalPodAutoscaler")) == scaled
     policies = _by(objects, "NetworkPolicy")
     assert policies["default-deny-ingress"]["spec"]["podSelector"] == {}
     open_to_all = [
@@ -95,6 +100,9 @@ def test_overlays_render_validate_and_pass_the_scan(overlay: str, tmp_path: Path
         triton = _by(objects, "Deployment")["triton"]["spec"]["template"]["spec"]["containers"][0]
         assert triton["resources"]["limits"]["nvidia.com/gpu"] == 1
         assert settings["KFASHION_RUNTIME__BACKEND"] == "triton"
+    elif overlay == "milvus":
+        assert settings["KFASHION_SEARCH__BACKEND"] == "milvus"
+        assert settings["KFASHION_SEARCH__MILVUS_URI"].startswith("http://milvus.")
     else:
         assert "KFASHION_RUNTIME__BACKEND" not in settings
         assert all(d["spec"]["replicas"] == 1 for d in _by(objects, "Deployment").values())

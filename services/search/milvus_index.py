@@ -1,0 +1,314 @@
+"""The catalog's vector indexes in Milvus (`KFASHION_SEARCH__BACKEND=milvus`): the same interface as the
+in-process FAISS index (services/search/index.py), over a Milvus collection, so that the indexes live in
+a server (or a cluster) that several search services share instead of in each one's memory.
+
+`KFASHION_SEARCH__MILVUS_URI` a file path: milvus-lite, the same engine embedded in this process (tests, one
+machine); `http://host:19530`: a Milvus server or cluster. The database stays the source of truth:
+
+- Each index is a collection reached through an alias (`kfashion_items`, `kfashion_looks`); its physical
+  collection's name carries a hash of the taxonomy and model versions, so vectors of other models are never
+  mixed in. A rebuild fills a new collection and then moves the alias to it: searches never see a
+  half-built index.
+- Which catalog state each collection holds (the stamp, services/search/catalog.py) is kept in a small
+  state collection, written when the search service saves; at start a collection with another stamp is
+  rebuilt from the database.
+- Writes are upserts and deletes by id: repeating one after a crash changes nothing.
+
+Filters reach Milvus as the ids the database allows (`id in [...]`), so the answers are those of the FAISS
+backend to the item.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from services.search.index import IndexConfig
+
+OPEN_WAIT_S = 30.0  # a restarted service waits this long for its predecessor to let go of a milvus-lite file
+ID_BATCH = 2_000
+_LOCAL_USERS: dict[str, int] = {}  # milvus-lite file -> open MilvusIndexes on it in this process
+_LOCAL_LOCK = threading.Lock()  # ids per delete or `id in [...]` expression chunk, and rows per upsert
+STATE = "state"  # the state collection's suffix
+
+
+def versions_hash(versions: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(versions, sort_keys=True).encode()).hexdigest()[:12]
+
+
+class MilvusIndexes:
+    """The client and the naming of one catalog's collections."""
+
+    def __init__(
+        self,
+        uri: str,
+        prefix: str = "kfashion",
+        token: str | None = None,
+        database: str = "",
+        index_type: str = "FLAT",
+        index_params: dict[str, Any] | None = None,
+    ):
+        """`index_type`: FLAT answers exactly (milvus-lite, and catalogs a server scans fast enough);
+        a Milvus server also builds IVF_PQ, HNSW or, on a GPU, GPU_CAGRA with `index_params`."""
+        from pymilvus import MilvusClient
+
+        options: dict[str, Any] = {"uri": uri}
+        if token:
+            options["token"] = token
+        if database:
+            options["db_name"] = database
+        self.client = self._connect(MilvusClient, options)
+        self.local = None if "://" in uri else os.path.abspath(uri)  # a milvus-lite file
+        if self.local:
+            with _LOCAL_LOCK:
+                _LOCAL_USERS[self.local] = _LOCAL_USERS.get(self.local, 0) + 1
+        self.prefix = prefix
+        self.index_type = index_type
+        self.index_params = dict(index_params or {})
+        self._lock = threading.Lock()
+        self._ensure_state()
+
+    @staticmethod
+    def _connect(client: Any, options: dict[str, Any], wait_s: float = OPEN_WAIT_S) -> Any:
+        """A client; a milvus-lite file still held by a process that is stopping is waited for."""
+        from pymilvus.exceptions import ConnectionConfigException
+
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                return client(**options)
+            except ConnectionConfigException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+
+    # ------------------------------------------------------------------ state (stamps)
+
+    def _ensure_state(self) -> None:
+        from pymilvus import DataType, MilvusClient
+
+        name = f"{self.prefix}_{STATE}"
+        if self.client.has_collection(name):
+            self.client.load_collection(name)  # a restarted Milvus holds collections released
+            return
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("kind", DataType.VARCHAR, is_primary=True, max_length=64)
+        schema.add_field("state", DataType.VARCHAR, max_length=65_535)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=2)  # Milvus wants one in every collection
+        index = self.client.prepare_index_params()
+        index.add_index("vector", index_type="FLAT", metric_type="L2")
+        self.client.create_collection(name, schema=schema, index_params=index)
+
+    def read_state(self, kind: str) -> dict[str, Any]:
+        rows = self.client.get(f"{self.prefix}_{STATE}", ids=[kind], output_fields=["state"])
+        return json.loads(rows[0]["state"]) if rows else {}
+
+    def write_state(self, kind: str, state: dict[str, Any]) -> None:
+        row = {"kind": kind, "state": json.dumps(state), "vector": [0.0, 0.0]}
+        self.client.upsert(f"{self.prefix}_{STATE}", [row])
+
+    # ------------------------------------------------------------------ collections
+
+    def alias(self, kind: str) -> str:
+        return f"{self.prefix}_{kind}"
+
+    def open(
+        self, kind: str, config: IndexConfig, versions: dict[str, str]
+    ) -> tuple[MilvusIndex | None, str]:
+        """The collection the alias points to, with the stamp it holds; None and why when there is none or
+        it holds vectors of other versions."""
+        state = self.read_state(kind)
+        alias = self.alias(kind)
+        try:
+            target = self.client.describe_alias(alias)["collection_name"]
+        except Exception:  # no such alias (pymilvus raises its own MilvusException)
+            return None, "missing"
+        if state.get("collection") != target or state.get("versions") != versions:
+            return None, "damaged or other versions"  # the words of the FAISS store, for the same case
+        self.client.load_collection(target)
+        index = MilvusIndex(self, target, config, versions, alias)
+        index.stamp = state.get("stamp") or {}
+        return index, "out of date"
+
+    def create(self, kind: str, config: IndexConfig, versions: dict[str, str]) -> MilvusIndex:
+        """A new, empty collection for `kind` (not yet behind the alias: `publish`)."""
+        from pymilvus import DataType, MilvusClient
+
+        with self._lock:
+            existing = [n for n in self.client.list_collections() if n.startswith(f"{self.alias(kind)}_")]
+            serial = 1 + max((int(n.rsplit("_", 1)[1]) for n in existing), default=0)
+        name = f"{self.alias(kind)}_{versions_hash(versions)}_{serial}"
+        schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("id", DataType.INT64, is_primary=True)
+        schema.add_field("vector", DataType.FLOAT_VECTOR, dim=config.dim)
+        index = self.client.prepare_index_params()
+        index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
+        self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        return MilvusIndex(self, name, config, versions)
+
+    def publish(self, kind: str, index: MilvusIndex) -> None:
+        """Point the alias at `index`'s collection and drop the one it pointed at before."""
+        alias = self.alias(kind)
+        try:
+            before = self.client.describe_alias(alias)["collection_name"]
+        except Exception:
+            before = None
+        if before is None:
+            self.client.create_alias(index.collection, alias)
+        elif before != index.collection:
+            self.client.alter_alias(index.collection, alias)
+        self.save(kind, index)
+        index.target = alias  # from now on through the alias, which another service may move
+        if before not in (None, index.collection):
+            self.client.drop_collection(before)
+
+    shared = True  # several search services may write it: another writer's changes are already in it
+
+    def save(self, kind: str, index: MilvusIndex) -> None:
+        self.write(kind, self.snapshot(index), index)
+
+    def snapshot(self, index: MilvusIndex) -> dict[str, Any]:
+        """What `save` keeps: the vectors are in Milvus already, the stamp says which catalog state."""
+        return {"collection": index.physical(), "versions": index.versions, "stamp": dict(index.stamp)}
+
+    def write(self, kind: str, snapshot: dict[str, Any], index: MilvusIndex) -> None:
+        self.write_state(kind, snapshot)
+
+    def drop_all(self) -> None:
+        """Every collection of this prefix (tests, and `kfashion catalog check` when asked to start over)."""
+        for kind in ("items", "looks"):
+            with contextlib.suppress(Exception):  # no such alias
+                self.client.drop_alias(self.alias(kind))
+        for name in self.client.list_collections():
+            if name.startswith(f"{self.prefix}_"):
+                self.client.drop_collection(name)
+
+    def close(self) -> None:
+        self.client.close()
+        if self.local is None:
+            return
+        with _LOCAL_LOCK:
+            _LOCAL_USERS[self.local] -= 1
+            last = _LOCAL_USERS[self.local] == 0
+        if last:  # milvus-lite serves the file from this process until told: the file's lock goes with it
+            from milvus_lite.server_manager import server_manager_instance
+
+            server_manager_instance.release_server(self.local)
+
+
+class MilvusIndex:
+    """One collection of id + vector, answering as services/search/index.py's VectorIndex does."""
+
+    kind = "milvus"
+
+    def __init__(
+        self,
+        owner: MilvusIndexes,
+        collection: str,
+        config: IndexConfig,
+        versions: dict[str, str],
+        target: str | None = None,
+    ):
+        """`collection`: the physical collection; `target`: the name reads and writes use, its alias once
+        published (another search service may rebuild the index into a new collection and move it)."""
+        self.owner = owner
+        self.client = owner.client
+        self.collection = collection
+        self.target = target or collection
+        self.config = config
+        self.versions = dict(versions)
+        self.stamp: dict = {}
+
+    def physical(self) -> str:
+        """The collection behind the name in use (after a move by another service, the new one)."""
+        if self.target == self.collection:
+            return self.collection
+        return self.client.describe_alias(self.target)["collection_name"]
+
+    def __len__(self) -> int:
+        return int(self.client.get_collection_stats(self.target)["row_count"])
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Add or replace vectors by id (an upsert: repeating it changes nothing)."""
+        ids = np.asarray(ids, np.int64).ravel()
+        vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.config.dim)
+        if len(np.unique(ids)) != len(ids):
+            raise ValueError("ids must be unique within one add")
+        for start in range(0, len(ids), ID_BATCH):
+            rows = [
+                {"id": int(i), "vector": v.tolist()}
+                for i, v in zip(ids[start : start + ID_BATCH], vectors[start : start + ID_BATCH], strict=True)
+            ]
+            self.client.upsert(self.target, rows)
+
+    def remove(self, ids: np.ndarray) -> int:
+        ids = np.unique(np.asarray(ids, np.int64).ravel())
+        removed = 0
+        for start in range(0, len(ids), ID_BATCH):
+            chunk = ids[start : start + ID_BATCH].tolist()
+            present = self.client.get(self.target, ids=chunk, output_fields=["id"])
+            if present:
+                self.client.delete(self.target, ids=[row["id"] for row in present])
+                removed += len(present)
+        return removed
+
+    def ids(self) -> np.ndarray:
+        found: list[int] = []
+        iterator = self.client.query_iterator(self.target, batch_size=10_000, output_fields=["id"])
+        try:
+            while batch := iterator.next():
+                found += [row["id"] for row in batch]
+        finally:
+            iterator.close()
+        return np.array(found, np.int64)
+
+    def vector(self, item_id: int) -> np.ndarray | None:
+        rows = self.client.get(self.target, ids=[int(item_id)], output_fields=["vector"])
+        return np.asarray(rows[0]["vector"], np.float32) if rows else None
+
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, ids), each (queries, k), best first; id -1 and score -inf where fewer than k exist.
+        `allowed`: only these ids may be returned (the filter applied inside Milvus's search)."""
+        queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.config.dim)
+        scores_out = np.full((len(queries), k), -np.inf, np.float32)
+        ids_out = np.full((len(queries), k), -1, np.int64)
+        expressions = [""]
+        if allowed is not None:
+            wanted = np.unique(np.asarray(allowed, np.int64))
+            if not len(wanted):
+                return scores_out, ids_out
+            expressions = [
+                f"id in {wanted[s : s + ID_BATCH].tolist()}" for s in range(0, len(wanted), ID_BATCH)
+            ]
+        found: list[list[tuple[float, int]]] = [[] for _ in queries]
+        for expression in expressions:
+            answers = self.client.search(
+                self.target,
+                data=queries.tolist(),
+                limit=k,
+                filter=expression,
+                search_params={"metric_type": "IP"},
+                output_fields=["id"],
+            )
+            for q, hits in enumerate(answers):
+                found[q] += [(float(h["distance"]), int(h["id"])) for h in hits]
+        for q, hits in enumerate(found):
+            best = sorted(hits, key=lambda h: (-h[0], h[1]))[:k]
+            scores_out[q, : len(best)] = [s for s, _ in best]
+            ids_out[q, : len(best)] = [i for _, i in best]
+        return scores_out, ids_out
+
+    def needs_rebuild(self) -> bool:
+        return False  # Milvus keeps its own index structures
+
+    def rebuild(self, seed: int = 0) -> None:
+        return None
