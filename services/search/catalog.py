@@ -13,7 +13,7 @@ from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from services.search.products import is_product_filter, product_matches
+from services.search.products import PRODUCT_FILTER_PREFIX, filter_text, is_product_filter
 from shared.blobs import BlobStore
 from shared.db import migrate
 from shared.errors import ApiError, ErrorCode
@@ -283,6 +283,22 @@ class CatalogStore:
         with self.engine.connect() as db:
             return {row.id: dict(row._mapping) for row in db.execute(query)}
 
+    def item_filter_tags(self, image_id: int | None = None) -> dict[int, list[str]]:
+        """Item id -> `filter_tags` of every item, or of one image's."""
+        query = select(
+            catalog_items.c.id,
+            catalog_items.c.region,
+            catalog_items.c.attributes,
+            catalog_images.c.style,
+            catalog_images.c.sub_style,
+            catalog_images.c.product_id,
+            catalog_images.c.product,
+        ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
+        if image_id is not None:
+            query = query.where(catalog_items.c.image_id == image_id)
+        with self.engine.connect() as db:
+            return {row.id: filter_tags(row) for row in db.execute(query)}
+
     def detection_scores(self, item_ids: Iterable[int]) -> dict[int, float]:
         """Items' detection scores by id (text queries rank by them): one narrow column, not whole rows."""
         wanted = [int(i) for i in item_ids]
@@ -413,15 +429,33 @@ class CatalogStore:
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:
+    return bool(filter_values(row, key) & values)
+
+
+def filter_values(row: Any, key: str) -> set[str]:
+    """The values of an item (a row with region, attributes, style, sub_style, product_id, product) that a
+    filter on `key` compares with: the one definition of what a filter matches."""
+    if key == "product_id":
+        return {row.product_id} if row.product_id is not None else set()
     if is_product_filter(key):
-        return product_matches(row.product_id, row.product, key, values)
+        name, fields = key[len(PRODUCT_FILTER_PREFIX) :], row.product or {}
+        return {filter_text(fields[name])} if name in fields else set()
     if key == "region":
-        return row.region in values
+        return {row.region}
     if key == "style":
-        return bool({row.style, row.sub_style} & values)
+        return {v for v in (row.style, row.sub_style) if v is not None}
     value = row.attributes.get(key)
-    present = set(value) if isinstance(value, list) else {value}
-    return bool(present & values)
+    if value is None:
+        return set()
+    return {str(v) for v in value} if isinstance(value, list) else {str(value)}
+
+
+def filter_tags(row: Any) -> list[str]:
+    """Every `key=value` an item's filters can match (an index store that filters inside its own search,
+    Milvus, keeps these with each vector); the same values as `filter_values`."""
+    keys = ["region", "style", *sorted(row.attributes or {}), "product_id"]
+    keys += [f"{PRODUCT_FILTER_PREFIX}{name}" for name in sorted(row.product or {})]
+    return sorted({f"{key}={value}" for key in keys for value in filter_values(row, key)})
 
 
 def _image_json(image: object) -> dict:

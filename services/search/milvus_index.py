@@ -34,6 +34,10 @@ from services.search.index import IndexConfig
 
 OPEN_WAIT_S = 30.0  # a restarted service waits this long for its predecessor to let go of a milvus-lite file
 ID_BATCH = 2_000
+MAX_TAGS = (
+    512  # filter tags per item (services/search/catalog.py, filter_tags): region, styles, attributes, product
+)
+MAX_TAG_CHARS = 1_024  # a longer tag is not kept; a filter asking for one is answered through the database
 _LOCAL_USERS: dict[str, int] = {}  # milvus-lite file -> open MilvusIndexes on it in this process
 _LOCAL_LOCK = threading.Lock()  # ids per delete or `id in [...]` expression chunk, and rows per upsert
 STATE = "state"  # the state collection's suffix
@@ -133,7 +137,7 @@ class MilvusIndexes:
         if state.get("collection") != target or state.get("versions") != versions:
             return None, "damaged or other versions"  # the words of the FAISS store, for the same case
         self.client.load_collection(target)
-        index = MilvusIndex(self, target, config, versions, alias)
+        index = MilvusIndex(self, target, config, versions, alias, tagged=kind == "items")
         index.stamp = state.get("stamp") or {}
         return index, "out of date"
 
@@ -148,10 +152,18 @@ class MilvusIndexes:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.INT64, is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=config.dim)
+        if kind == "items":  # filters run inside the search over these (`tags_expression`)
+            schema.add_field(
+                "tags",
+                DataType.ARRAY,
+                element_type=DataType.VARCHAR,
+                max_capacity=MAX_TAGS,
+                max_length=MAX_TAG_CHARS * 4,  # Milvus counts bytes: Korean takes 3 a character
+            )
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
         self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
-        return MilvusIndex(self, name, config, versions)
+        return MilvusIndex(self, name, config, versions, tagged=kind == "items")
 
     def publish(self, kind: str, index: MilvusIndex) -> None:
         """Point the alias at `index`'s collection and drop the one it pointed at before."""
@@ -170,6 +182,20 @@ class MilvusIndexes:
             self.client.drop_collection(before)
 
     shared = True  # several search services may write it: another writer's changes are already in it
+    filters_inside = True  # item filters run inside its search (the items' filter tags are stored)
+
+    @staticmethod
+    def tags_expression(filters: dict[str, list[str]]) -> str | None:
+        """Filters (normalised, services/search/query.py) as a Milvus expression over the items' tags: every
+        key must match one of its values. None when a value cannot be written safely in an expression or
+        is longer than a kept tag: such a filter is answered through the database's ids instead."""
+        clauses = []
+        for key, values in sorted(filters.items()):
+            tags = [f"{key}={value}" for value in values]
+            if any(len(t) > MAX_TAG_CHARS or '"' in t or "\\" in t for t in tags):
+                return None
+            clauses.append(f"array_contains_any(tags, {json.dumps(tags, ensure_ascii=False)})")
+        return " and ".join(clauses)
 
     def save(self, kind: str, index: MilvusIndex) -> None:
         self.write(kind, self.snapshot(index), index)
@@ -215,13 +241,16 @@ class MilvusIndex:
         config: IndexConfig,
         versions: dict[str, str],
         target: str | None = None,
+        tagged: bool = False,
     ):
         """`collection`: the physical collection; `target`: the name reads and writes use, its alias once
-        published (another search service may rebuild the index into a new collection and move it)."""
+        published (another search service may rebuild the index into a new collection and move it);
+        `tagged`: its rows carry the items' filter tags."""
         self.owner = owner
         self.client = owner.client
         self.collection = collection
         self.target = target or collection
+        self.tagged = tagged
         self.config = config
         self.versions = dict(versions)
         self.stamp: dict = {}
@@ -235,17 +264,21 @@ class MilvusIndex:
     def __len__(self) -> int:
         return int(self.client.get_collection_stats(self.target)["row_count"])
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Add or replace vectors by id (an upsert: repeating it changes nothing)."""
+    def add(self, ids: np.ndarray, vectors: np.ndarray, tags: dict[int, list[str]] | None = None) -> None:
+        """Add or replace vectors by id (an upsert: repeating it changes nothing), with each item's filter
+        tags when the index keeps them."""
         ids = np.asarray(ids, np.int64).ravel()
         vectors = np.ascontiguousarray(vectors, np.float32).reshape(len(ids), self.config.dim)
         if len(np.unique(ids)) != len(ids):
             raise ValueError("ids must be unique within one add")
         for start in range(0, len(ids), ID_BATCH):
-            rows = [
-                {"id": int(i), "vector": v.tolist()}
-                for i, v in zip(ids[start : start + ID_BATCH], vectors[start : start + ID_BATCH], strict=True)
-            ]
+            rows = []
+            for i, v in zip(ids[start : start + ID_BATCH], vectors[start : start + ID_BATCH], strict=True):
+                row: dict[str, Any] = {"id": int(i), "vector": v.tolist()}
+                if self.tagged:
+                    kept = [t for t in (tags or {}).get(int(i), []) if len(t) <= MAX_TAG_CHARS]
+                    row["tags"] = kept[:MAX_TAGS]
+                rows.append(row)
             self.client.upsert(self.target, rows)
 
     def remove(self, ids: np.ndarray) -> int:
@@ -274,28 +307,30 @@ class MilvusIndex:
         return np.asarray(rows[0]["vector"], np.float32) if rows else None
 
     def search(
-        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None, expression: str = ""
     ) -> tuple[np.ndarray, np.ndarray]:
         """(scores, ids), each (queries, k), best first; id -1 and score -inf where fewer than k exist.
-        `allowed`: only these ids may be returned (the filter applied inside Milvus's search)."""
+        `allowed`: only these ids may be returned; `expression`: only items whose tags pass it
+        (`tags_expression`); either is applied inside Milvus's search."""
         queries = np.ascontiguousarray(queries, np.float32).reshape(-1, self.config.dim)
         scores_out = np.full((len(queries), k), -np.inf, np.float32)
         ids_out = np.full((len(queries), k), -1, np.int64)
-        expressions = [""]
+        expressions = [expression]
         if allowed is not None:
             wanted = np.unique(np.asarray(allowed, np.int64))
             if not len(wanted):
                 return scores_out, ids_out
+            both = f"({expression}) and " if expression else ""
             expressions = [
-                f"id in {wanted[s : s + ID_BATCH].tolist()}" for s in range(0, len(wanted), ID_BATCH)
+                f"{both}id in {wanted[s : s + ID_BATCH].tolist()}" for s in range(0, len(wanted), ID_BATCH)
             ]
         found: list[list[tuple[float, int]]] = [[] for _ in queries]
-        for expression in expressions:
+        for chunk in expressions:
             answers = self.client.search(
                 self.target,
                 data=queries.tolist(),
                 limit=k,
-                filter=expression,
+                filter=chunk,
                 search_params={"metric_type": "IP"},
                 output_fields=["id"],
             )

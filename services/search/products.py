@@ -33,15 +33,6 @@ def filter_text(value: ProductValue) -> str:
     return str(value).casefold()
 
 
-def product_matches(product_id: str | None, product: dict | None, key: str, wanted: set[str]) -> bool:
-    """Whether an image's product passes one normalised filter (`normalize_filters` wrote its values)."""
-    if key == "product_id":
-        return product_id in wanted
-    name = key[len(PRODUCT_FILTER_PREFIX) :]
-    fields = product or {}
-    return name in fields and filter_text(fields[name]) in wanted
-
-
 def read_products(path: Path) -> dict[str, ProductFields]:
     """A CSV of products (UTF-8, Excel's BOM too): a `file` column naming the image, `product_id`, and any
     other columns as the product's fields (empty cells left out). Keyed by the `file` column."""

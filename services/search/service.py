@@ -43,6 +43,7 @@ class FaissIndexes:
     """The default index store: FAISS indexes in this process, saved whole to the blob store."""
 
     shared = False  # each search service holds its own copy: another writer's changes are read anew
+    filters_inside = False  # filters reach the search as the ids the database allows
 
     def __init__(self, blobs: BlobStore):
         self.blobs = blobs
@@ -226,7 +227,7 @@ class CatalogSearch:
         fresh = {kind: self.store.create(kind, self.config, self.versions) for kind in kinds}
         item_ids, image_ids, vectors = self.catalog.embeddings()
         if "items" in fresh:
-            fresh["items"].add(item_ids, vectors)
+            self._add_items(fresh["items"], item_ids, vectors)
         if "looks" in fresh:
             fresh["looks"].add(*look_vectors(image_ids, vectors))
         return fresh
@@ -240,9 +241,18 @@ class CatalogSearch:
     def _index_image(self, image_id: int) -> None:
         """Put one image's items (and its look) into the indexes, from the database."""
         item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
-        self.indexes["items"].add(item_ids, vectors)
+        self._add_items(self.indexes["items"], item_ids, vectors, image_id)
         if len(item_ids):
             self.indexes["looks"].add(*look_vectors(image_ids, vectors))
+
+    def _add_items(
+        self, index: Any, item_ids: np.ndarray, vectors: np.ndarray, image_id: int | None = None
+    ) -> None:
+        """Items into an index, with their filter tags when the store filters inside its search."""
+        if self.store.filters_inside:
+            index.add(item_ids, vectors, self.catalog.item_filter_tags(image_id))
+        else:
+            index.add(item_ids, vectors)
 
     @property
     def stamp(self) -> dict:
@@ -314,6 +324,8 @@ class CatalogSearch:
                 self._changed(image_id=image_id)
             elif product:  # filters on the product read it
                 self._tags_changed(image_id, [item["id"] for item in self.catalog.get(image_id)["items"]])
+                if self.store.filters_inside:
+                    self._index_image(image_id)  # the items' filter tags again (an upsert)
         self._rebuild_if_needed()
         return image_id, created
 
@@ -391,6 +403,8 @@ class CatalogSearch:
         with self._lock:
             image = self.catalog.update(image_id, file_name, item_values, product)
             self._tags_changed(image_id, [item["id"] for item in image["items"]])  # vectors did not change
+            if self.store.filters_inside:
+                self._index_image(image_id)  # the items' filter tags again (an upsert)
         return image
 
     # ------------------------------------------------------------------ queries
@@ -425,10 +439,15 @@ class CatalogSearch:
             return allowed
 
     def similar_items(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:
+        query = np.asarray(vector, np.float32)[None]
+        expression = self.store.tags_expression(filters) if filters and self.store.filters_inside else None
+        if expression:  # the filters run inside the store's own search, over the items' tags
+            scores, ids = self.indexes["items"].search(query, k, expression=expression)
+            return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
         allowed = self.allowed_items(filters)
         if allowed is not None and len(allowed) == 0:
             return []
-        scores, ids = self.indexes["items"].search(np.asarray(vector, np.float32)[None], k, allowed)
+        scores, ids = self.indexes["items"].search(query, k, allowed)
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
     def similar_looks(self, vector: Iterable[float], k: int, filters: Filters | None = None) -> list[Hit]:

@@ -290,3 +290,53 @@ def test_milvus_and_faiss_agree_on_the_same_vectors(tmp_path: Path) -> None:
         assert sorted(milvus_index.ids().tolist()) == list(range(3, 2001))
     finally:
         milvus.close()
+
+
+def test_filters_inside_milvus_answer_as_the_database_does(tmp_path: Path) -> None:
+    """Item filters run inside Milvus's search over the items' tags; on one catalog they give the same
+    results as the database's allowed ids with FAISS, for attribute, style, region and product filters,
+    after a tag correction and a product change too."""
+    from services.search.milvus_index import MilvusIndexes
+
+    engine = database_engine(f"sqlite:///{tmp_path / 'catalog.db'}")
+    blobs = create_blob_store(StorageSettings(), tmp_path)
+    faiss_search = CatalogSearch(CatalogStore(engine, blobs), blobs, VERSIONS, None, 0.05)
+    faiss_search.open()
+    image_ids = _fill(faiss_search, 30)
+    product = {"product_id": "SKU-7", "product": {"in_stock": True, "brand": "Acme"}}
+    faiss_search.add("p.jpg", b"p", look("모던", [item("top", "셔츠", "화이트", [], 77)]), product)
+    milvus_search = CatalogSearch(
+        CatalogStore(engine, blobs), blobs, VERSIONS, None, 0.05, store=MilvusIndexes(str(tmp_path / "m.db"))
+    )
+    milvus_search.open()
+    _, _, vectors = faiss_search.catalog.embeddings()
+    filter_sets = [
+        {"color": ["블랙"]},
+        {"color": ["블랙", "화이트"], "region": ["top"]},
+        {"style": ["스트리트"], "category": ["스커트"]},
+        {"product.in_stock": ["true"]},
+        {"product_id": ["SKU-7"], "product.brand": ["acme"]},
+        {"color": ["레드"]},
+    ]
+
+    def same() -> None:
+        for filters in filter_sets:
+            assert milvus_search.store.tags_expression(filters)
+            for vector in vectors[::7]:
+                ours = [h.id for h in faiss_search.similar_items(vector, 8, normalize_filters(filters))]
+                theirs = [h.id for h in milvus_search.similar_items(vector, 8, normalize_filters(filters))]
+                assert ours == theirs, filters
+
+    try:
+        same()
+        first_item = faiss_search.catalog.get(image_ids[0])["items"][0]["id"]
+        for search in (faiss_search, milvus_search):  # a tag correction, then a product change
+            search.update(image_ids[0], None, {first_item: {"color": "레드"}})
+            search.update(image_ids[1], None, {}, {"product_id": "SKU-7", "product": {"brand": "Acme"}})
+        same()
+        red = milvus_search.similar_items(vectors[0], 8, normalize_filters({"color": ["레드"]}))
+        assert [h.id for h in red] == [first_item]
+    finally:
+        faiss_search.close()
+        milvus_search.close()
+        engine.dispose()

@@ -1,0 +1,135 @@
+"""The two index stores of the search service side by side on the same vectors: FAISS in the process (the
+default) and Milvus (milvus-lite here, the engine embedded in the process; a server takes the memory out of
+the search service). Ingest rate, search p50 (top 10, unfiltered and with a filter allowing 1 in 7), top-10
+agreement with exact search, and the process's memory once the vectors are in. Each store and size runs in
+a process of its own, so memory figures do not mix.
+
+    .venv/bin/python -m bench.search_backends [--sizes 100000,1000000] [--queries 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+DIM = 128
+
+
+def _vectors(count: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(store: str, count: int, queries: int, folder: str) -> dict:
+    """One store at one size, in this process."""
+    from services.search.index import IndexConfig, VectorIndex
+
+    config = IndexConfig(DIM)
+    base_rss = _rss_mb()
+    ids = np.arange(1, count + 1, dtype=np.int64)
+    vectors = _vectors(count)
+    rng = np.random.default_rng(1)
+    picks = rng.choice(count, queries, replace=False)
+    asked = vectors[picks] + 0.3 * rng.standard_normal((queries, DIM)).astype(np.float32)
+    asked /= np.linalg.norm(asked, axis=1, keepdims=True)
+    allowed = ids[ids % 7 == 0]
+    milvus = None
+    started = time.perf_counter()
+    if store == "faiss":
+        index = VectorIndex(config)
+        for start in range(0, count, 10_000):
+            index.add(ids[start : start + 10_000], vectors[start : start + 10_000])
+        ingest_s = time.perf_counter() - started
+        if index.needs_rebuild():  # what the search service does past the flat limit: IVF-PQ
+            began = time.perf_counter()
+            index.rebuild()
+            train_s = time.perf_counter() - began
+        else:
+            train_s = 0.0
+    else:
+        from services.search.milvus_index import MilvusIndexes
+
+        milvus = MilvusIndexes(str(Path(folder) / "bench.db"))
+        index = milvus.create("items", config, {})
+        index.add(ids, vectors)
+        ingest_s = time.perf_counter() - started
+        train_s = 0.0
+    del vectors
+    exact = (asked @ _vectors(count).T).argsort(axis=1)[:, ::-1][:, :10] + 1
+    times, filtered, recall = [], [], []
+    for q in range(queries):
+        began = time.perf_counter()
+        found = index.search(asked[q : q + 1], 10)[1][0]
+        times.append((time.perf_counter() - began) * 1000)
+        recall.append(len(set(found.tolist()) & set(exact[q].tolist())) / 10)
+    for q in range(min(queries, 50)):
+        began = time.perf_counter()
+        index.search(asked[q : q + 1], 10, allowed)
+        filtered.append((time.perf_counter() - began) * 1000)
+    result = {
+        "store": store,
+        "count": count,
+        "ingest_per_s": round(count / ingest_s),
+        "train_s": round(train_s, 1),
+        "search_p50_ms": round(float(np.median(times)), 2),
+        "filtered_p50_ms": round(float(np.median(filtered)), 2),
+        "recall_at_10": round(float(np.mean(recall)), 3),
+        "rss_mb": round(_rss_mb() - base_rss),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "kind": index.kind,
+    }
+    if milvus is not None:
+        milvus.close()
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--sizes", default="100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # store count: run one, print JSON
+    args = parser.parse_args()
+    if args.one:
+        with tempfile.TemporaryDirectory() as folder:
+            print(json.dumps(measure(args.one[0], int(args.one[1]), args.queries, folder)))
+        return
+    print(f"{platform.processor() or platform.machine()}, {args.queries} queries, top 10, dim {DIM}")
+    for count in (int(s) for s in args.sizes.split(",")):
+        rows = {}
+        for store in ("faiss", "milvus"):
+            command = [sys.executable, "-m", "bench.search_backends", "--one", store, str(count)]
+            done = subprocess.run([*command, "--queries", str(args.queries)], capture_output=True, text=True)
+            if done.returncode:
+                raise SystemExit(done.stderr[-3000:])
+            rows[store] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(json.dumps(rows[store]))
+        faiss, milvus = rows["faiss"], rows["milvus"]
+        print(
+            f"{count}: search p50 milvus/faiss {milvus['search_p50_ms'] / faiss['search_p50_ms']:.1f}x, "
+            f"filtered {milvus['filtered_p50_ms'] / faiss['filtered_p50_ms']:.1f}x, ingest "
+            f"{milvus['ingest_per_s'] / faiss['ingest_per_s']:.2f}x, memory "
+            f"{milvus['rss_mb'] / max(1, faiss['rss_mb']):.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
