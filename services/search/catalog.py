@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -285,19 +286,8 @@ class CatalogStore:
 
     def item_filter_tags(self, image_id: int | None = None) -> dict[int, list[str]]:
         """Item id -> `filter_tags` of every item, or of one image's."""
-        query = select(
-            catalog_items.c.id,
-            catalog_items.c.region,
-            catalog_items.c.attributes,
-            catalog_images.c.style,
-            catalog_images.c.sub_style,
-            catalog_images.c.product_id,
-            catalog_images.c.product,
-        ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
-        if image_id is not None:
-            query = query.where(catalog_items.c.image_id == image_id)
-        with self.engine.connect() as db:
-            return {row.id: filter_tags(row) for row in db.execute(query)}
+        rows = self.looks(None if image_id is None else [image_id])
+        return {row["id"]: filter_tags(SimpleNamespace(**row)) for row in rows}
 
     def detection_scores(self, item_ids: Iterable[int]) -> dict[int, float]:
         """Items' detection scores by id (text queries rank by them): one narrow column, not whole rows."""
