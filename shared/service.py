@@ -15,10 +15,12 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from shared.envelope import failure, success
 from shared.errors import ApiError, ErrorCode
+from shared.memory import IdleTrimmer
 from shared.openapi import ApiDescription, describe_answers
 from shared.web import install_error_handlers
 
 ReadyCheck = Callable[[], tuple[bool, dict[str, Any]]]
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
 class ServiceState:
@@ -58,13 +60,17 @@ def create_service_app(
         "kfashion_http_request_seconds", "time to answer a request", ["service", "route"], registry=registry
     )
 
+    trimmer = IdleTrimmer()
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         for job in state.startup:
             threading.Thread(target=job, name=f"{name}-startup", daemon=True).start()
         for job in state.started:
             job()
+        trimmer.start()
         yield
+        await trimmer.stop()
         for job in state.shutdown:
             result = job()
             if hasattr(result, "__await__"):
@@ -78,6 +84,8 @@ def create_service_app(
     @app.middleware("http")
     async def _count(request: Request, call_next: Callable) -> Response:
         began = time.perf_counter()
+        if request.url.path not in PROBES:  # probes every few seconds are no load
+            trimmer.touch()
         response = await call_next(request)
         route = request.scope.get("route")
         path = getattr(route, "path", "unmatched")

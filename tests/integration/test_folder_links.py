@@ -112,8 +112,10 @@ def test_an_s3_bucket_listing_is_tagged(embedded: Server, s3_endpoint: str, unse
     store.put(f"{SUBFOLDER}/b.json", b"{}", "application/json")
     # One key per page: the listing's continuation is followed.
     listing = f"http://{s3_endpoint}/kfashion-folders?list-type=2&prefix=shop/&max-keys=1"
-    private = _tag(embedded, [listing]).json()["body"]["results"]  # the bucket lists, its objects refuse
-    assert [r["error"]["code"] for r in private] == ["URL_FETCH_FAILED"] * 2
+    private = _tag(embedded, [listing])  # the bucket lists, its objects refuse: every input failed
+    error = private.json()["body"]["error"]
+    assert private.status_code == 502 and error["code"] == "URL_FETCH_FAILED"
+    assert [f["error"]["code"] for f in error["details"]["failures"]] == ["URL_FETCH_FAILED"] * 2
     # A shop makes such a bucket readable with a policy, as on MinIO and S3.
     readable = {
         "Version": "2012-10-17",
