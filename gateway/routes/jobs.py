@@ -16,7 +16,7 @@ from gateway.inputs import checked_url
 from gateway.jobs import JobStore
 from gateway.state import GatewayState, Images
 from shared.envelope import success
-from shared.errors import ApiError, ErrorCode
+from shared.errors import ApiError, ErrorCode, every_input_failed
 from shared.imaging import decode_image
 from shared.schema import MAX_ROW_ID
 from shared.settings import Settings
@@ -71,6 +71,12 @@ async def create_job(
         else None
     )
     sources = await images.sources(settings, settings.gateway.job_max_images)
+    arrived = [
+        {"status": "failed", "file": s.name, "error": s.error.to_dict()} if s.error else {"status": "pending"}
+        for s in sources
+    ]
+    if error := every_input_failed(arrived):  # nothing would be tagged: no job, nothing stored
+        raise error
     job_id = await run_in_threadpool(gateway.jobs.create, sources, options, callback, caller.owner)
     gateway.worker.job_added()
     job = await run_in_threadpool(gateway.jobs.get, job_id)

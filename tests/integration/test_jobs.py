@@ -157,21 +157,20 @@ def test_a_done_job_is_posted_to_its_callback(
     assert len(posted) == 1 and posted[0]["resultCode"] == 200 and posted[0]["body"]["event"] == "job.done"
     sent = posted[0]["body"]["job"]
     assert sent["id"] == hooked_id and sent["status"] == "done" and sent["counts"]["done"] == 2
-    # A job whose every input failed on arrival is done at once: its callback goes too.
+    # A job whose every input failed on arrival is refused as /tagging refuses it: no job, no callback.
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:
         bundle.writestr("notes.md", "not an image")
     unreadable = [("files", ("notes.zip", archive.getvalue(), "application/zip"))]
+    jobs_before = httpx2.get(f"{embedded.url}/tagging/jobs").json()["body"]["total"]
     at_once = httpx2.post(
         f"{embedded.url}/tagging/jobs", files=unreadable, data={"callback_url": f"{url}/hook"}
     )
-    at_once_id = at_once.json()["body"]["id"]
-    job = _wait(embedded.url, at_once_id, lambda j: j["callback"]["status"] == "delivered", timeout=60)
-    assert job["counts"] == {"total": 1, "done": 0, "failed": 1, "pending": 0}
-    assert [body["body"]["job"]["id"] for path, body in received if path == "/hook"] == [
-        hooked_id,
-        at_once_id,
-    ]
+    assert (
+        at_once.status_code == 415 and at_once.json()["body"]["error"]["code"] == "UNSUPPORTED_ARCHIVE_ENTRY"
+    )
+    assert httpx2.get(f"{embedded.url}/tagging/jobs").json()["body"]["total"] == jobs_before
+    assert [body["body"]["job"]["id"] for path, body in received if path == "/hook"] == [hooked_id]
     # A receiver that keeps failing is tried three times; the job says so.
     failed = _wait(embedded.url, broken_id, lambda j: j["callback"]["status"] == "failed", timeout=120)
     assert failed["callback"]["attempts"] == 3 and failed["callback"]["http_status"] == 500
