@@ -58,3 +58,19 @@ def test_prefixes_share_a_bucket(s3_endpoint: str) -> None:
     one.put("a.jpg", b"1")
     assert not two.exists("a.jpg") and list(two.keys()) == []
     assert list(one.keys()) == ["a.jpg"]
+
+
+def test_folders_left_empty_go_with_their_last_file(tmp_path: Path) -> None:
+    """A deleted job's folder does not stay behind on the local disk; a folder still holding a file does."""
+    store = LocalBlobStore(tmp_path / "blobs")
+    store.put("jobs/abc/000000", b"one")
+    store.put("jobs/abc/000001", b"two")
+    store.put("jobs/def/000000", b"three")
+    store.delete("jobs/abc/000000")
+    assert (tmp_path / "blobs" / "jobs" / "abc").is_dir()
+    store.delete("jobs/abc/000001")
+    assert not (tmp_path / "blobs" / "jobs" / "abc").exists() and (tmp_path / "blobs" / "jobs").is_dir()
+    store.delete("jobs/def/000000")
+    assert not (tmp_path / "blobs" / "jobs").exists() and (tmp_path / "blobs").is_dir()
+    store.put("jobs/abc/000000", b"again")  # a folder removed is made again
+    assert store.get("jobs/abc/000000") == b"again"
