@@ -2,8 +2,8 @@
 # Create .venv (Python 3.11) and install the project with its pinned dependencies. Idempotent and quick
 # when nothing changed: it reinstalls only when pyproject.toml is newer than the last install.
 # `scripts/setup.sh test` also makes the tools the tests run beside the project in environments of their
-# own (their pins are extras of pyproject.toml that cannot share .venv): .venv-triton (a Triton server)
-# and .venv-deploy (hadolint, kubernetes-validate, checkov).
+# own (their pins are extras of pyproject.toml that cannot share .venv): .venv-triton (a Triton server),
+# .venv-deploy (hadolint, kubernetes-validate, checkov) and .venv-milvus (a Milvus server).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3.11}"
@@ -37,4 +37,5 @@ side_env() {
 if [ "${1:-}" = "test" ]; then
   side_env .venv-triton triton-server
   side_env .venv-deploy deploy-checks
+  side_env .venv-milvus milvus-server
 fi

@@ -262,7 +262,9 @@ class MilvusIndex:
         return self.client.describe_alias(self.target)["collection_name"]
 
     def __len__(self) -> int:
-        return int(self.client.get_collection_stats(self.target)["row_count"])
+        # Counted, not read from the collection's statistics: a server updates those only when it flushes.
+        rows = self.client.query(self.target, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, tags: dict[int, list[str]] | None = None) -> None:
         """Add or replace vectors by id (an upsert: repeating it changes nothing), with each item's filter

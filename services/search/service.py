@@ -139,7 +139,12 @@ class CatalogSearch:
         stamp = self.catalog.stamp()
         for kind in INDEX_KEYS:
             index, reason = self.store.open(kind, self.config, self.versions)
-            if index is None or index.stamp != stamp:
+            if index is not None and index.stamp != stamp:
+                index = None
+            elif index is not None and self.store.shared and kind == "items" and len(index) != stamp["items"]:
+                # Another service saved the stamp after a writer died between the database and the index.
+                index, reason = None, "out of step with the database"
+            if index is None:
                 self.rebuilt[kind] = reason
                 log.info("rebuilding the %s index from the database (%s)", kind, reason)
             else:

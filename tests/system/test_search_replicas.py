@@ -1,0 +1,92 @@
+"""Several search services over one Milvus server and one PostgreSQL database, as the `milvus` Kubernetes
+overlay runs them: each answers what the other added, and one killed while adding photos, then restarted,
+leaves the database and the collection holding the same items. Tagged photos are built by hand
+(tests/catalog_data.py): the search service takes them already tagged, so no model runs here."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from tests.catalog_data import item, look
+from tests.databases import database_url
+from tests.milvus_server import MilvusServer
+from tests.servers import Server
+
+COLOURS = ("블랙", "화이트", "네이비", "베이지")
+
+
+@pytest.fixture(scope="module")
+def milvus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MilvusServer]:
+    server = MilvusServer(tmp_path_factory.mktemp("milvus")).start()
+    yield server
+    server.stop()
+
+
+def _photo(n: int) -> tuple[str, bytes, dict]:
+    name = f"look{n}.jpg"
+    colour = COLOURS[n % len(COLOURS)]
+    tagged = look(
+        "모던", [item("top", "티셔츠", colour, [], 2 * n), item("bottom", "스커트", colour, [], 2 * n + 1)]
+    )
+    return name, f"photo {n}".encode(), {"file": name, "status": "done", **tagged}
+
+
+def _add(url: str, photos: list[tuple[str, bytes, dict]]) -> httpx2.Response:
+    files = [("files", (name, data, "image/jpeg")) for name, data, _ in photos]
+    tagged = json.dumps([t for _, _, t in photos])
+    return httpx2.post(f"{url}/catalog/images", files=files, data={"tagged": tagged}, timeout=60)
+
+
+def _search(url: str, photo: dict, **fields: object) -> list[int]:
+    answer = httpx2.post(f"{url}/search", json={"photo": photo, "top_k": 10, **fields}, timeout=60)
+    assert answer.status_code == 200, answer.text
+    return [r["item_id"] for r in answer.json()["body"]["results"]]
+
+
+def test_two_search_services_share_one_milvus(
+    milvus: MilvusServer, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    env = {
+        "KFASHION_DATA_DIR": str(tmp_path / "data"),  # the photos' files: one disk here, S3 in a cluster
+        "KFASHION_DATABASE": database_url("postgresql", tmp_path, request),
+        "KFASHION_SEARCH__BACKEND": "milvus",
+        "KFASHION_SEARCH__MILVUS_URI": milvus.uri,
+        "KFASHION_SEARCH__MILVUS_PREFIX": f"t{uuid.uuid4().hex[:10]}",
+    }
+    first = Server(["--service", "search"], env, log=tmp_path / "first.log").start()
+    second = Server(["--service", "search"], env, log=tmp_path / "second.log").start()
+    photos = [_photo(n) for n in range(40)]
+    try:
+        assert _add(first.url, photos[:12]).status_code == 200
+        for _, _, tagged in photos[:12:3]:  # the other service answers the same at once
+            assert _search(first.url, tagged) == _search(second.url, tagged)
+            black = {"filters": {"color": "블랙"}}
+            assert _search(first.url, tagged, **black) == _search(second.url, tagged, **black)
+        assert _add(second.url, photos[12:16]).status_code == 200
+        assert _search(first.url, photos[14][2])[0] in _search(second.url, photos[14][2])[:2]
+
+        # The first is killed while it adds photos one by one, then started again.
+        adding = threading.Thread(target=lambda: [_add(first.url, [p]) for p in photos[16:]])
+        adding.start()
+        while httpx2.get(f"{second.url}/catalog/images", params={"limit": 1}).json()["body"]["total"] < 22:
+            pass
+        first.kill(signal.SIGKILL)
+        adding.join()
+        first = Server(["--service", "search"], env, log=tmp_path / "first-again.log").start()
+        total = httpx2.get(f"{first.url}/catalog/images", params={"limit": 1}).json()["body"]["total"]
+        assert 22 <= total < 40
+        status = httpx2.get(f"{first.url}/readyz").json()["body"]
+        assert status["indexes"]["items"]["vectors"] == 2 * total, status  # the collection holds every item
+        for _, _, tagged in photos[:total:5]:
+            assert _search(first.url, tagged) == _search(second.url, tagged)
+    finally:
+        first.kill()
+        second.kill()
