@@ -1,10 +1,10 @@
-"""The two index stores of the search service side by side on the same vectors: FAISS in the process (the
-default) and Milvus (milvus-lite here, the engine embedded in the process; a server takes the memory out of
-the search service). Ingest rate, search p50 (top 10, unfiltered and with a filter allowing 1 in 7), top-10
-agreement with exact search, and the process's memory once the vectors are in. Each store and size runs in
-a process of its own, so memory figures do not mix.
+"""The two index stores of the search service side by side on the same (clustered) vectors: FAISS in the
+process (the default) and Milvus, a standalone server on loopback (.venv-milvus; `--milvus lite`: milvus-lite,
+embedded in the process). Ingest rate, search p50 (top 10, unfiltered and with a filter allowing 1 in 7),
+top-10 agreement with exact search, and the search process's memory once the vectors are in (with a
+server, Milvus's own memory is the server's). Each store and size runs in a process of its own.
 
-    .venv/bin/python -m bench.search_backends [--sizes 100000,1000000] [--queries 200]
+    .venv/bin/python -m bench.search_backends [--sizes 100000,1000000] [--queries 200] [--milvus lite]
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
-DIM = 128
+from bench.search import clustered, exact_top
+from tests.milvus_server import MilvusServer
+
+DIM = 128  # bench/search.py's too
 
 
 def _vectors(count: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((count, DIM)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    """Clustered unit vectors, as embeddings are (bench/search.py's)."""
+    return clustered(np.random.default_rng(seed), count)
 
 
 def _rss_mb() -> float:
@@ -37,7 +39,7 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def measure(store: str, count: int, queries: int, folder: str) -> dict:
+def measure(store: str, count: int, queries: int, folder: str, milvus_uri: str = "") -> dict:
     """One store at one size, in this process."""
     from services.search.index import IndexConfig, VectorIndex
 
@@ -66,13 +68,15 @@ def measure(store: str, count: int, queries: int, folder: str) -> dict:
     else:
         from services.search.milvus_index import MilvusIndexes
 
-        milvus = MilvusIndexes(str(Path(folder) / "bench.db"))
+        milvus = MilvusIndexes(milvus_uri or str(Path(folder) / "bench.db"), prefix=f"bench{count}")
+        milvus.drop_all()
         index = milvus.create("items", config, {})
+        started = time.perf_counter()  # the collection made: ingest alone
         index.add(ids, vectors)
         ingest_s = time.perf_counter() - started
         train_s = 0.0
+    exact = exact_top(vectors, asked) + 1  # ids are rows + 1
     del vectors
-    exact = (asked @ _vectors(count).T).argsort(axis=1)[:, ::-1][:, :10] + 1
     times, filtered, recall = [], [], []
     for q in range(queries):
         began = time.perf_counter()
@@ -106,17 +110,34 @@ def main() -> None:
     )
     parser.add_argument("--sizes", default="100000")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--one", nargs=2, help=argparse.SUPPRESS)  # store count: run one, print JSON
+    parser.add_argument(
+        "--milvus",
+        default="server",
+        choices=["server", "lite"],
+        help="a Milvus server (.venv-milvus) or milvus-lite",
+    )
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # store count uri: run one, print JSON
     args = parser.parse_args()
     if args.one:
         with tempfile.TemporaryDirectory() as folder:
-            print(json.dumps(measure(args.one[0], int(args.one[1]), args.queries, folder)))
+            print(json.dumps(measure(args.one[0], int(args.one[1]), args.queries, folder, args.one[2])))
         return
-    print(f"{platform.processor() or platform.machine()}, {args.queries} queries, top 10, dim {DIM}")
+    with tempfile.TemporaryDirectory() as folder:
+        server = MilvusServer(Path(folder)).start() if args.milvus == "server" else None
+        try:
+            _compare(args, server.uri if server else "")
+        finally:
+            if server:
+                server.stop()
+
+
+def _compare(args: argparse.Namespace, milvus_uri: str) -> None:
+    machine = platform.processor() or platform.machine()
+    print(f"{machine}, {args.queries} queries, top 10, dim {DIM}, Milvus: {milvus_uri or 'milvus-lite'}")
     for count in (int(s) for s in args.sizes.split(",")):
         rows = {}
         for store in ("faiss", "milvus"):
-            command = [sys.executable, "-m", "bench.search_backends", "--one", store, str(count)]
+            command = [sys.executable, "-m", "bench.search_backends", "--one", store, str(count), milvus_uri]
             done = subprocess.run([*command, "--queries", str(args.queries)], capture_output=True, text=True)
             if done.returncode:
                 raise SystemExit(done.stderr[-3000:])

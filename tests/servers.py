@@ -54,7 +54,11 @@ class Server:
             stderr=subprocess.STDOUT,
         )
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:  # a server that never got ready is not left running
+                self.kill()
+                raise
         return self
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> None:

@@ -13,6 +13,8 @@ machine); `http://host:19530`: a Milvus server or cluster. The database stays th
   state collection, written when the search service saves; at start a collection with another stamp is
   rebuilt from the database.
 - Writes are upserts and deletes by id: repeating one after a crash changes nothing.
+- Collections read at Session consistency: a search service sees its own writes at once, another's within
+  Milvus's sync interval (about a second), without every search waiting for the newest timestamp.
 
 Filters reach Milvus as the ids the database allows (`id in [...]`), so the answers are those of the FAISS
 backend to the item.
@@ -162,7 +164,7 @@ class MilvusIndexes:
             )
         index = self.client.prepare_index_params()
         index.add_index("vector", index_type=self.index_type, metric_type="IP", params=self.index_params)
-        self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Strong")
+        self.client.create_collection(name, schema=schema, index_params=index, consistency_level="Session")
         return MilvusIndex(self, name, config, versions, tagged=kind == "items")
 
     def publish(self, kind: str, index: MilvusIndex) -> None:
