@@ -133,6 +133,7 @@ class SearchSettings(BaseModel):
     milvus_prefix: str = Field("kfashion", pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="collection names")
     milvus_index_type: str = Field("FLAT", description="FLAT (exact), IVF_PQ, HNSW, GPU_CAGRA (a server's)")
     milvus_index_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"M": 16}')
+    milvus_search_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"ef": 64}')
 
 
 class StorageSettings(BaseModel):

@@ -38,6 +38,7 @@ def index_store(settings: Settings, blobs: BlobStore) -> FaissIndexes | MilvusIn
         search.milvus_database,
         search.milvus_index_type,
         search.milvus_index_params,
+        search.milvus_search_params,
     )
 
 

@@ -14,10 +14,13 @@ machine); `http://host:19530`: a Milvus server or cluster. The database stays th
   rebuilt from the database.
 - Writes are upserts and deletes by id: repeating one after a crash changes nothing.
 - Collections read at Session consistency: a search service sees its own writes at once, another's within
-  Milvus's sync interval (about a second), without every search waiting for the newest timestamp.
+  Milvus's sync interval (about a second), without every search waiting for the newest timestamp. pymilvus
+  keeps a session's write time per name, and reads go through the alias while a rebuild wrote to the
+  collection's own name: so opening or publishing a collection reads it once at Strong consistency
+  (`catch_up`), after which the server has every earlier write in view.
 
-Filters reach Milvus as the ids the database allows (`id in [...]`), so the answers are those of the FAISS
-backend to the item.
+Item filters run inside Milvus's search over the items' filter tags (`tags_expression`), so the answers
+are those of the FAISS backend to the item.
 """
 
 from __future__ import annotations
@@ -60,9 +63,11 @@ class MilvusIndexes:
         database: str = "",
         index_type: str = "FLAT",
         index_params: dict[str, Any] | None = None,
+        search_params: dict[str, Any] | None = None,
     ):
         """`index_type`: FLAT answers exactly (milvus-lite, and catalogs a server scans fast enough);
-        a Milvus server also builds IVF_PQ, HNSW or, on a GPU, GPU_CAGRA with `index_params`."""
+        a Milvus server also builds IVF_PQ, HNSW or, on a GPU, GPU_CAGRA with `index_params`, searched with
+        `search_params` (HNSW: {"ef": 64}; IVF_PQ: {"nprobe": 32})."""
         from pymilvus import MilvusClient
 
         options: dict[str, Any] = {"uri": uri}
@@ -78,6 +83,7 @@ class MilvusIndexes:
         self.prefix = prefix
         self.index_type = index_type
         self.index_params = dict(index_params or {})
+        self.search_params = dict(search_params or {})
         self._lock = threading.Lock()
         self._ensure_state()
 
@@ -141,6 +147,7 @@ class MilvusIndexes:
         self.client.load_collection(target)
         index = MilvusIndex(self, target, config, versions, alias, tagged=kind == "items")
         index.stamp = state.get("stamp") or {}
+        index.catch_up()  # the count compared with the database's next sees every write
         return index, "out of date"
 
     def create(self, kind: str, config: IndexConfig, versions: dict[str, str]) -> MilvusIndex:
@@ -168,7 +175,10 @@ class MilvusIndexes:
         return MilvusIndex(self, name, config, versions, tagged=kind == "items")
 
     def publish(self, kind: str, index: MilvusIndex) -> None:
-        """Point the alias at `index`'s collection and drop the one it pointed at before."""
+        """Point the alias at `index`'s collection and drop the one it pointed at before. The new collection
+        is flushed first: its segments sealed, a server builds their index (HNSW, IVF_PQ) before searches
+        arrive, instead of scanning growing segments with an interim one."""
+        self.client.flush(index.collection)
         alias = self.alias(kind)
         try:
             before = self.client.describe_alias(alias)["collection_name"]
@@ -180,6 +190,7 @@ class MilvusIndexes:
             self.client.alter_alias(index.collection, alias)
         self.save(kind, index)
         index.target = alias  # from now on through the alias, which another service may move
+        index.catch_up()
         if before not in (None, index.collection):
             self.client.drop_collection(before)
 
@@ -263,6 +274,11 @@ class MilvusIndex:
             return self.collection
         return self.client.describe_alias(self.target)["collection_name"]
 
+    def catch_up(self) -> None:
+        """Wait until the server has applied every write made so far (one read at Strong consistency):
+        later Session reads through the alias, for which pymilvus holds no write time, then see them."""
+        self.client.query(self.target, filter="", output_fields=["count(*)"], consistency_level="Strong")
+
     def __len__(self) -> int:
         # Counted, not read from the collection's statistics: a server updates those only when it flushes.
         rows = self.client.query(self.target, filter="", output_fields=["count(*)"])
@@ -335,7 +351,7 @@ class MilvusIndex:
                 data=queries.tolist(),
                 limit=k,
                 filter=chunk,
-                search_params={"metric_type": "IP"},
+                search_params={"metric_type": "IP", "params": self.owner.search_params},
                 output_fields=["id"],
             )
             for q, hits in enumerate(answers):
