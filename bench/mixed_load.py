@@ -1,5 +1,6 @@
-"""Cheap requests under a tagging load: text search latency alone and beside 60 s of tagging at concurrency
-16 (half the clients tag one 800x800 photo at a time, half search by text), and the server's memory after
+"""Cheap requests under a tagging load: text search latency alone, with its 8 searchers and no tagging (20 s:
+how far the searchers queue behind each other), and beside 60 s of tagging at concurrency 16 (half the
+clients tag one 800x800 photo at a time, half search by text), and the server's memory after
 warm-up, after the load and after 30 s of idle. Two gateways in one run: ours (model calls on their own
 bounded threads, `KFASHION_RUNTIME__WORKERS=2`) and the baseline, model calls on a pool as wide as the
 shared thread pool (40 threads, the behaviour before), so the ratio is measured on one machine at one time.
@@ -33,10 +34,16 @@ TEXTS = [
     "floral dress",
 ]
 FORMS = {
-    "ours (workers 2)": {"KFASHION_RUNTIME__WORKERS": "2"},
-    "baseline (40 threads)": {
+    "ours (workers 2, GIL switch 1 ms)": {"KFASHION_RUNTIME__WORKERS": "2"},
+    "ours, Python's GIL switch (5 ms)": {
+        "KFASHION_RUNTIME__WORKERS": "2",
+        "KFASHION_RUNTIME__GIL_SWITCH_MS": "0",
+    },
+    "baseline (40 threads, 5 ms)": {
         "KFASHION_RUNTIME__WORKERS": "40",
         "KFASHION_RUNTIME__QUEUE": "10000",
+        "KFASHION_RUNTIME__GIL_SWITCH_MS": "0",
+        "KFASHION_RUNTIME__NICE": "0",
     },
 }
 
@@ -55,7 +62,11 @@ def _search(client: httpx2.Client, k: int) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _load(url: str, pictures: list[tuple[str, bytes]], seconds: float, clients: int) -> dict:
+def _load(
+    url: str, pictures: list[tuple[str, bytes]], seconds: float, clients: int, tagging: bool = True
+) -> dict:
+    """`clients` // 2 tag (none when not `tagging`: the searchers alone, to tell the load's share of the
+    delay from the searchers' own queueing) and the rest search by text, each one request at a time."""
     deadline = time.monotonic() + seconds
     search_ms: list[float] = []
     tag_ms: list[float] = []
@@ -80,7 +91,7 @@ def _load(url: str, pictures: list[tuple[str, bytes]], seconds: float, clients: 
                 search_ms.append(_search(client, k))
                 k += 1
 
-    threads = [threading.Thread(target=tagger, args=(n,)) for n in range(clients // 2)]
+    threads = [threading.Thread(target=tagger, args=(n,)) for n in range(clients // 2 if tagging else 0)]
     threads += [threading.Thread(target=searcher, args=(n,)) for n in range(clients - clients // 2)]
     for thread in threads:
         thread.start()
@@ -102,13 +113,14 @@ def _run(env: dict, pictures: list[tuple[str, bytes]], args: argparse.Namespace)
                 client.post("/tagging", files=[("files", pictures[k % len(pictures)])])
             warm_rss = _rss_mb(server.process.pid)
             alone = np.array([_search(client, k) for k in range(40)])
+        searchers = _load(server.url, pictures, args.seconds / 3, args.clients, tagging=False)["search"]
         loaded = _load(server.url, pictures, args.seconds, args.clients)
         loaded_rss = _rss_mb(server.process.pid)
         time.sleep(args.idle)
         idle_rss = _rss_mb(server.process.pid)
     finally:
         server.kill()
-    return {"alone": alone, **loaded, "rss": (warm_rss, loaded_rss, idle_rss)}
+    return {"alone": alone, "searchers": searchers, **loaded, "rss": (warm_rss, loaded_rss, idle_rss)}
 
 
 def main() -> None:
@@ -123,18 +135,20 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pictures = _pictures(Path(tmp) / "pictures", args.catalog)
         print(f"{platform.processor() or platform.machine()}, {args.clients} clients, {args.seconds:g} s")
-        for name, extra in FORMS.items():
+        for number, (name, extra) in enumerate(FORMS.items()):
             env = {
-                "KFASHION_DATA_DIR": str(Path(tmp) / name.split()[0]),
+                "KFASHION_DATA_DIR": str(Path(tmp) / f"form{number}"),
                 "KFASHION_GATEWAY__SYNC_MAX_IMAGES": "16",
                 "KFASHION_GATEWAY__RATE_LIMITS__PER_ADDRESS": "0",
                 **extra,
             }
             got = _run(env, pictures, args)
             alone, loaded = float(np.median(got["alone"])), float(np.median(got["search"]))
+            searchers = float(np.median(got["searchers"]))
             warm, after, idle = got["rss"]
             print(
-                f"{name}: text search p50 alone {alone:.1f} ms, under load {loaded:.1f} ms "
+                f"{name}: text search p50 alone {alone:.1f} ms, {args.clients - args.clients // 2} searchers "
+                f"without tagging {searchers:.1f} ms ({searchers / alone:.1f}x), under load {loaded:.1f} ms "
                 f"({loaded / alone:.1f}x; p95 {np.percentile(got['search'], 95):.0f} ms, "
                 f"{len(got['search'])} searches); tagging p50 {np.median(got['tag']):.0f} ms, "
                 f"{len(got['tag']) / args.seconds:.2f} images/s, statuses {got['statuses']}; "

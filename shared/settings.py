@@ -35,6 +35,9 @@ class RuntimeSettings(BaseModel):
         le=19,
         description="how much lower the model threads' CPU priority is (cheap requests first)",
     )
+    gil_switch_ms: float = Field(
+        1.0, ge=0, le=100, description="longest a thread holds Python's lock while others wait; 0: 5 ms"
+    )
     triton_url: str = "127.0.0.1:8000"
     triton_protocol: Literal["http", "grpc"] = "http"
     triton_timeout_s: float = Field(30.0, gt=0)
@@ -133,7 +136,7 @@ class SearchSettings(BaseModel):
     milvus_prefix: str = Field("kfashion", pattern=r"^[A-Za-z][A-Za-z0-9_]*$", description="collection names")
     milvus_index_type: str = Field("FLAT", description="FLAT (exact), IVF_PQ, HNSW, GPU_CAGRA (a server's)")
     milvus_index_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"M": 16}')
-    milvus_search_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"ef": 64}')
+    milvus_search_params: dict[str, Any] = Field(default_factory=dict, description='e.g. {"ef": 256}')
 
 
 class StorageSettings(BaseModel):
