@@ -73,12 +73,7 @@ class LocalServices:
     def __init__(self, settings: Settings, registry: CollectorRegistry):
         self.runtime = create_runtime(settings.models_dir, settings.runtime, registry)
         self.models: dict[str, ImageModel] = build_models(settings, self.runtime)
-        self.executor = ModelExecutor(
-            settings.runtime.workers,
-            settings.runtime.queue,
-            settings.runtime.nice,
-            gil_switch_ms=settings.runtime.gil_switch_ms,
-        )
+        self.executor = ModelExecutor(settings.runtime.workers, settings.runtime.queue, settings.runtime.nice)
 
     def start(self) -> None:
         self.runtime.load(MODEL_NAMES)

@@ -65,12 +65,7 @@ def model_service_app(name: str, settings: Settings | None = None) -> FastAPI:
     settings = settings or load_settings()
     registry = CollectorRegistry()
     runtime = create_runtime(settings.models_dir, settings.runtime, registry)
-    executor = ModelExecutor(
-        settings.runtime.workers,
-        settings.runtime.queue,
-        settings.runtime.nice,
-        gil_switch_ms=settings.runtime.gil_switch_ms,
-    )
+    executor = ModelExecutor(settings.runtime.workers, settings.runtime.queue, settings.runtime.nice)
     return create_model_app(
         build_models(settings, runtime, (name,))[name], settings.image, registry, executor
     )

@@ -35,9 +35,6 @@ class RuntimeSettings(BaseModel):
         le=19,
         description="how much lower the model threads' CPU priority is (cheap requests first)",
     )
-    gil_switch_ms: float = Field(
-        1.0, ge=0, le=100, description="longest a thread holds Python's lock while others wait; 0: 5 ms"
-    )
     triton_url: str = "127.0.0.1:8000"
     triton_protocol: Literal["http", "grpc"] = "http"
     triton_timeout_s: float = Field(30.0, gt=0)

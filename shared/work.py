@@ -9,7 +9,6 @@ import asyncio
 import functools
 import logging
 import os
-import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -36,14 +35,7 @@ def run_nicer(increment: int) -> None:
 
 
 class ModelExecutor:
-    def __init__(
-        self, workers: int, queue: int, nice: int = 0, name: str = "model", gil_switch_ms: float = 0.0
-    ):
-        """`gil_switch_ms`: how long a thread running Python may hold the interpreter before another that
-        waits gets it (process-wide; 0: Python's default, 5 ms). The model calls' Python steps (decoding,
-        crops, tensors) otherwise hold a cheap request back by up to that long at each of its steps."""
-        if gil_switch_ms > 0:
-            sys.setswitchinterval(gil_switch_ms / 1000)
+    def __init__(self, workers: int, queue: int, nice: int = 0, name: str = "model"):
         self.workers = workers
         self.queue = queue
         self._pool = ThreadPoolExecutor(

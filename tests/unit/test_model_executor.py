@@ -4,7 +4,6 @@ refused at once with a 503 that says when to come back."""
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 
 import pytest
@@ -39,15 +38,3 @@ def test_calls_past_the_queue_are_refused_at_once() -> None:
     asyncio.run(scenario())
     executor.close()
     assert all(name.startswith("model") for name in threads)  # its own threads, not the shared pool
-
-
-def test_a_short_gil_switch_interval_is_set_for_the_process() -> None:
-    before = sys.getswitchinterval()
-    try:
-        ModelExecutor(workers=1, queue=1, gil_switch_ms=1.0).close()
-        assert sys.getswitchinterval() == pytest.approx(0.001)
-        sys.setswitchinterval(0.005)
-        ModelExecutor(workers=1, queue=1, gil_switch_ms=0).close()  # 0: Python's own, left as it is
-        assert sys.getswitchinterval() == pytest.approx(0.005)
-    finally:
-        sys.setswitchinterval(before)
