@@ -3,7 +3,8 @@
 Each model is the frozen pretrained backbone plus the run's trained head, as one ONNX file with a
 dynamic batch. Verification runs torch and ONNX Runtime on the same inputs (real dataset images when
 a dataset is given) and fails above tolerance. A smaller form (int8 dynamic quantisation, or float16
-weights) is kept for a model only when its measured accuracy loss on the test split is under `max_loss`.
+weights) is kept for a model only when its measured accuracy loss on the test split is under `max_loss` and
+it runs about as fast as float32.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -40,6 +42,7 @@ from training.style import StyleHead, StyleModel
 TOLERANCE = 5e-4
 MODEL_VERSION = "1"
 SCREEN_IMAGES, SCREEN_MARGIN = 150, 1.0  # see _compact
+SLOWER_LIMIT = 1.1  # a smaller form this much slower than float32 at batch 1 is not kept
 # The highest threshold at which the detector finds issue 4's 0.90 of the labelled items of 300 unseen
 # generated pictures (`python -m bench.detector_threshold`, docs/benchmarks.md): 0.904, 1.27 detections each
 # (0.908 and 1.28 on the same pictures drawn by the generator's `synth-2`).
@@ -314,6 +317,21 @@ def kept_entries(out: Path, exported: set[str]) -> dict[str, ModelEntry]:
     }
 
 
+def _latency_ms(model: Path, runs: int = 10) -> float:
+    """Median milliseconds of one batch-1 call on random input, after two warm-up calls."""
+    session = onnx_session(model)
+    first = session.get_inputs()[0]
+    shape = [1 if not isinstance(d, int) else d for d in first.shape]
+    feed = {first.name: np.random.default_rng(0).random(shape, dtype=np.float32)}
+    times = []
+    for n in range(runs + 2):
+        started = time.perf_counter()
+        session.run(None, feed)
+        if n >= 2:
+            times.append((time.perf_counter() - started) * 1000)
+    return float(np.median(times))
+
+
 def _compact(
     name: str,
     fp32: Path,
@@ -324,7 +342,8 @@ def _compact(
     verification: dict,
     log: Callable[[str], None],
 ) -> tuple[Path, str]:
-    """The smallest stored form of a model whose measured test loss is under max_loss. A form is first
+    """The smallest stored form of a model whose measured test loss is under max_loss and that is not slower
+    than float32 by more than SLOWER_LIMIT (timed at batch 1 after the screen). A form is first
     measured on the first SCREEN_IMAGES test images against float32 on the same images; one that loses
     SCREEN_MARGIN times max_loss there is rejected without measuring the rest (int8 runs 10-20 times slower
     than float32 on a CPU, and lost 2.4 to 19 points on the bootstrap's models; with a margin of 2 the
@@ -361,6 +380,13 @@ def _compact(
                     f"{name}: {storage} {screen_before:.4f} -> {screened:.4f} on the first {len(screen)} "
                     "test images: rejected"
                 )
+                continue
+        if storage == "int8":
+            speed = {"fp32_ms": _latency_ms(fp32), "int8_ms": _latency_ms(candidate)}
+            verification["speed_int8"] = speed
+            if speed["int8_ms"] > SLOWER_LIMIT * speed["fp32_ms"]:
+                # Dynamic int8 convolutions (ConvInteger) ran a detector 3.4x slower through /tagging.
+                log(f"{name}: int8 {speed['fp32_ms']:.1f} -> {speed['int8_ms']:.1f} ms a picture: rejected")
                 continue
         after = measure(candidate, test)
         verification[f"test_{storage}"] = after
