@@ -1,0 +1,112 @@
+"""The search service's memory as the catalog grows, with each index store: a catalog of generated tagged
+looks (tests.catalog_data, as bench/recommend.py builds them: random 128-d embeddings, no images or models)
+in SQLite, then a fresh process that opens it as a search service does (FAISS: the saved index read back;
+Milvus, a server on loopback from .venv-milvus: the collection built from the database) and answers one
+photo search, one free-word text search and one recommendation, which load the catalog-wide state (the
+text index, the recommender's co-occurrence counts). RSS after each step, against the process before.
+Writing the catalog image by image takes about 5 minutes for 43,000 images (100 k items) on 2 cores; 1 M
+items this way would take over an hour.
+
+    .venv/bin/python -m bench.search_memory [--images 2000 43000] [--stores faiss,milvus]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
+    """One store over the catalog in `folder`, in this process."""
+    base = _rss_mb()
+    from services.recommend.model import Preferences, Recommender
+    from services.search.catalog import CatalogStore
+    from services.search.milvus_index import MilvusIndexes
+    from services.search.service import CatalogSearch, FaissIndexes
+    from shared.blobs import create_blob_store
+    from shared.db import database_engine
+    from shared.settings import StorageSettings
+    from tests.catalog_data import VERSIONS
+
+    imported = _rss_mb()
+    blobs = create_blob_store(StorageSettings(), folder)
+    store = FaissIndexes(blobs) if store_name == "faiss" else MilvusIndexes(milvus_uri, "memory")
+    search = CatalogSearch(
+        CatalogStore(database_engine(f"sqlite:///{folder}/catalog.db"), blobs), blobs, VERSIONS, store=store
+    )
+    began = time.perf_counter()
+    search.open()
+    opened_s = time.perf_counter() - began
+    items = len(search.indexes["items"])
+    opened = _rss_mb()
+    row = search.catalog.looks([1])[0]  # the first image's first item
+    vector = search.indexes["items"].vector(row["id"])
+    search.similar_items(vector, 10)
+    searched = _rss_mb()
+    search.text_items(["블랙", "셔츠"], {}, 10)
+    texted = _rss_mb()
+    query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
+    regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
+    Recommender(search).matching(query, vector, regions, 10, Preferences({}, {}), row["image_id"])
+    recommended = _rss_mb()
+    search.close()
+    return {
+        "store": store_name,
+        "items": items,
+        "open_s": round(opened_s, 1),
+        "modules_mb": round(imported - base),
+        "open_mb": round(opened - imported),
+        "photo_search_mb": round(searched - opened),
+        "text_index_mb": round(texted - searched),
+        "recommender_mb": round(recommended - texted),
+        "total_mb": round(recommended - base),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--images", type=int, nargs="+", default=[2_000, 43_000])
+    parser.add_argument("--stores", default="faiss,milvus")
+    parser.add_argument("--one", nargs=3, help=argparse.SUPPRESS)  # folder store uri: measure, print JSON
+    args = parser.parse_args()
+    if args.one:
+        print(json.dumps(measure(Path(args.one[0]), args.one[1], args.one[2])))
+        return
+    from bench.recommend import filled_catalog
+    from tests.milvus_server import MilvusServer
+
+    print(f"{platform.processor() or platform.machine()}, generated looks (about 2.3 items an image)")
+    with tempfile.TemporaryDirectory() as tmp:
+        server = MilvusServer(Path(tmp)).start() if "milvus" in args.stores else None
+        try:
+            for images in args.images:
+                folder = Path(tmp) / f"catalog{images}"
+                began = time.perf_counter()
+                filled_catalog(images, folder).close()
+                print(f"{images:,} images written in {time.perf_counter() - began:.0f} s")
+                for store in args.stores.split(","):
+                    uri = server.uri if server else ""
+                    one = [sys.executable, "-m", "bench.search_memory", "--one", str(folder), store, uri]
+                    print(subprocess.run(one, capture_output=True, text=True, check=True).stdout.strip())
+        finally:
+            if server:
+                server.stop()
+
+
+if __name__ == "__main__":
+    main()
