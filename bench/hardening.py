@@ -22,6 +22,7 @@ import httpx2
 import numpy as np
 from PIL import Image
 
+from bench.memory import peak_rss_mb
 from tests.servers import Server
 
 
@@ -43,13 +44,6 @@ def _png(width: int, height: int) -> bytes:
 
 def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):  # the peak
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 def _probed(url: str, send: Callable[[], httpx2.Response]) -> tuple[httpx2.Response, float, float]:
@@ -107,13 +101,13 @@ def main() -> None:
         }
         try:
             for name, send in cases.items():
-                before_bytes, before_rss = _folder_bytes(data), _rss_mb(server.process.pid)
+                before_bytes, before_rss = _folder_bytes(data), peak_rss_mb(server.process.pid)
                 answer, seconds, slowest = _probed(server.url, send)
                 grown = (_folder_bytes(data) - before_bytes) / 1e6
                 code = (
                     answer.json().get("body", {}).get("error", {}).get("code", "") if answer.content else ""
                 )
-                peak = _rss_mb(server.process.pid) - before_rss
+                peak = peak_rss_mb(server.process.pid) - before_rss
                 print(
                     f"{name}: {answer.status_code} {code} in {seconds:.2f} s; data dir +{grown:.2f} MB, "
                     f"peak RSS +{peak:.0f} MB; slowest /healthz {slowest:.0f} ms"

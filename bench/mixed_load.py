@@ -21,6 +21,7 @@ from pathlib import Path
 import httpx2
 import numpy as np
 
+from bench.memory import rss_mb
 from bench.tagging import _pictures
 from tests.servers import Server
 
@@ -41,13 +42,6 @@ FORMS = {
         "KFASHION_RUNTIME__NICE": "0",
     },
 }
-
-
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 def _search(client: httpx2.Client, k: int) -> float:
@@ -106,13 +100,13 @@ def _run(env: dict, pictures: list[tuple[str, bytes]], args: argparse.Namespace)
             for k in range(10):  # warm-up
                 _search(client, k)
                 client.post("/tagging", files=[("files", pictures[k % len(pictures)])])
-            warm_rss = _rss_mb(server.process.pid)
+            warm_rss = rss_mb(server.process.pid)
             alone = np.array([_search(client, k) for k in range(40)])
         searchers = _load(server.url, pictures, args.seconds / 3, args.clients, tagging=False)["search"]
         loaded = _load(server.url, pictures, args.seconds, args.clients)
-        loaded_rss = _rss_mb(server.process.pid)
+        loaded_rss = rss_mb(server.process.pid)
         time.sleep(args.idle)
-        idle_rss = _rss_mb(server.process.pid)
+        idle_rss = rss_mb(server.process.pid)
     finally:
         server.kill()
     return {"alone": alone, "searchers": searchers, **loaded, "rss": (warm_rss, loaded_rss, idle_rss)}

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.memory import rss_mb
 from bench.search import clustered, exact_top
 from tests.milvus_server import MilvusServer
 
@@ -32,19 +33,12 @@ def _vectors(count: int, seed: int = 0) -> np.ndarray:
     return clustered(np.random.default_rng(seed), count)
 
 
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def measure(store: str, count: int, queries: int, folder: str, milvus_uri: str = "") -> dict:
     """One store at one size, in this process."""
     from services.search.index import IndexConfig, VectorIndex
 
     config = IndexConfig(DIM)
-    base_rss = _rss_mb()
+    base_rss = rss_mb()
     ids = np.arange(1, count + 1, dtype=np.int64)
     vectors = _vectors(count)
     rng = np.random.default_rng(1)
@@ -99,7 +93,7 @@ def measure(store: str, count: int, queries: int, folder: str, milvus_uri: str =
         "search_p50_ms": round(float(np.median(times)), 2),
         "filtered_p50_ms": round(float(np.median(filtered)), 2),
         "recall_at_10": round(float(np.mean(recall)), 3),
-        "rss_mb": round(_rss_mb() - base_rss),
+        "rss_mb": round(rss_mb() - base_rss),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "kind": index.kind,
     }

@@ -21,17 +21,12 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+from bench.memory import rss_mb
 
 
 def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     """One store over the catalog in `folder`, in this process."""
-    base = _rss_mb()
+    base = rss_mb()
     from services.recommend.model import Preferences, Recommender
     from services.search.catalog import CatalogStore
     from services.search.milvus_index import MilvusIndexes
@@ -41,7 +36,7 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     from shared.settings import StorageSettings
     from tests.catalog_data import VERSIONS
 
-    imported = _rss_mb()
+    imported = rss_mb()
     blobs = create_blob_store(StorageSettings(), folder)
     store = FaissIndexes(blobs) if store_name == "faiss" else MilvusIndexes(milvus_uri, "memory")
     search = CatalogSearch(
@@ -51,17 +46,17 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     search.open()
     opened_s = time.perf_counter() - began
     items = len(search.indexes["items"])
-    opened = _rss_mb()
+    opened = rss_mb()
     row = search.catalog.looks([1])[0]  # the first image's first item
     vector = search.indexes["items"].vector(row["id"])
     search.similar_items(vector, 10)
-    searched = _rss_mb()
+    searched = rss_mb()
     search.text_items(["블랙", "셔츠"], {}, 10)
-    texted = _rss_mb()
+    texted = rss_mb()
     query = {k: row[k] for k in ("id", "image_id", "region", "attributes", "style")}
     regions = [r for r in ("outer", "top", "bottom") if r != row["region"]]
     Recommender(search).matching(query, vector, regions, 10, Preferences({}, {}), row["image_id"])
-    recommended = _rss_mb()
+    recommended = rss_mb()
     search.close()
     return {
         "store": store_name,
