@@ -63,9 +63,17 @@ def measure(store: str, count: int, queries: int, folder: str, milvus_uri: str =
         from services.search.milvus_index import MilvusIndexes
 
         # A server gets the index the `milvus` overlay asks for; milvus-lite answers exactly (FLAT).
-        hnsw = ("HNSW", {"M": 16, "efConstruction": 200}, {"ef": 256}) if milvus_uri else ("FLAT", {}, {})
-        location = milvus_uri or str(Path(folder) / "bench.db")
-        milvus = MilvusIndexes(location, f"bench{count}", None, "", *hnsw)
+        if milvus_uri:
+            index_type, index_params, search_params = "HNSW", {"M": 16, "efConstruction": 200}, {"ef": 256}
+        else:
+            index_type, index_params, search_params = "FLAT", {}, {}
+        milvus = MilvusIndexes(
+            milvus_uri or str(Path(folder) / "bench.db"),
+            prefix=f"bench{count}",
+            index_type=index_type,
+            index_params=index_params,
+            search_params=search_params,
+        )
         index = milvus.create("items", config, {})
         started = time.perf_counter()  # the collection made: ingest alone
         index.add(ids, vectors)

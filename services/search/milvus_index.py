@@ -297,15 +297,18 @@ class MilvusIndex:
             return self.collection
         return self.client.describe_alias(self.target)["collection_name"]
 
+    def _count(self, **consistency: str) -> int:
+        # Counted, not read from the collection's statistics: a server updates those only when it flushes.
+        rows = self.client.query(self.target, filter="", output_fields=["count(*)"], **consistency)
+        return int(rows[0]["count(*)"])
+
     def catch_up(self) -> None:
         """Wait until the server has applied every write made so far (one read at Strong consistency):
         later Session reads through the alias, for which pymilvus holds no write time, then see them."""
-        self.client.query(self.target, filter="", output_fields=["count(*)"], consistency_level="Strong")
+        self._count(consistency_level="Strong")
 
     def __len__(self) -> int:
-        # Counted, not read from the collection's statistics: a server updates those only when it flushes.
-        rows = self.client.query(self.target, filter="", output_fields=["count(*)"])
-        return int(rows[0]["count(*)"])
+        return self._count()
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, tags: dict[int, list[str]] | None = None) -> None:
         """Add or replace vectors by id (an upsert: repeating it changes nothing), with each item's filter

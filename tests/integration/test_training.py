@@ -347,6 +347,8 @@ def test_compact_export_screens_smaller_forms_then_measures_the_whole_test_split
             assert ("test_int8" in checks) == (speed["int8_ms"] <= export.SLOWER_LIMIT * speed["fp32_ms"])
         if entry.storage != "fp32":
             assert checks["test_fp32"] - checks[f"test_{entry.storage}"] < 0.01
+            speed = checks[f"speed_{entry.storage}"]  # the kept form is timed, and not slower
+            assert speed[f"{entry.storage}_ms"] <= export.SLOWER_LIMIT * speed["fp32_ms"]
     assert screened >= 1  # int8 loses far more than a point on these models (the style model above all)
 
 
