@@ -1,13 +1,13 @@
 """The search service's memory as the catalog grows, with each index store: a catalog of generated tagged
-looks (tests.catalog_data, as bench/recommend.py builds them: random 128-d embeddings, no images or models)
-in SQLite, then a fresh process that opens it as a search service does (FAISS: the saved index read back;
-Milvus, a server on loopback from .venv-milvus: the collection built from the database) and answers one
-photo search, one free-word text search and one recommendation, which load the catalog-wide state (the
-text index, the recommender's co-occurrence counts). RSS after each step, against the process before.
-Writing the catalog image by image takes about 5 minutes for 43,000 images (100 k items) on 2 cores; 1 M
-items this way would take over an hour.
+looks (drawn as bench/recommend.py draws them: random 128-d embeddings, no images or models) written to
+SQLite in bulk (rows in batches, then the text index and the look counts derived as for a catalog from
+before they were kept, `CatalogStore.derive_missing`, and the FAISS index built and saved), then a fresh
+process that opens it as a search service does (FAISS: the saved index read back; Milvus, a server on
+loopback from .venv-milvus: the collection built from the database) and answers one photo search, one
+free-word text search and one recommendation, which load what each keeps in memory. RSS after each step,
+against the process before.
 
-    .venv/bin/python -m bench.search_memory [--images 2000 43000] [--stores faiss,milvus]
+    .venv/bin/python -m bench.search_memory [--images 2000 43000 430000] [--stores faiss,milvus]
 """
 
 from __future__ import annotations
@@ -71,6 +71,63 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     }
 
 
+def bulk_catalog(images: int, folder: Path, batch: int = 5_000) -> None:
+    """`images` generated looks (2 or 3 items each) written in bulk, their derived state and FAISS index."""
+    import random
+    from datetime import datetime
+
+    import numpy as np
+    from sqlalchemy import insert
+
+    from bench.recommend import BOTTOMS, COLOURS, PRINTS, STYLES, TOPS
+    from services.search.catalog import CatalogStore
+    from services.search.service import CatalogSearch
+    from shared.blobs import create_blob_store
+    from shared.db import database_engine
+    from shared.labels import label_values
+    from shared.schema import catalog_images, catalog_items
+    from shared.settings import StorageSettings
+    from tests.catalog_data import VERSIONS, attribute
+
+    blobs = create_blob_store(StorageSettings(), folder)
+    store = CatalogStore(database_engine(f"sqlite:///{folder}/catalog.db"), blobs)
+    rng, vectors = random.Random(0), np.random.default_rng(0)
+    created, item_id = datetime(2026, 12, 1), 0
+    for start in range(0, images, batch):
+        image_rows, item_rows = [], []
+        for n in range(start + 1, min(start + batch, images) + 1):
+            image_rows.append(
+                {"id": n, "sha256": f"{n:064x}", "file_name": f"{n}.jpg", "blob_key": f"none/{n}",
+                 "width": 800, "height": 1000, "style": rng.choice(STYLES), "sub_style": None,
+                 "styles": [], "created": created, "versions": VERSIONS}
+            )  # fmt: skip
+            looks = [("top", rng.choice(TOPS), rng.sample(PRINTS, rng.randint(0, 2)))]
+            looks.append(("bottom", rng.choice(BOTTOMS), []))
+            if n % 3 == 1:
+                looks.append(("outer", "재킷", []))
+            for region, category, prints in looks:
+                item_id += 1
+                embedding = vectors.normal(size=128).astype("<f4")
+                attributes = {
+                    "category": attribute(category),
+                    "color": attribute(rng.choice(COLOURS)),
+                    "print": {"values": [{"value": p, "value_en": "", "score": 0.7} for p in prints]},
+                }
+                values = label_values(attributes)
+                item_rows.append(
+                    {"id": item_id, "image_id": n, "region": region, "box": [10, 20, 30, 40], "score": 0.8,
+                     "category": values["category"], "color": values["color"], "attributes": values,
+                     "embedding": (embedding / np.linalg.norm(embedding)).tobytes()}
+                )  # fmt: skip
+        with store.engine.begin() as db:
+            db.execute(insert(catalog_images), image_rows)
+            db.execute(insert(catalog_items), item_rows)
+    store.derive_missing()
+    search = CatalogSearch(store, blobs, VERSIONS)
+    search.open()  # builds the FAISS indexes from the database; closing saves them
+    search.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -82,7 +139,6 @@ def main() -> None:
     if args.one:
         print(json.dumps(measure(Path(args.one[0]), args.one[1], args.one[2])))
         return
-    from bench.recommend import filled_catalog
     from tests.milvus_server import MilvusServer
 
     print(f"{platform.processor() or platform.machine()}, generated looks (about 2.3 items an image)")
@@ -92,7 +148,7 @@ def main() -> None:
             for images in args.images:
                 folder = Path(tmp) / f"catalog{images}"
                 began = time.perf_counter()
-                filled_catalog(images, folder).close()
+                bulk_catalog(images, folder)
                 print(f"{images:,} images written in {time.perf_counter() - began:.0f} s")
                 for store in args.stores.split(","):
                     uri = server.uri if server else ""

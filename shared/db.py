@@ -14,8 +14,10 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Table, create_engine, event, func, select, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, and_, bindparam, create_engine, delete, event, func, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -47,7 +49,7 @@ MIGRATION_LOCK = 0x6B66_6173  # "kfas": the PostgreSQL advisory lock key of sche
 
 
 @contextmanager
-def _migration_lock(engine: Engine) -> Iterator[None]:
+def migration_lock(engine: Engine) -> Iterator[None]:
     """One migration at a time across processes (a gateway and a search service starting together):
     a PostgreSQL advisory lock, or an exclusive lock on a file beside the SQLite database."""
     if engine.dialect.name == "postgresql":
@@ -72,7 +74,7 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the database's schema to `revision` (the latest by default); a no-op when it is there."""
-    with _migration_lock(engine):
+    with migration_lock(engine):
         command.upgrade(alembic_config(engine), revision)
 
 
@@ -81,3 +83,30 @@ def row_count(engine: Engine, table: Table) -> int:
     migrate(engine)
     with engine.connect() as db:
         return db.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def add_to_counts(db: Connection, table: Table, count: str, changes: dict[tuple, int]) -> None:
+    """Add to the `count` column of the rows keyed by `changes`' keys (the table's primary key columns, in
+    order), creating rows first counted and forgetting those that fall to 0. Rows are written in key order,
+    so that concurrent writers lock them in one order (no deadlock on PostgreSQL)."""
+    names = [column.name for column in table.primary_key.columns]
+    grown = [dict(zip(names, key, strict=True)) | {count: n} for key, n in sorted(changes.items()) if n > 0]
+    shrunk = [{f"_{k}": v for k, v in zip(names, key, strict=True)} | {"_change": n}
+              for key, n in sorted(changes.items()) if n < 0]  # fmt: skip
+    if grown:
+        insert = postgresql_insert if db.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(table)
+        db.execute(
+            statement.on_conflict_do_update(
+                index_elements=list(table.primary_key.columns),
+                set_={count: table.c[count] + statement.excluded[count]},
+            ),
+            grown,
+        )
+    if shrunk:
+        row = and_(*(table.c[name] == bindparam(f"_{name}") for name in names))
+        db.execute(update(table).where(row).values({count: table.c[count] + bindparam("_change")}), shrunk)
+        db.execute(
+            delete(table).where(row, table.c[count] <= 0),
+            [{k: v for k, v in one.items() if k != "_change"} for one in shrunk],
+        )

@@ -108,3 +108,41 @@ collection_entries = Table(
     Column("note", String(1024), nullable=False, server_default=""),
     Column("added", DateTime, nullable=False),
 )
+
+# The text search's TF-IDF postings (issue 37, migration 0009), kept with every catalog change in the same
+# transaction, so queries read only their own terms' postings and the candidates' rows, never the catalog.
+catalog_terms = Table(  # documents holding each term; the term "" counts every document
+    "catalog_terms",
+    metadata,
+    Column("term", String(255), primary_key=True),
+    Column("documents", Integer, nullable=False),
+)
+catalog_text = Table(  # one row per (item, term): the term's frequency weight in the item's document
+    "catalog_text",
+    metadata,
+    Column("item_id", Integer, ForeignKey("catalog_items.id", ondelete="CASCADE"), primary_key=True),
+    Column("term", String(255), primary_key=True, index=True),
+    Column("tf", Float, nullable=False),
+)
+
+# The recommender's co-occurrence counts (issue 37, migration 0010), kept with every catalog change in the
+# same transaction: per (region, key, value), the images whose look carries it; per pair of values of one
+# key worn in two regions of one image, how many images. The row ("", "", "") counts the looks.
+catalog_look_values = Table(
+    "catalog_look_values",
+    metadata,
+    Column("region", String(16), primary_key=True),
+    Column("key", String(32), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("images", Integer, nullable=False),
+)
+catalog_look_pairs = Table(
+    "catalog_look_pairs",
+    metadata,
+    Column("region", String(16), primary_key=True),
+    Column("key", String(32), primary_key=True),
+    Column("value", String(64), primary_key=True),
+    Column("other_region", String(16), primary_key=True),
+    Column("other_value", String(64), primary_key=True),
+    Column("images", Integer, nullable=False),
+)

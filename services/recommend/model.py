@@ -3,7 +3,8 @@
 Compatibility is learned from the catalog's looks: how much more often than chance an item with value a
 (say a black mini skirt's "category: 스커트") appears in one image beside an item of another region with
 value b ("category: 블라우스"), as normalised pointwise mutual information (NPMI, in [-1, 1]) per attribute,
-averaged over the attributes both items carry. A candidate is scored by
+averaged over the attributes both items carry. The counts live in the catalog's database
+(services/search/look_counts.py), a request reads those of its own values. A candidate is scored by
     0.5 * support + 0.5 * (compatibility + 1) / 2
 where support is how strongly it was worn with items like the query (the similarity of the query to the most
 similar item of its look, among the query's nearest catalog items, scaled to [0, 1]). Candidates that no
@@ -12,22 +13,20 @@ similar look holds are ranked by compatibility alone (support 0), so k come back
 
 from __future__ import annotations
 
-import math
 import threading
-from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
 from itertools import islice
 
 import numpy as np
 
+from services.search.look_counts import Compatibility, Feature, features
 from services.search.products import Distinct, distinct_results, first_distinct
 from services.search.service import CatalogSearch, Hit
 from shared.taxonomy import CATEGORY_REGION, REGIONS
 
-COMPATIBILITY_KEYS = ("category", "color", "print", "material", "style")
 NEIGHBOURS = 50  # similar catalog items whose looks propose candidates
 SUPPORT_WEIGHT = 0.5
-SMOOTHING = 0.5  # added to every count, so a pair seen once in a small catalog is not certainty
 
 # Regions that can be worn with each region (a onepiece replaces a top and a bottom).
 WORN_WITH = {
@@ -36,83 +35,6 @@ WORN_WITH = {
     "bottom": ("outer", "top"),
     "onepiece": ("outer",),
 }
-
-
-def features(item: dict) -> list[tuple[str, str]]:
-    """(key, value) pairs of an item used for compatibility; multi-valued attributes give several."""
-    found = []
-    for key in COMPATIBILITY_KEYS:
-        value = item.get("style") if key == "style" else item["attributes"].get(key)
-        for one in value if isinstance(value, list) else [value]:
-            if one:
-                found.append((key, one))
-    return found
-
-
-Feature = tuple[str, str, str]  # (region, key, value)
-
-
-def look_features(items: list[dict]) -> dict[str, set[Feature]]:
-    """Per region worn in one image, the features of its items."""
-    present: dict[str, set[Feature]] = {}
-    for item in items:
-        present.setdefault(item["region"], set()).update(
-            (item["region"], key, value) for key, value in features(item)
-        )
-    return present
-
-
-def by_image(looks: list[dict]) -> dict[int, list[dict]]:
-    grouped: dict[int, list[dict]] = {}
-    for item in looks:
-        grouped.setdefault(item["image_id"], []).append(item)
-    return grouped
-
-
-def _bump(counter: Counter, key: object, sign: int) -> None:
-    """Add sign to a count, forgetting a count that falls to 0 (so a look counted and uncounted leaves
-    the counts as they were)."""
-    counter[key] += sign
-    if not counter[key]:
-        del counter[key]
-
-
-class Compatibility:
-    """Co-occurrence counts of (region, key, value) pairs across the regions of each catalog image."""
-
-    def __init__(self) -> None:
-        self.single: Counter[Feature] = Counter()
-        self.pairs: Counter[tuple[Feature, Feature]] = Counter()
-        self.images = 0  # counted (CatalogState.updated counts each image's look)
-
-    def copy(self) -> Compatibility:
-        twin = Compatibility()
-        twin.single, twin.pairs, twin.images = Counter(self.single), Counter(self.pairs), self.images
-        return twin
-
-    def count(self, present: dict[str, set[Feature]], sign: int) -> None:
-        """Count one image's look (sign 1) or take it back (sign -1); `present` as look_features gives."""
-        self.images += sign
-        for region, values in present.items():
-            for value in values:
-                _bump(self.single, value, sign)
-            for other, other_values in present.items():
-                if other != region:
-                    for a in values:
-                        for b in other_values:
-                            if a[1] == b[1]:
-                                _bump(self.pairs, (a, b), sign)
-
-    def npmi(self, a: Feature, b: Feature) -> float:
-        if self.images == 0:
-            return 0.0
-        total = self.images + SMOOTHING
-        p_a = (self.single[a] + SMOOTHING) / total
-        p_b = (self.single[b] + SMOOTHING) / total
-        p_ab = (self.pairs[(a, b)] + SMOOTHING * p_a * p_b) / total
-        if p_ab >= 1.0:  # in every look, as both are: independent, no preference
-            return 0.0
-        return max(-1.0, min(1.0, math.log(p_ab / (p_a * p_b)) / -math.log(p_ab)))
 
 
 @dataclass(frozen=True)
@@ -171,43 +93,32 @@ class Change:
 
 @dataclass(frozen=True)
 class CatalogState:
-    """What requests score against, one per revision of the catalog (tag corrections included). A change
-    of a few images makes the next state from this one and those images' looks, not from every item."""
+    """The catalog's items as arrays requests score (their compatibility features, images and products),
+    one per revision of the catalog (tag corrections included). A change of a few images makes the next
+    state from this one and those images' looks, not from every item."""
 
     revision: int
-    compatibility: Compatibility
     features: ItemFeatures  # of the items, in the order of the arrays below
     ids: np.ndarray  # ascending (the catalog reads items by id)
     image_ids: np.ndarray
     product_ids: np.ndarray  # of objects: str or None
 
     @classmethod
-    def read(cls, revision: int, looks: list[dict]) -> CatalogState:
-        """The state of a whole catalog, from every item's look."""
+    def read(cls, revision: int, pages: Iterable[list[dict]]) -> CatalogState:
+        """The state of a whole catalog, from every item's look, a page of images at a time (so that reading
+        a large catalog holds one page of rows at once, not every row)."""
         empty = np.zeros(0, np.int64)
-        nothing = cls(-1, Compatibility(), ItemFeatures((), 0, empty, empty), empty, empty, _objects([]))
-        return nothing.updated(revision, set(), looks)
+        state = cls(-1, ItemFeatures((), 0, empty, empty), empty, empty, _objects([]))
+        for looks in pages:
+            state = state.updated(revision, set(), looks)
+        return replace(state, revision=revision)
 
     def updated(self, revision: int, images: set[int], looks: list[dict]) -> CatalogState:
         """The state after `images` changed: their items here are replaced by `looks`, those images' items
         as the catalog holds them now (none for a deleted image)."""
         gone = np.isin(self.image_ids, np.fromiter(images, np.int64, len(images)))
-        compatibility = self.compatibility.copy()
         gone_entries = gone[self.features.entry_item]
         names = self.features.names
-        removed: dict[int, dict[str, set[Feature]]] = {int(i): {} for i in np.unique(self.image_ids[gone])}
-        for row, feature in zip(
-            self.features.entry_item[gone_entries].tolist(),
-            self.features.entry_feature[gone_entries].tolist(),
-            strict=True,
-        ):
-            name = names[feature]
-            removed[int(self.image_ids[row])].setdefault(name[0], set()).add(name)
-        for present in removed.values():
-            compatibility.count(present, -1)
-        for items in by_image(looks).values():
-            compatibility.count(look_features(items), 1)
-
         vocabulary = {name: index for index, name in enumerate(names)}
         added = ItemFeatures.of(looks, vocabulary)
         kept = np.flatnonzero(~gone)
@@ -225,7 +136,6 @@ class CatalogState:
         product_ids = np.concatenate([self.product_ids[kept], _objects([r["product_id"] for r in looks])])
         return CatalogState(
             revision,
-            compatibility,
             ItemFeatures(added.names, len(ids), entry_item, entry_feature),
             ids[order],
             image_ids[order],
@@ -255,17 +165,23 @@ class Recommender:
     def state(self) -> CatalogState:
         """The catalog's state, brought up to date when it changed: from the changed images' looks alone
         when the catalog knows which they were (and they are few), else from every item. Requests then score
-        candidates without a database round trip."""
+        candidates with the one read of their values' counts (`compatibility`)."""
         with self._lock:
             state = self._state
             revision, images = self.search.images_changed_since(state.revision if state else -1)
             if state is not None and state.revision == revision:
                 return state
             if state is None or images is None:
-                self._state = CatalogState.read(revision, self.search.catalog.looks())
+                self._state = CatalogState.read(revision, self.search.catalog.looks_by_page())
             else:
                 self._state = state.updated(revision, images, self.search.catalog.looks(images))
             return self._state
+
+    def compatibility(self, query: dict) -> Compatibility:
+        """The catalog's co-occurrence counts that score candidates against the query item's values."""
+        wanted = [(query["region"], key, value) for key, value in features(query)]
+        with self.search.catalog.engine.connect() as db:
+            return Compatibility.read(db, wanted)
 
     def _candidates(self, regions: list[str], preferences: Preferences) -> np.ndarray:
         """Ids of the items of these regions that pass the preferences, ascending."""
@@ -304,7 +220,7 @@ class Recommender:
             at = np.searchsorted(images, state.image_ids).clip(max=len(images) - 1)
             in_neighbours = images[at] == state.image_ids
             support[in_neighbours] = [neighbour_images[i] for i in images[at[in_neighbours]].tolist()]
-        fit = state.features.scores(query, state.compatibility)
+        fit = state.features.scores(query, self.compatibility(query))
         matches: dict[str, list[dict]] = {}
         for region in regions:
             allowed = self._candidates([region], preferences)

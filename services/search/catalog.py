@@ -4,24 +4,27 @@ the relational database (metadata) and the blob store (the image bytes)."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql import Select
 
+from services.search.look_counts import Compatibility
 from services.search.products import PRODUCT_FILTER_PREFIX, filter_text, is_product_filter
+from services.search.text import CatalogText, item_documents
 from shared.blobs import BlobStore
-from shared.db import migrate
+from shared.db import migrate, migration_lock
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
 from shared.imaging import capture_date
 from shared.labels import label_values
-from shared.schema import catalog_images, catalog_items
+from shared.schema import catalog_images, catalog_items, catalog_look_pairs, catalog_look_values
 
 FILES_PREFIX = "catalog/"  # where the photos' bytes are stored (blob keys), by content hash
 
@@ -31,6 +34,7 @@ class CatalogStore:
         self.engine = engine
         self.blobs = blobs
         migrate(engine)
+        self.text = CatalogText(engine)  # its postings change in the transactions below, with the items
 
     def add(
         self,
@@ -71,6 +75,7 @@ class CatalogStore:
                 items = [self._item_row(image_id, item) for item in result["items"]]
                 if items:
                     db.execute(insert(catalog_items), items)
+                self._derive(db, [image_id], [])
         except IntegrityError:  # the same image added at the same moment by another request
             existing = self._id_of(digest)
             if existing is None:
@@ -118,7 +123,9 @@ class CatalogStore:
         """Set the product id and/or fields given (`ProductFields.changes`) on an image."""
         if product:
             with self.engine.begin() as db:
+                before = self._forget(db, [image_id])  # the product's words are in its items' documents
                 db.execute(update(catalog_images).where(catalog_images.c.id == image_id).values(**product))
+                self._derive(db, [image_id], before)
 
     def product_image_ids(self, product_id: str) -> list[int]:
         with self.engine.connect() as db:
@@ -142,8 +149,10 @@ class CatalogStore:
         """Remove an image, its items and its bytes; returns the removed item ids (for the indexes)."""
         image, key = self.get(image_id), self._blob_key(image_id)
         with self.engine.begin() as db:
+            before = self._forget(db, [image_id])
             db.execute(delete(catalog_items).where(catalog_items.c.image_id == image_id))
             db.execute(delete(catalog_images).where(catalog_images.c.id == image_id))
+            self._derive(db, [image_id], before)
         self.blobs.delete(key)
         return [item["id"] for item in image["items"]]
 
@@ -210,6 +219,7 @@ class CatalogStore:
         upgrade); returns the ids of the items replaced."""
         old = [item["id"] for item in self.get(image_id)["items"]]
         with self.engine.begin() as db:
+            before = self._forget(db, [image_id])
             db.execute(delete(catalog_items).where(catalog_items.c.image_id == image_id))
             db.execute(
                 update(catalog_images)
@@ -224,6 +234,7 @@ class CatalogStore:
             items = [self._item_row(image_id, item) for item in result["items"]]
             if items:
                 db.execute(insert(catalog_items), items)
+            self._derive(db, [image_id], before)
         return old
 
     def update(
@@ -245,6 +256,7 @@ class CatalogStore:
                 {"image_id": image_id, "items": sorted(known)},
             )
         with self.engine.begin() as db:
+            before = self._forget(db, [image_id])
             changes = {**({"file_name": file_name} if file_name else {}), **(product or {})}
             if changes:
                 db.execute(update(catalog_images).where(catalog_images.c.id == image_id).values(**changes))
@@ -255,6 +267,7 @@ class CatalogStore:
                     .where(catalog_items.c.id == item_id)
                     .values(attributes=merged, category=merged.get("category"), color=merged.get("color"))
                 )
+            self._derive(db, [image_id], before)
         return self.get(image_id)
 
     def items(self, item_ids: Iterable[int]) -> dict[int, dict]:
@@ -298,26 +311,65 @@ class CatalogStore:
         with self.engine.connect() as db:
             return {row.id: row.score for row in db.execute(query)}
 
+    # What is derived from the items (the text index's postings, the looks' co-occurrence counts) changes in
+    # the transaction that changes them: `_forget` before, `_derive` after.
+
+    def _forget(self, db: Connection, image_ids: Collection[int]) -> list[dict]:
+        """Take these images' items out of the text index (before the rows change: a deleted item's
+        postings go with it); their looks as they are, for `_derive`."""
+        before = [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
+        self.text.remove(db, [row["id"] for row in before])
+        return before
+
+    def _derive(self, db: Connection, image_ids: Collection[int], before: list[dict]) -> None:
+        """These images' items into the text index and the look counts, as `db` holds them now."""
+        looks = [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
+        self.text.add(db, item_documents(looks))
+        Compatibility.counted(looks, before).write(db)
+
+    def derive_missing(self, batch: int = 2_000) -> dict[str, int]:
+        """Index and count what a catalog written before the text index and the look counts lived in the
+        database lacks (one process at a time), a batch of images per transaction; how many images each
+        took."""
+        with migration_lock(self.engine):
+            with self.engine.connect() as db:
+                unindexed = self.text.unindexed_images(db)
+                looks_counted = Compatibility.read(db, []).images
+                with_items = select(func.count(func.distinct(catalog_items.c.image_id)))
+                recount = looks_counted != db.execute(with_items).scalar_one()
+                images = list(db.execute(select(catalog_images.c.id).order_by(catalog_images.c.id)).scalars())
+            if recount:
+                with self.engine.begin() as db:
+                    db.execute(delete(catalog_look_pairs))
+                    db.execute(delete(catalog_look_values))
+            for start in range(0, len(images), batch) if recount else ():
+                with self.engine.begin() as db:
+                    rows = db.execute(_looks_query(images[start : start + batch]))
+                    Compatibility.counted([dict(row._mapping) for row in rows]).write(db)
+            for start in range(0, len(unindexed), batch):
+                with self.engine.begin() as db:
+                    rows = db.execute(_looks_query(unindexed[start : start + batch]))
+                    self.text.add(db, item_documents([dict(row._mapping) for row in rows]))
+        return {"text": len(unindexed), "look_counts": len(images) if recount else 0}
+
+    def looks_by_page(self, images: int = 10_000) -> Iterator[list[dict]]:
+        """`looks` of every image, a page of `images` images at a time (by id)."""
+        after = 0
+        while True:
+            with self.engine.connect() as db:
+                query = select(catalog_images.c.id).where(catalog_images.c.id > after)
+                page = list(db.execute(query.order_by(catalog_images.c.id).limit(images)).scalars())
+            if not page:
+                return
+            yield self.looks(page)
+            after = page[-1]
+
     def looks(self, image_ids: Collection[int] | None = None) -> list[dict]:
         """Every item's image, region, attributes, the image's styles and product (of the given images
         only, when given), by item id: the looks the compatibility statistics are counted from, and the
         documents of the text index."""
-        query = select(
-            catalog_items.c.id,
-            catalog_items.c.image_id,
-            catalog_items.c.region,
-            catalog_items.c.score,
-            catalog_items.c.attributes,
-            catalog_images.c.file_name,
-            catalog_images.c.style,
-            catalog_images.c.sub_style,
-            catalog_images.c.product_id,
-            catalog_images.c.product,
-        ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
-        if image_ids is not None:
-            query = query.where(catalog_items.c.image_id.in_(list(image_ids)))
         with self.engine.connect() as db:
-            return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]
+            return [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
 
     def trends(
         self, period: str, fields: Iterable[str], by: str, start: datetime | None, end: datetime | None
@@ -416,6 +468,24 @@ class CatalogStore:
                 for row in db.execute(query.order_by(catalog_items.c.id))
                 if all(_matches(row, key, values) for key, values in wanted.items())
             ]
+
+
+def _looks_query(image_ids: Collection[int] | None) -> Select:
+    query = select(
+        catalog_items.c.id,
+        catalog_items.c.image_id,
+        catalog_items.c.region,
+        catalog_items.c.score,
+        catalog_items.c.attributes,
+        catalog_images.c.file_name,
+        catalog_images.c.style,
+        catalog_images.c.sub_style,
+        catalog_images.c.product_id,
+        catalog_images.c.product,
+    ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
+    if image_ids is not None:
+        query = query.where(catalog_items.c.image_id.in_(list(image_ids)))
+    return query.order_by(catalog_items.c.id)
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:

@@ -130,8 +130,7 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
             raise ApiError(ErrorCode.VALIDATION_FAILED, "scope 'look' needs a photo")
         # The text is the query: its tags rank (text_items) where a photo's query takes them as filters.
         wanted = filters
-        index = search.text_index() if parsed.words else None
-        echo["unknown_words"] = [w for w in parsed.words if index is not None and not index.meanings(w)]
+        echo["unknown_words"] = [w for w in parsed.words if not search.text.meanings(w)]
 
         def ranked(k: int) -> list[dict]:
             return search.item_results(search.text_items(parsed.words, text_filters, k, wanted))

@@ -24,7 +24,6 @@ import numpy as np
 from services.search.catalog import FILES_PREFIX, CatalogStore
 from services.search.index import IndexConfig, VectorIndex
 from services.search.query import merge_filters
-from services.search.text import TextIndex, item_documents
 from shared.blobs import BlobStore
 from shared.errors import ApiError, ErrorCode
 from shared.heads import EMBEDDING_DIM
@@ -123,8 +122,7 @@ class CatalogSearch:
         self._dirty = threading.Event()
         self._closing = threading.Event()
         self._saver: threading.Thread | None = None
-        self._text: TextIndex | None = None
-        self._text_revision = 0  # the revision the text index holds
+        self.text = catalog.text  # the free words' index, in the catalog's database
         self._filter_cache: OrderedDict[tuple, tuple[int, np.ndarray]] = OrderedDict()  # (revision, ids)
         self.rebuilt: dict[str, str] = {}  # why each index was rebuilt at open, for logs and tests
         self.ready = threading.Event()
@@ -136,6 +134,9 @@ class CatalogSearch:
     # ------------------------------------------------------------------ lifecycle
 
     def open(self) -> None:
+        derived = self.catalog.derive_missing()
+        if any(derived.values()):
+            log.info("images written before the text index / look counts were kept: %s", derived)
         stamp = self.catalog.stamp()
         for kind in INDEX_KEYS:
             index, reason = self.store.open(kind, self.config, self.versions)
@@ -265,7 +266,7 @@ class CatalogSearch:
         return self.indexes["items"].stamp
 
     def _tags_changed(self, image_id: int | None = None, items_before: Iterable[int] = ()) -> None:
-        """Anything read from the items' tags is out of date (the text index, filter results, caches that
+        """Anything read from the items' tags is out of date (filter results, caches that
         follow `revision`); `image_id`, the one image changed, when only one was, and `items_before`, its
         items before the change."""
         if image_id is None:
@@ -463,18 +464,6 @@ class CatalogSearch:
         scores, ids = self.indexes["looks"].search(query, k, allowed)
         return [Hit(int(i), float(s)) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0]
 
-    def text_index(self) -> TextIndex:
-        """The text index of every item, brought up to date by the images changed since it was read."""
-        with self._lock:
-            changes = None if self._text is None else self._changes_since(self._text_revision)
-            if changes is None:
-                self._text = TextIndex(item_documents(self.catalog.looks()))
-            elif changes[0]:
-                images, items_before = changes
-                self._text.update(items_before, item_documents(self.catalog.looks(images)))
-            self._text_revision = self.revision
-            return self._text
-
     def text_items(
         self, words: list[str], tags: Filters, k: int, filters: Filters | None = None
     ) -> list[Hit]:
@@ -487,7 +476,7 @@ class CatalogSearch:
         allowed = self.allowed_items(filters)
         if allowed is not None and len(allowed) == 0:
             return []
-        word_scores = self.text_index().scores(words, allowed) if words else {}
+        word_scores = self.text.scores(words, allowed) if words else {}
         carriers = {}  # tag key -> the allowed items carrying it
         for key, values in tags.items():
             carriers[key] = self.allowed_items(merge_filters(filters or {}, {key: values}))

@@ -6,20 +6,27 @@ a brand), so a shopper's "acme" finds the brand's items. A query word stands for
 (`likeness`): itself, a term it holds or is held by ("블랙진" meets "블랙"), a spelling one letter off; so a
 word the taxonomy does not know still meets the tags it names, and a word like none of them meets nothing.
 Scores are cosine similarities of TF-IDF weights, in [0, 1].
+
+The postings and each term's document count live in the catalog's database (`catalog_text`,
+`catalog_terms`), written in the same transaction as the items they describe: a query reads the postings of
+its own terms and the rows of the items holding them, and no process holds the catalog's text in memory, so
+search replicas share one state and a catalog of millions costs no memory here.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import threading
-from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import numpy as np
+from sqlalchemy import bindparam, delete, func, or_, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql import Select
 
+from shared.db import add_to_counts
+from shared.schema import catalog_items, catalog_terms, catalog_text
 from shared.taxonomy import ATTRIBUTES, REGION_KO, STYLE, normalize_key
 
 
@@ -55,9 +62,12 @@ def _words(text: str) -> list[str]:
     return [w for w in re.split(r"[\W_]+", text) if len(w) > 1 and not w.isdigit()]
 
 
+MAX_TERM_LENGTH = 255  # the column's; a longer "word" (a pasted description without spaces) is no term
+
+
 def terms(texts: Iterable[str]) -> Counter[str]:
     """A document's terms: its tags and words, normalised (case and spacing do not matter)."""
-    return Counter(key for text in texts if (key := normalize_key(text)))
+    return Counter(key for text in texts if (key := normalize_key(text)) and len(key) <= MAX_TERM_LENGTH)
 
 
 def bigrams(term: str) -> set[str]:
@@ -79,171 +89,160 @@ def likeness(word: str, term: str) -> float:
 # Half the word: "블랙진" meets "블랙" and a one-letter typo meets its word, where shared letter pairs alone
 # made "vintage" or "xyzzy" meet every catalog item a little (scores near 0.15) and answer with noise.
 MIN_LIKENESS = 0.5
-REMOVED = -1  # the item id of a row whose document was taken out
+ALL_DOCUMENTS = ""  # the catalog_terms row counting every document (no term is empty)
 
 
-def _idf(documents: int, holding: int | np.ndarray) -> Any:
-    """Smoothed inverse document frequency (scikit-learn's), of a count or an array of counts."""
-    return np.log((1 + documents) / (1 + holding)) + 1.0
+def _idf(documents: int, holding: int) -> float:
+    """Smoothed inverse document frequency (scikit-learn's)."""
+    return math.log((1 + documents) / (1 + holding)) + 1.0
 
 
-class TextIndex:
-    """TF-IDF postings of the catalog's item documents, kept up to date document by document (`update`).
+def _like_pattern(pair: str) -> str:
+    escaped = pair.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
 
-    A term's weight depends on how many documents hold it and on how many there are, so every change moves
-    every document's norm: the index keeps each document's term frequencies in flat arrays and computes the
-    norms again in one numpy pass when a query first needs them, where reading every document again took
-    seconds. An index brought up to date scores as one built anew from the same documents. Its own lock
-    lets a query read while another thread updates it."""
 
-    def __init__(self, documents: Iterable[tuple[int, list[str]]] = ()):
-        self._lock = threading.RLock()
-        self._clear()
-        self.update((), documents)
+class CatalogText:
+    """TF-IDF postings of the catalog's item documents in its database: written by the catalog's own
+    transactions (`add`, `remove`), read per query (`meanings`, `scores`)."""
 
-    def _clear(self) -> None:
-        self.ids: list[int] = []  # row -> item id; REMOVED once the document is gone
-        self._row_of: dict[int, int] = {}
-        self.postings: dict[str, dict[int, float]] = {}  # term -> {row: 1 + log(count)}
-        self.terms_by_bigram: dict[str, set[str]] = {}
-        self._column_of: dict[str, int] = {}  # term -> its column in the entries and in _df
-        self._columns: list[str] = []
-        self._df = array("q")  # documents holding each column's term
-        # One entry per (document, term), a document's entries side by side from _starts[row].
-        self._entry_rows, self._entry_columns, self._entry_tf = array("q"), array("q"), array("d")
-        self._starts = array("q")
-        self._removed_entries = 0
-        self._norms: np.ndarray | None = None  # both computed when a query needs them
-        self._ids: np.ndarray | None = None
+    def __init__(self, engine: Engine):
+        self.engine = engine
 
-    @property
-    def documents(self) -> int:  # not __len__: an empty index must not read as no index
-        return len(self._row_of)
+    # Writing, inside the caller's transaction.
 
-    def update(self, removed: Iterable[int], documents: Iterable[tuple[int, list[str]]]) -> None:
-        """Take out the documents of the `removed` item ids (those it holds), then add `documents` (an item
-        id it holds is replaced)."""
-        with self._lock:
-            for item_id in removed:
-                self._remove(item_id)
-            for item_id, texts in documents:
-                self._remove(item_id)
-                self._add(item_id, {term: 1.0 + math.log(count) for term, count in terms(texts).items()})
-            if self._removed_entries > len(self._entry_tf) // 2:
-                self._compact()
-            self._norms = self._ids = None
-
-    def _add(self, item_id: int, frequencies: dict[str, float]) -> None:
-        row = len(self.ids)
-        self.ids.append(item_id)
-        self._row_of[item_id] = row
-        self._starts.append(len(self._entry_tf))
-        for term, tf in frequencies.items():
-            column = self._column_of.get(term)
-            if column is None:
-                column = self._column_of[term] = len(self._columns)
-                self._columns.append(term)
-                self._df.append(0)
-            rows = self.postings.get(term)
-            if rows is None:
-                rows = self.postings[term] = {}
-                for pair in bigrams(term):
-                    self.terms_by_bigram.setdefault(pair, set()).add(term)
-            rows[row] = tf
-            self._df[column] += 1
-            self._entry_rows.append(row)
-            self._entry_columns.append(column)
-            self._entry_tf.append(tf)
-
-    def _remove(self, item_id: int) -> None:
-        row = self._row_of.pop(item_id, None)
-        if row is None:
+    def remove(self, db: Connection, item_ids: Iterable[int]) -> None:
+        """Take out the documents of these items (those it holds)."""
+        wanted = sorted({int(i) for i in item_ids})
+        if not wanted:
             return
-        self.ids[row] = REMOVED
-        entries = self._entries(row)
-        for entry in entries:
-            column = self._entry_columns[entry]
-            term = self._columns[column]
-            rows = self.postings[term]
-            del rows[row]
-            if not rows:
-                del self.postings[term]
-                for pair in bigrams(term):
-                    self.terms_by_bigram[pair].discard(term)
-            self._df[column] -= 1
-            self._entry_tf[entry] = 0.0
-        self._removed_entries += len(entries)
+        held: Counter[str] = Counter()
+        documents: set[int] = set()
+        for chunk in _chunks(wanted):
+            rows = db.execute(
+                select(catalog_text.c.item_id, catalog_text.c.term).where(catalog_text.c.item_id.in_(chunk))
+            ).all()
+            held.update(term for _, term in rows)
+            documents.update(item for item, _ in rows)
+            db.execute(delete(catalog_text).where(catalog_text.c.item_id.in_(chunk)))
+        if documents:
+            held[ALL_DOCUMENTS] = len(documents)
+            add_to_counts(db, catalog_terms, "documents", {(term,): -n for term, n in held.items()})
 
-    def _compact(self) -> None:
-        """Rows and entries again only of the documents held, in their order."""
-        kept = [
-            (item_id, self._frequencies(row)) for row, item_id in enumerate(self.ids) if item_id != REMOVED
-        ]
-        self._clear()
-        for item_id, frequencies in kept:
-            self._add(item_id, frequencies)
+    def add(self, db: Connection, documents: Iterable[tuple[int, list[str]]]) -> None:
+        """Add documents (item id, its texts); one the index holds is replaced."""
+        documents = list(documents)
+        self.remove(db, (item_id for item_id, _ in documents))
+        rows, held, written = [], Counter(), 0
+        for item_id, texts in documents:
+            frequencies = terms(texts)
+            written += bool(frequencies)  # a document of no terms has no rows: it is not counted
+            rows += [
+                {"item_id": item_id, "term": term, "tf": 1.0 + math.log(count)}
+                for term, count in frequencies.items()
+            ]
+            held.update(frequencies.keys())
+        if not rows:
+            return
+        db.execute(catalog_text.insert(), rows)
+        held[ALL_DOCUMENTS] = written
+        add_to_counts(db, catalog_terms, "documents", {(term,): n for term, n in held.items()})
 
-    def _entries(self, row: int) -> range:
-        end = self._starts[row + 1] if row + 1 < len(self._starts) else len(self._entry_tf)
-        return range(self._starts[row], end)
+    def unindexed_images(self, db: Connection) -> list[int]:
+        """Images with items that have no document (a catalog from before the index was kept here)."""
+        indexed = select(catalog_text.c.item_id).where(catalog_text.c.item_id == catalog_items.c.id)
+        query = select(catalog_items.c.image_id).where(~indexed.exists()).distinct()
+        return sorted(db.execute(query).scalars())
 
-    def _frequencies(self, row: int) -> dict[str, float]:
-        columns, tf = self._entry_columns, self._entry_tf
-        return {self._columns[columns[entry]]: tf[entry] for entry in self._entries(row)}
+    # Reading.
 
-    def idf(self, term: str) -> float:
-        return _idf(self.documents, len(self.postings[term]))
-
-    def norms(self) -> np.ndarray:
-        """Each row's TF-IDF norm (0 for a removed row)."""
-        with self._lock:
-            return self._norms_now()
-
-    def _ids_array(self) -> np.ndarray:
-        if self._ids is None:
-            self._ids = np.array(self.ids, np.int64)
-        return self._ids
-
-    def _norms_now(self) -> np.ndarray:
-        if self._norms is None:
-            idf = _idf(self.documents, np.frombuffer(self._df, np.int64))
-            columns = np.frombuffer(self._entry_columns, np.int64)
-            weights = np.frombuffer(self._entry_tf, np.float64) * idf[columns]
-            rows = np.frombuffer(self._entry_rows, np.int64)
-            self._norms = np.sqrt(np.bincount(rows, weights=weights * weights, minlength=len(self.ids)))
-        return self._norms
+    def documents(self) -> int:
+        with self.engine.connect() as db:
+            return _documents(db)
 
     def meanings(self, word: str) -> dict[str, float]:
         """The catalog terms a query word meets, with their likeness (at least MIN_LIKENESS)."""
-        key = normalize_key(word)
-        with self._lock:
-            if key in self.postings:
-                return {key: 1.0}
-            candidates = set().union(*(self.terms_by_bigram.get(pair, ()) for pair in bigrams(key)))
-        found = {term: likeness(key, term) for term in candidates}
-        return {term: score for term, score in found.items() if score >= MIN_LIKENESS}
+        with self.engine.connect() as db:
+            return _meanings(db, normalize_key(word))
 
     def scores(self, words: list[str], allowed: np.ndarray | None = None) -> dict[int, float]:
         """Item id -> cosine similarity of its TF-IDF terms to the words' (each word standing for the terms
         it meets, weighted by likeness), for the items holding at least one such term (of `allowed`)."""
-        with self._lock:
-            query: dict[str, float] = {}
+        with self.engine.connect() as db:
+            likeness_of: dict[str, float] = {}
             for word in words:
-                for term, weight in self.meanings(word).items():
-                    query[term] = query.get(term, 0.0) + weight * self.idf(term)
-            if not query:
+                for term, weight in _meanings(db, normalize_key(word)).items():
+                    likeness_of[term] = likeness_of.get(term, 0.0) + weight
+            if not likeness_of:
                 return {}
+            documents = _documents(db)
+            holding = dict(
+                db.execute(
+                    select(catalog_terms.c.term, catalog_terms.c.documents).where(
+                        catalog_terms.c.term.in_(sorted(likeness_of))
+                    )
+                ).all()
+            )
+            idf = {term: _idf(documents, holding[term]) for term in likeness_of}
+            query = {term: weight * idf[term] for term, weight in likeness_of.items()}
             query_norm = math.sqrt(sum(w * w for w in query.values()))
-            dots = np.zeros(len(self.ids))
-            for term, weight in query.items():
-                rows = self.postings[term]
-                tf = np.fromiter(rows.values(), np.float64, len(rows))
+            postings = db.execute(
+                select(catalog_text.c.item_id, catalog_text.c.term, catalog_text.c.tf).where(
+                    catalog_text.c.term.in_(sorted(query))
+                )
+            ).all()
+            dots: dict[int, float] = {}
+            for item_id, term, tf in postings:
                 # the document's weight is its tf times the term's idf, as the query's
-                dots[np.fromiter(rows, np.int64, len(rows))] += (weight * self.idf(term)) * tf
-            found = np.flatnonzero(dots)
-            ids = self._ids_array()[found]
+                dots[item_id] = dots.get(item_id, 0.0) + query[term] * idf[term] * tf
             if allowed is not None:
-                kept = np.isin(ids, allowed)
-                found, ids = found[kept], ids[kept]
-            scores = dots[found] / (query_norm * self._norms_now()[found])
-            return dict(zip(ids.tolist(), scores.tolist(), strict=True))
+                ids = np.fromiter(dots, np.int64, len(dots))
+                dots = {i: dots[i] for i in ids[np.isin(ids, allowed)].tolist()}
+            if not dots:
+                return {}
+            norms = dict(db.execute(_norms_query(sorted(query)), {"documents": documents}).all())
+        return {item_id: dot / (query_norm * math.sqrt(norms[item_id])) for item_id, dot in dots.items()}
+
+
+def _norms_query(query_terms: list[str]) -> Select:
+    """Squared TF-IDF norms of the items holding any of the terms, at the current document counts: the
+    database sums each candidate's rows, so a change of one document moves no stored norm."""
+    weight = catalog_text.c.tf * (
+        func.ln((1.0 + bindparam("documents")) / (1.0 + catalog_terms.c.documents)) + 1.0
+    )
+    candidates = select(catalog_text.c.item_id).where(catalog_text.c.term.in_(query_terms))
+    return (
+        select(catalog_text.c.item_id, func.sum(weight * weight))
+        .join(catalog_terms, catalog_terms.c.term == catalog_text.c.term)
+        .where(catalog_text.c.item_id.in_(candidates.scalar_subquery()))
+        .group_by(catalog_text.c.item_id)
+    )
+
+
+def _documents(db: Connection) -> int:
+    count = db.execute(
+        select(catalog_terms.c.documents).where(catalog_terms.c.term == ALL_DOCUMENTS)
+    ).scalar()
+    return int(count or 0)
+
+
+def _meanings(db: Connection, key: str) -> dict[str, float]:
+    held = select(catalog_terms.c.term).where(catalog_terms.c.documents > 0, catalog_terms.c.term != "")
+    if not key:
+        return {}
+    if db.execute(held.where(catalog_terms.c.term == key)).first():
+        return {key: 1.0}
+    pairs = sorted(bigrams(key))
+    if not pairs:
+        return {}
+    # The terms sharing a letter pair with the word (the vocabulary grows far slower than the catalog).
+    sharing = [catalog_terms.c.term.like(_like_pattern(pair), escape="\\") for pair in pairs]
+    candidates = db.execute(held.where(or_(*sharing))).scalars()
+    found = {term: likeness(key, term) for term in candidates}
+    return {term: score for term, score in found.items() if score >= MIN_LIKENESS}
+
+
+def _chunks(values: list, size: int = 10_000) -> Iterator[list]:
+    """Lists short enough for one IN (...) of any database's bound parameters."""
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

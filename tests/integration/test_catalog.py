@@ -107,6 +107,11 @@ def test_upgrading_an_existing_sqlite_catalog_keeps_its_rows_and_ids_are_never_r
     with engine.connect() as db:  # nothing was lost to the table rebuild (no cascade)
         assert db.execute(select(catalog_items.c.id)).scalars().all() == [1]
         assert db.execute(select(collection_entries.c.item_id)).scalars().all() == [1]
+    # The text index and the look counts, kept in the database since migrations 0009-0010, are made at open.
+    assert catalog.text.scores(["top"]) == {}
+    assert catalog.derive_missing() == {"text": 1, "look_counts": 1}
+    assert catalog.derive_missing() == {"text": 0, "look_counts": 0}
+    assert list(catalog.text.scores(["top"])) == [1]
     image_id, _ = catalog.add("b.jpg", b"B", look("모던", [item("top", "티셔츠", "블랙", [], 5)]), VERSIONS)
     newest = catalog.get(image_id)["items"][0]["id"]
     catalog.delete(image_id)

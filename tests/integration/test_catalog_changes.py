@@ -1,7 +1,7 @@
 """What is read from the catalog's tags kept up to date by the changed images alone: the recommender's
-state (services/recommend/model.py), the filters' allowed items and the text index
-(services/search/service.py), each against the same read anew from every item, on SQLite and the real
-PostgreSQL."""
+state (services/recommend/model.py) and the filters' allowed items (services/search/service.py), and the
+text index's postings written with each change (services/search/text.py), each against the same read or
+written anew from every item, on SQLite and the real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -10,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import delete, select
 
 from services.recommend.model import CatalogState, Recommender
 from services.search.catalog import CatalogStore
+from services.search.look_counts import Compatibility
 from services.search.service import CHANGES_KEPT, CatalogSearch
-from services.search.text import TextIndex, item_documents
 from shared.blobs import create_blob_store
 from shared.db import database_engine
 from shared.errors import ApiError
+from shared.schema import catalog_look_pairs, catalog_look_values, catalog_terms, catalog_text
 from shared.settings import StorageSettings
 from tests.catalog_data import VERSIONS, item, look
 from tests.databases import database_url
@@ -51,20 +53,26 @@ def _look(n: int) -> dict:
     return look(("모던", "스트리트")[n % 2], items)
 
 
-def _assert_same(state: CatalogState, fresh: CatalogState) -> None:
+def _assert_same(state: CatalogState, fresh: CatalogState, fresh_looks: list[dict]) -> None:
     assert state.revision == fresh.revision
     assert state.ids.tolist() == fresh.ids.tolist()
     assert state.image_ids.tolist() == fresh.image_ids.tolist()
     assert state.product_ids.tolist() == fresh.product_ids.tolist()
-    assert state.compatibility.images == fresh.compatibility.images
-    assert state.compatibility.single == fresh.compatibility.single
-    assert state.compatibility.pairs == fresh.compatibility.pairs
+    compatibility = Compatibility.counted(fresh_looks)
     for query in QUERIES:
         np.testing.assert_allclose(
-            state.features.scores(query, state.compatibility),
-            fresh.features.scores(query, fresh.compatibility),
+            state.features.scores(query, compatibility),
+            fresh.features.scores(query, compatibility),
             atol=1e-12,
         )
+
+
+def _assert_counts_kept(search: CatalogSearch, looks: list[dict]) -> None:
+    """The look counts in the database are those of every look (`looks`: every item) counted anew."""
+    fresh = Compatibility.counted(looks)
+    with search.catalog.engine.connect() as db:
+        kept = Compatibility.read(db, fresh.single)  # every value's pairs
+    assert (kept.images, kept.single, kept.pairs) == (fresh.images, fresh.single, fresh.pairs)
 
 
 def test_a_change_of_one_image_updates_the_state_from_that_image_alone(
@@ -73,7 +81,10 @@ def test_a_change_of_one_image_updates_the_state_from_that_image_alone(
     image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
     recommender = Recommender(search)
     first = recommender.state()
-    assert len(first.ids) == 28 and first.compatibility.images == 12
+    assert len(first.ids) == 28
+    _assert_counts_kept(search, search.catalog.looks())
+    in_pages = CatalogState.read(first.revision, search.catalog.looks_by_page(images=5))  # 3 pages
+    _assert_same(in_pages, first, search.catalog.looks())
 
     read_images: list[set[int] | None] = []  # which images each catalog read asked for (a spy, not a mock)
     looks = search.catalog.looks
@@ -94,11 +105,14 @@ def test_a_change_of_one_image_updates_the_state_from_that_image_alone(
         changed = change()
         state = recommender.state()
         assert read_images[-1] is not None and len(read_images[-1]) == 1, changed
-        _assert_same(state, CatalogState.read(search.revision, looks()))
+        everything = looks()
+        _assert_same(state, CatalogState.read(search.revision, [everything]), everything)
+        _assert_counts_kept(search, everything)
         assert recommender.state() is state  # nothing changed since: no read
     assert len(read_images) == len(changes)
     assert state.product_ids[state.image_ids == image_ids[7]].tolist() == ["SKU-3"] * 2
-    assert state.compatibility.images == 12  # one added, one deleted
+    with search.catalog.engine.connect() as db:
+        assert Compatibility.read(db, []).images == 12  # one added, one deleted
     assert "셔츠" in {name[2] for name in state.features.names}
 
 
@@ -165,16 +179,9 @@ def test_filters_of_items_and_images_follow_each_change_by_reading_the_changed_i
 WORDS = [["블라우스"], ["black", "skirt"], ["셔츠"], ["sku"], ["new"], ["체크", "모던"], ["jacket", "navy"]]
 
 
-def test_the_text_index_follows_each_change_by_reading_the_changed_image_alone(
-    search: CatalogSearch, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_text_index_and_look_counts_follow_each_change_as_written_anew(search: CatalogSearch) -> None:
     image_ids = [search.add(f"{n}.jpg", f"image {n}".encode(), _look(n))[0] for n in range(12)]
-    index = search.text_index()
-    read_images: list[set[int] | None] = []  # which images each catalog read asked for (a spy, not a mock)
-    looks = search.catalog.looks
-    monkeypatch.setattr(
-        search.catalog, "looks", lambda images=None: read_images.append(images) or looks(images)
-    )
+    index, engine = search.text, search.catalog.engine
     shirt_top = next(i["id"] for i in search.catalog.get(image_ids[6])["items"] if i["region"] == "top")
     changes = [
         lambda: search.add("new.jpg", b"new image", _look(13), {"product_id": "SKU-1"}),
@@ -186,13 +193,19 @@ def test_the_text_index_follows_each_change_by_reading_the_changed_image_alone(
     ]
     for change in changes:
         change()
-        assert search.text_index() is index  # brought up to date, not built again
-        assert len(read_images) == 1 and read_images[0] is not None and len(read_images[0]) == 1
-        read_images.clear()
-        fresh = TextIndex(item_documents(looks()))
-        assert index.documents == fresh.documents
-        for words in WORDS:
-            assert index.scores(words) == pytest.approx(fresh.scores(words), rel=1e-12), words
+        derived_tables = (catalog_terms, catalog_look_values, catalog_look_pairs)
+        with engine.connect() as db:
+            kept = [sorted(db.execute(select(table)).all()) for table in derived_tables]
+        scores_kept = [index.scores(words) for words in WORDS]
+        with engine.begin() as db:  # written anew from every item, as a catalog from before they were kept
+            for table in (catalog_text, *derived_tables):
+                db.execute(delete(table))
+        images = len(search.catalog.list_images(0, 100)[1])
+        assert search.catalog.derive_missing() == {"text": images, "look_counts": images}
+        with engine.connect() as db:
+            assert [sorted(db.execute(select(table)).all()) for table in derived_tables] == kept
+        for words, kept in zip(WORDS, scores_kept, strict=True):
+            assert kept == pytest.approx(index.scores(words), rel=1e-12), words
     assert set(index.scores(["셔츠"])) == {shirt_top}
     with_products = (image_ids[7], search.catalog.product_image_ids("SKU-1")[0])
     assert set(index.scores(["sku"])) == {

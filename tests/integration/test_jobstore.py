@@ -116,7 +116,7 @@ def test_migrations_build_the_declared_schema(
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         version = connection.execute(sa.text("select version_num from alembic_version")).scalar()
-    assert version == "0008"
+    assert version == "0010"
     engine.dispose()
 
 

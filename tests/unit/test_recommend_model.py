@@ -1,17 +1,13 @@
-"""Compatibility learned from looks, and the parsing of attribute changes (no models, no database)."""
+"""Compatibility learned from looks, and the parsing of attribute changes (no models, no database; the
+counts kept in the database are tests/integration/test_catalog_changes.py's)."""
 
 from __future__ import annotations
 
 import pytest
 
-from services.recommend.model import (
-    CatalogState,
-    Compatibility,
-    ItemFeatures,
-    features,
-    target_regions,
-)
+from services.recommend.model import ItemFeatures, target_regions
 from services.recommend.operations import parse_change
+from services.search.look_counts import Compatibility, features
 from shared.errors import ApiError
 
 
@@ -37,8 +33,8 @@ def _look(image_id: int, top: str, bottom: str, colour: str = "블랙") -> list[
 
 
 def _counted(looks: list[dict]) -> Compatibility:
-    """The counts of these looks, as the recommender's state makes them."""
-    return CatalogState.read(0, looks).compatibility
+    """The counts of these looks, as the catalog writes them."""
+    return Compatibility.counted(looks)
 
 
 def _score(compatibility: Compatibility, query: dict, candidate: dict) -> float:
