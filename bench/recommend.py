@@ -75,14 +75,20 @@ def filled_catalog(images: int, folder: Path) -> CatalogSearch:
     search.open()
     rng = random.Random(0)
     for n in range(images):
-        items = [
-            item("top", rng.choice(TOPS), rng.choice(COLOURS), rng.sample(PRINTS, rng.randint(0, 2)), 2 * n),
-            item("bottom", rng.choice(BOTTOMS), rng.choice(COLOURS), [], 2 * n + 1),
-        ]
-        if n % 3 == 0:
-            items.append(item("outer", "재킷", rng.choice(COLOURS), [], 10**7 + n))
-        search.add(f"{n}.jpg", f"image {n}".encode(), look(rng.choice(STYLES), items))
+        search.add(f"{n}.jpg", f"image {n}".encode(), drawn_look(rng, n))
     return search
+
+
+def drawn_look(rng: random.Random, n: int) -> dict:
+    """The n-th generated look (tagged result) of a catalog drawn with `rng`: a top and a bottom, an outer in
+    every third; tags at random, the vectors seeded by n."""
+    items = [
+        item("top", rng.choice(TOPS), rng.choice(COLOURS), rng.sample(PRINTS, rng.randint(0, 2)), 2 * n),
+        item("bottom", rng.choice(BOTTOMS), rng.choice(COLOURS), [], 2 * n + 1),
+    ]
+    if n % 3 == 0:
+        items.append(item("outer", "재킷", rng.choice(COLOURS), [], 10**7 + n))
+    return look(rng.choice(STYLES), items)
 
 
 def main() -> None:

@@ -72,53 +72,35 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
 
 
 def bulk_catalog(images: int, folder: Path, batch: int = 5_000) -> None:
-    """`images` generated looks (2 or 3 items each) written in bulk, their derived state and FAISS index."""
+    """The catalog bench.recommend's `filled_catalog` makes (the same looks), its rows written in batches
+    rather than image by image; then its derived state and its FAISS index."""
     import random
     from datetime import datetime
 
-    import numpy as np
     from sqlalchemy import insert
 
-    from bench.recommend import BOTTOMS, COLOURS, PRINTS, STYLES, TOPS
+    from bench.recommend import drawn_look
     from services.search.catalog import CatalogStore
     from services.search.service import CatalogSearch
     from shared.blobs import create_blob_store
     from shared.db import database_engine
-    from shared.labels import label_values
     from shared.schema import catalog_images, catalog_items
     from shared.settings import StorageSettings
-    from tests.catalog_data import VERSIONS, attribute
+    from tests.catalog_data import VERSIONS
 
     blobs = create_blob_store(StorageSettings(), folder)
     store = CatalogStore(database_engine(f"sqlite:///{folder}/catalog.db"), blobs)
-    rng, vectors = random.Random(0), np.random.default_rng(0)
-    created, item_id = datetime(2026, 12, 1), 0
+    rng = random.Random(0)
     for start in range(0, images, batch):
         image_rows, item_rows = [], []
-        for n in range(start + 1, min(start + batch, images) + 1):
+        for n in range(start, min(start + batch, images)):
+            result = drawn_look(rng, n)
             image_rows.append(
-                {"id": n, "sha256": f"{n:064x}", "file_name": f"{n}.jpg", "blob_key": f"none/{n}",
-                 "width": 800, "height": 1000, "style": rng.choice(STYLES), "sub_style": None,
-                 "styles": [], "created": created, "versions": VERSIONS}
+                {"id": n + 1, "sha256": f"{n:064x}", "file_name": f"{n}.jpg", "blob_key": f"none/{n}",
+                 "width": result["width"], "height": result["height"], "style": result["style"],
+                 "sub_style": None, "styles": [], "created": datetime(2026, 12, 1), "versions": VERSIONS}
             )  # fmt: skip
-            looks = [("top", rng.choice(TOPS), rng.sample(PRINTS, rng.randint(0, 2)))]
-            looks.append(("bottom", rng.choice(BOTTOMS), []))
-            if n % 3 == 1:
-                looks.append(("outer", "재킷", []))
-            for region, category, prints in looks:
-                item_id += 1
-                embedding = vectors.normal(size=128).astype("<f4")
-                attributes = {
-                    "category": attribute(category),
-                    "color": attribute(rng.choice(COLOURS)),
-                    "print": {"values": [{"value": p, "value_en": "", "score": 0.7} for p in prints]},
-                }
-                values = label_values(attributes)
-                item_rows.append(
-                    {"id": item_id, "image_id": n, "region": region, "box": [10, 20, 30, 40], "score": 0.8,
-                     "category": values["category"], "color": values["color"], "attributes": values,
-                     "embedding": (embedding / np.linalg.norm(embedding)).tobytes()}
-                )  # fmt: skip
+            item_rows += [CatalogStore._item_row(n + 1, item) for item in result["items"]]
         with store.engine.begin() as db:
             db.execute(insert(catalog_images), image_rows)
             db.execute(insert(catalog_items), item_rows)

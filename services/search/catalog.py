@@ -13,7 +13,6 @@ import numpy as np
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql import Select
 
 from services.search.look_counts import Compatibility
 from services.search.products import PRODUCT_FILTER_PREFIX, filter_text, is_product_filter
@@ -317,13 +316,13 @@ class CatalogStore:
     def _forget(self, db: Connection, image_ids: Collection[int]) -> list[dict]:
         """Take these images' items out of the text index (before the rows change: a deleted item's
         postings go with it); their looks as they are, for `_derive`."""
-        before = [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
+        before = _looks(db, image_ids)
         self.text.remove(db, [row["id"] for row in before])
         return before
 
     def _derive(self, db: Connection, image_ids: Collection[int], before: list[dict]) -> None:
         """These images' items into the text index and the look counts, as `db` holds them now."""
-        looks = [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
+        looks = _looks(db, image_ids)
         self.text.add(db, item_documents(looks))
         Compatibility.counted(looks, before).write(db)
 
@@ -337,20 +336,19 @@ class CatalogStore:
                 looks_counted = Compatibility.read(db, []).images
                 with_items = select(func.count(func.distinct(catalog_items.c.image_id)))
                 recount = looks_counted != db.execute(with_items).scalar_one()
-                images = list(db.execute(select(catalog_images.c.id).order_by(catalog_images.c.id)).scalars())
+                every_image = select(catalog_images.c.id).order_by(catalog_images.c.id)
+                images = list(db.execute(every_image).scalars()) if recount else []
             if recount:
                 with self.engine.begin() as db:
                     db.execute(delete(catalog_look_pairs))
                     db.execute(delete(catalog_look_values))
-            for start in range(0, len(images), batch) if recount else ():
+            for start in range(0, len(images), batch):
                 with self.engine.begin() as db:
-                    rows = db.execute(_looks_query(images[start : start + batch]))
-                    Compatibility.counted([dict(row._mapping) for row in rows]).write(db)
+                    Compatibility.counted(_looks(db, images[start : start + batch])).write(db)
             for start in range(0, len(unindexed), batch):
                 with self.engine.begin() as db:
-                    rows = db.execute(_looks_query(unindexed[start : start + batch]))
-                    self.text.add(db, item_documents([dict(row._mapping) for row in rows]))
-        return {"text": len(unindexed), "look_counts": len(images) if recount else 0}
+                    self.text.add(db, item_documents(_looks(db, unindexed[start : start + batch])))
+        return {"text": len(unindexed), "look_counts": len(images)}
 
     def looks_by_page(self, images: int = 10_000) -> Iterator[list[dict]]:
         """`looks` of every image, a page of `images` images at a time (by id)."""
@@ -369,7 +367,7 @@ class CatalogStore:
         only, when given), by item id: the looks the compatibility statistics are counted from, and the
         documents of the text index."""
         with self.engine.connect() as db:
-            return [dict(row._mapping) for row in db.execute(_looks_query(image_ids))]
+            return _looks(db, image_ids)
 
     def trends(
         self, period: str, fields: Iterable[str], by: str, start: datetime | None, end: datetime | None
@@ -470,7 +468,8 @@ class CatalogStore:
             ]
 
 
-def _looks_query(image_ids: Collection[int] | None) -> Select:
+def _looks(db: Connection, image_ids: Collection[int] | None) -> list[dict]:
+    """`CatalogStore.looks` as `db` (perhaps inside a transaction) holds them."""
     query = select(
         catalog_items.c.id,
         catalog_items.c.image_id,
@@ -485,7 +484,7 @@ def _looks_query(image_ids: Collection[int] | None) -> Select:
     ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
     if image_ids is not None:
         query = query.where(catalog_items.c.image_id.in_(list(image_ids)))
-    return query.order_by(catalog_items.c.id)
+    return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:

@@ -131,9 +131,10 @@ def run_search(context: CatalogContext, query: TaggedSearch) -> dict:
         # The text is the query: its tags rank (text_items) where a photo's query takes them as filters.
         wanted = filters
         echo["unknown_words"] = [w for w in parsed.words if not search.text.meanings(w)]
+        text_ranking = search.text_ranking(parsed.words, text_filters, wanted)  # read once, asked for k
 
         def ranked(k: int) -> list[dict]:
-            return search.item_results(search.text_items(parsed.words, text_filters, k, wanted))
+            return search.item_results(text_ranking(k))
 
     else:
         raise ApiError(

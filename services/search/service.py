@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -467,15 +467,23 @@ class CatalogSearch:
     def text_items(
         self, words: list[str], tags: Filters, k: int, filters: Filters | None = None
     ) -> list[Hit]:
-        """Items for a text query. Every filter holds. The query's taxonomy tags rank, as a shop's search
-        fills its page: items carrying all of them first, then by the weight (`tag_weight`) of those they
-        carry (each hit names the tag keys it misses), so "red floral dress" still answers on a catalog
-        without one. Among equals, the TF-IDF score of the free words, or where none meets a catalog term,
-        detection confidence. An item carrying none of the tags and none of the words is left out. The
-        score is (weight carried + that score) / (weight of all the tags + 1): in [0, 1], falling."""
+        """The k best items of `text_ranking`."""
+        return self.text_ranking(words, tags, filters)(k)
+
+    def text_ranking(
+        self, words: list[str], tags: Filters, filters: Filters | None = None
+    ) -> Callable[[int], list[Hit]]:
+        """Items for a text query, as a function giving the k best: the candidates and the words' scores are
+        read once, so a caller asking again for more (distinct results) does not read them again. Every
+        filter holds. The query's taxonomy tags rank, as a shop's search fills its page: items carrying all
+        of them first, then by the weight (`tag_weight`) of those they carry (each hit names the tag keys it
+        misses), so "red floral dress" still answers on a catalog without one. Among equals, the TF-IDF
+        score of the free words, or where none meets a catalog term, detection confidence. An item carrying
+        none of the tags and none of the words is left out. The score is (weight carried + that score) /
+        (weight of all the tags + 1): in [0, 1], falling."""
         allowed = self.allowed_items(filters)
         if allowed is not None and len(allowed) == 0:
-            return []
+            return lambda k: []
         word_scores = self.text.scores(words, allowed) if words else {}
         carriers = {}  # tag key -> the allowed items carrying it
         for key, values in tags.items():
@@ -488,28 +496,32 @@ class CatalogSearch:
         carries = {key: np.isin(candidates, ids) for key, ids in carriers.items()}  # per candidate
         carried = sum((tag_weight(key) * has for key, has in carries.items()), np.zeros(len(candidates), int))
         most = sum(map(tag_weight, tags)) + 1
-        # Groups by tags carried, best first; only as many groups as fill k need a second score.
-        ranked: list[tuple[int, float]] = []  # (position among the candidates, score)
-        for count in sorted(set(carried.tolist()), reverse=True):
-            group = np.flatnonzero(carried == count)
-            ids = candidates[group].tolist()
-            if word_scores:
-                second = [word_scores.get(i, 0.0) for i in ids]
-            else:
-                by_id = self.catalog.detection_scores(ids)
-                second = [by_id.get(i, 0.0) for i in ids]
-            order = sorted(zip(second, ids, group.tolist(), strict=True), key=lambda s: (-s[0], s[1]))
-            ranked += [(position, (count + score) / most) for score, _, position in order]
-            if len(ranked) >= k:
-                break
-        return [
-            Hit(
-                int(candidates[position]),
-                score,
-                tuple(key for key, has in carries.items() if not has[position]) if tags else None,
-            )
-            for position, score in ranked[:k]
-        ]
+
+        def top(k: int) -> list[Hit]:
+            # Groups by tags carried, best first; only as many groups as fill k need a second score.
+            ranked: list[tuple[int, float]] = []  # (position among the candidates, score)
+            for count in sorted(set(carried.tolist()), reverse=True):
+                group = np.flatnonzero(carried == count)
+                ids = candidates[group].tolist()
+                if word_scores:
+                    second = [word_scores.get(i, 0.0) for i in ids]
+                else:
+                    by_id = self.catalog.detection_scores(ids)
+                    second = [by_id.get(i, 0.0) for i in ids]
+                order = sorted(zip(second, ids, group.tolist(), strict=True), key=lambda s: (-s[0], s[1]))
+                ranked += [(position, (count + score) / most) for score, _, position in order]
+                if len(ranked) >= k:
+                    break
+            return [
+                Hit(
+                    int(candidates[position]),
+                    score,
+                    tuple(key for key, has in carries.items() if not has[position]) if tags else None,
+                )
+                for position, score in ranked[:k]
+            ]
+
+        return top
 
     def item_results(self, hits: list[Hit]) -> list[dict]:
         rows = self.catalog.items(h.id for h in hits)

@@ -227,7 +227,7 @@ def _documents(db: Connection) -> int:
 
 
 def _meanings(db: Connection, key: str) -> dict[str, float]:
-    held = select(catalog_terms.c.term).where(catalog_terms.c.documents > 0, catalog_terms.c.term != "")
+    held = select(catalog_terms.c.term).where(catalog_terms.c.term != ALL_DOCUMENTS)
     if not key:
         return {}
     if db.execute(held.where(catalog_terms.c.term == key)).first():
