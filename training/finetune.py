@@ -259,12 +259,10 @@ def train_detector_images(
     mix: dict[str, float] = DETECTOR_MIX,
     start_from: Path | None = None,
 ) -> tuple[Backbone, DetectorHead]:
-    """`start_from`: a served detector (ONNX) whose head the training starts from, on the pretrained
-    backbone it was trained on; its batch norms, fused on export, stay frozen."""
+    """`start_from`: a run folder or a models folder the training starts from (`starting_point`)."""
     torch.manual_seed(seed)
-    backbone, head = Backbone(), DetectorHead()
-    if start_from is not None:
-        load_head_from_onnx(head, start_from)
+    head = DetectorHead()
+    backbone = starting_point(start_from, "detector", head)
     rng_seed = np.random.SeedSequence(seed)
 
     def load(batch: list[Picture]) -> tuple:
@@ -316,11 +314,10 @@ def run_steps(
     lr: float,
     progress: Progress,
     frozen_blocks: int,
-    frozen_head_norm: bool = False,
 ) -> None:
     """The one fine-tuning loop: the backbone's later blocks at a quarter of the heads' learning rate, a
-    cosine schedule, batch norm frozen in the backbone (and in the head with `frozen_head_norm`), progress
-    every few steps and a checkpoint every CHECKPOINT_STEPS (and at the end) in `out`."""
+    cosine schedule, batch norm frozen in the backbone, progress every few steps and a checkpoint every
+    CHECKPOINT_STEPS (and at the end) in `out`."""
     optimizer = _optimizer(prepare_backbone(backbone, frozen_blocks), [*head.parameters(), *extra], lr)
     started = time.perf_counter()
     running = 0.0
@@ -328,8 +325,6 @@ def run_steps(
         backbone.train()
         head.train()
         freeze_batch_norm(backbone)
-        if frozen_head_norm:
-            freeze_batch_norm(head)
         _step_lr(optimizer, lr, cosine_lr(step, steps))
         loss = step_loss(loaded)
         optimizer.zero_grad()
@@ -624,12 +619,11 @@ def train_attributes_images(
     mix: dict[str, float] = ATTRIBUTE_MIX,
     start_from: Path | None = None,
 ) -> tuple[Backbone, AttributeHead]:
-    """`start_from`: a served attribute model (ONNX) whose head the training starts from, on the pretrained
-    backbone it was trained on (the generated-data model: what only generated pictures teach is kept)."""
+    """`start_from`: a run folder or a models folder the training starts from (`starting_point`): what only
+    generated pictures teach is kept from the generated-data model."""
     torch.manual_seed(seed)
-    backbone, head = Backbone(), AttributeHead()
-    if start_from is not None:
-        load_head_from_onnx(head, start_from)
+    head = AttributeHead()
+    backbone = starting_point(start_from, "attributes", head)
     network = AttributeNetwork(backbone, head, frozen_blocks)
     pairs = sorted({p for crops in pools.values() for c in crops if (p := pair_key(c))})
     pair_ids = {p: i for i, p in enumerate(pairs)}
@@ -662,12 +656,44 @@ def train_attributes_images(
     return backbone.eval(), head.eval()
 
 
+def starting_point(start_from: Path | None, name: str, head: nn.Module) -> Backbone:
+    """The backbone model `name` trains from, `head` set to where it starts. None: the pretrained backbone
+    and a fresh head. A run folder (heads.pt): that run's head and, for a fine-tuned model, its own
+    backbone. A models folder: the served model's head read back from its ONNX file
+    (`load_head_from_onnx`), on the pretrained backbone, which only a model trained on that backbone
+    (generated-data training) has: a fine-tuned served model has to start from its run folder."""
+    if start_from is None:
+        return Backbone()
+    start_from = Path(start_from)
+    if (start_from / "heads.pt").is_file():
+        state = torch.load(start_from / "heads.pt", map_location="cpu", weights_only=False)
+        if name not in state:
+            raise ValueError(f"{start_from}: the run did not train the {name} model")
+        head.load_state_dict(state[name])
+        backbone = Backbone()
+        if f"{name}_backbone" in state:
+            backbone.load_state_dict(state[f"{name}_backbone"])
+        return backbone
+    from shared.manifest import load_manifest
+
+    entry = load_manifest(start_from).models.get(name)
+    if entry is None:
+        raise ValueError(f"{start_from}: no {name} model to start from")
+    if "real" in entry.training_data:
+        raise ValueError(
+            f"{start_from / entry.file} was fine-tuned with its backbone: start from its run folder"
+            " (heads.pt)"
+        )
+    load_head_from_onnx(head, start_from / entry.file)
+    return Backbone()
+
+
 def load_head_from_onnx(head: nn.Module, model: Path) -> None:
     """Set `head`'s weights from a served model's initializers: those named `head.<key>` (`__fp16` when
     stored as float16), and convolutions that the export fused with the batch norm after them (the
     detector's), read back by their node's module path: the convolution gets the fused weight and the
     batch norm becomes the identity plus the fused bias. The result answers as the served graph does in
-    eval mode; keep such batch norms frozen while training from it (`run_steps(frozen_head_norm=True)`)."""
+    eval mode; in training those batch norms learn from there (batch statistics, as every head norm does)."""
     import onnx
     from onnx import numpy_helper
 

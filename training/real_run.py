@@ -81,7 +81,7 @@ class RealRunConfig:
     lr: float = 2e-3
     frozen_blocks: int = FROZEN_BLOCKS  # backbone blocks that keep their ImageNet weights (16: heads only)
     generated_share: float | None = None  # of each batch; None: DETECTOR_MIX's and ATTRIBUTE_MIX's own
-    start_from: str | None = None  # a models folder: each head starts from its served model's
+    start_from: str | None = None  # a run or models folder the models start from (finetune.starting_point)
     seed: int = 0
     limit: int | None = None  # at most this many photos of each set and split (quick runs, tests)
     shuffle_labels: bool = False  # the control: every photo gets another photo's labels
@@ -139,7 +139,7 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
             progress,
             config.frozen_blocks,
             detector_mix,
-            Path(config.start_from) / "detector.onnx" if config.start_from else None,
+            Path(config.start_from) if config.start_from else None,
         )
         result.timings["detector_s"] = round(time.perf_counter() - started)
     if "boxes" in config.stages:
@@ -167,7 +167,7 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
             progress,
             config.frozen_blocks,
             attribute_mix,
-            Path(config.start_from) / "attributes.onnx" if config.start_from else None,
+            Path(config.start_from) if config.start_from else None,
         )
         result.timings["attributes_s"] = round(time.perf_counter() - started)
     result.metrics = validate(out, photos, log)

@@ -185,7 +185,9 @@ def train_real(
     ] = None,
     start_from: Annotated[
         Path | None,
-        typer.Option(help="a models folder: the detector and attribute heads start from its models'"),
+        typer.Option(
+            help="a run folder (heads.pt) or a models folder of generated-data models to start from"
+        ),
     ] = None,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
     limit: Annotated[int | None, typer.Option(help="at most this many training photos of each set")] = None,

@@ -386,43 +386,67 @@ def test_onnx_evaluation_agrees_with_training_evaluation(
         ), key
 
 
-def test_fine_tuning_can_start_from_the_served_heads() -> None:
-    """`kfashion train-real --start-from models`: each head read back from its served ONNX file gives the
-    served model's answers on the pretrained backbone (up to float16 weights), where a fresh head does not;
-    the detector's too, whose convolutions the export fused with their batch norms."""
+def test_fine_tuning_can_start_from_served_heads_and_run_folders(tmp_path: Path) -> None:
+    """`kfashion train-real --start-from`: a head read back from a served ONNX file (exported here as
+    generated-data training serves it: on the pretrained backbone, weights stored as float16) gives the
+    served model's answers, where a fresh head does not; the detector's too, whose convolutions the export
+    fuses with their batch norms. A run folder gives back its head and fine-tuned backbone; a served model
+    fine-tuned with its backbone is refused (only its run folder has that backbone)."""
     from training.attributes import AttributeHead, AttributeModel
     from training.backbone import Backbone
     from training.detector import Detector, DetectorHead
-    from training.finetune import load_head_from_onnx, with_generated_share
+    from training.export import build_models, store_fp16
+    from training.finetune import load_head_from_onnx, starting_point, with_generated_share, write_run
 
-    models = Path(__file__).parents[2] / "models"
-    crops = np.random.default_rng(0).random((2, 3, 224, 224), dtype=np.float32)
-    session = onnx_session(models / "attributes.onnx")
-    served = session.run(None, {session.get_inputs()[0].name: crops})
-    backbone = Backbone()
-    gaps = []
-    for load in (True, False):
-        head = AttributeHead()
-        if load:
-            load_head_from_onnx(head, models / "attributes.onnx")
-        with torch.no_grad():
-            ours = AttributeModel(backbone, head).eval()(torch.from_numpy(crops))
-        gaps.append(max(float(np.abs(a - b.numpy()).max()) for a, b in zip(served, ours, strict=True)))
-    assert gaps[0] < 0.1 < gaps[1], gaps  # measured 0.03 against several units
-    pictures = np.random.default_rng(1).random((2, 3, 320, 320), dtype=np.float32)
-    session = onnx_session(models / "detector.onnx")
-    heat = session.run(None, {session.get_inputs()[0].name: pictures})[3]
-    gaps = []
-    for load in (True, False):
-        head = DetectorHead()
-        if load:
-            load_head_from_onnx(head, models / "detector.onnx")
-        with torch.no_grad():
-            ours = Detector(backbone, head).eval()(torch.from_numpy(pictures))[3].numpy()
-        gaps.append(float(np.abs(heat - ours).max()))
-    assert gaps[0] < 0.01 < gaps[1], gaps  # centre probabilities: measured 3e-4 against 0.07
+    torch.manual_seed(3)
+    served_heads = {"attributes": AttributeHead(), "detector": DetectorHead()}
+    with torch.no_grad():  # away from the initial values, batch norm statistics included
+        for head in served_heads.values():
+            for value in head.state_dict().values():
+                if value.is_floating_point():
+                    value.add_(0.2 * torch.randn_like(value)).abs_() if value.dim() == 1 else value.add_(
+                        0.05 * torch.randn_like(value)
+                    )
+    built = build_models({name: head.state_dict() for name, head in served_heads.items()})
+    pretrained = Backbone()
+    networks = {"attributes": AttributeModel, "detector": Detector}
+    compared = {"attributes": slice(None), "detector": slice(3, 4)}  # the detector's centre probabilities
+    tolerances = {"attributes": 0.1, "detector": 0.01}  # measured 0.03 and 3e-4 against several units, 0.07
+    for name, served_model in built.items():
+        size = served_model.input_size
+        export_onnx(
+            served_model.module, torch.zeros(1, 3, size, size), tmp_path / "fp32.onnx", served_model.outputs
+        )
+        store_fp16(tmp_path / "fp32.onnx", tmp_path / f"{name}.onnx")
+        inputs = np.random.default_rng(0).random((2, 3, size, size), dtype=np.float32)
+        session = onnx_session(tmp_path / f"{name}.onnx")
+        served = session.run(None, {session.get_inputs()[0].name: inputs})
+        gaps = []
+        for load in (True, False):
+            head = type(served_heads[name])()
+            if load:
+                load_head_from_onnx(head, tmp_path / f"{name}.onnx")
+            with torch.no_grad():
+                ours = networks[name](pretrained, head).eval()(torch.from_numpy(inputs))
+            pairs = zip(served[compared[name]], ours[compared[name]], strict=True)
+            gaps.append(max(float(np.abs(a - b.numpy()).max()) for a, b in pairs))
+        assert gaps[0] < tolerances[name] < gaps[1], (name, gaps)
     with pytest.raises(ValueError, match="no stored weights"):
-        load_head_from_onnx(AttributeHead(), models / "detector.onnx")
+        load_head_from_onnx(AttributeHead(), tmp_path / "detector.onnx")
+
+    tuned = Backbone()
+    with torch.no_grad():
+        next(tuned.parameters()).add_(1.0)
+    write_run(tmp_path / "run", {"detector": (tuned, served_heads["detector"])}, {}, {})
+    head = DetectorHead()
+    backbone = starting_point(tmp_path / "run", "detector", head)
+    for ours, theirs in ((backbone, tuned), (head, served_heads["detector"])):
+        for key, value in theirs.state_dict().items():
+            assert torch.equal(ours.state_dict()[key], value), key
+    with pytest.raises(ValueError, match="did not train the attributes model"):
+        starting_point(tmp_path / "run", "attributes", AttributeHead())
+    with pytest.raises(ValueError, match="fine-tuned with its backbone"):
+        starting_point(Path(__file__).parents[2] / "models-real", "attributes", AttributeHead())
     assert with_generated_share({"ccp": 0.5, "clothing": 0.3, "generated": 0.2}, 0.36) == pytest.approx(
         {"ccp": 0.4, "clothing": 0.24, "generated": 0.36}
     )
