@@ -3,11 +3,13 @@ looks (drawn as bench/recommend.py draws them: random 128-d embeddings, no image
 SQLite in bulk (rows in batches, then the text index and the look counts derived as for a catalog from
 before they were kept, `CatalogStore.derive_missing`, and the FAISS index built and saved), then a fresh
 process that opens it as a search service does (FAISS: the saved index read back; Milvus, a server on
-loopback from .venv-milvus: the collection built from the database) and answers one photo search, one
+loopback from .venv-milvus: new collections built from the database) and answers one photo search, one
 free-word text search and one recommendation, which load what each keeps in memory. RSS after each step,
-against the process before.
+against the process before, and the highest RSS while opening. `milvus-at-once` is the Milvus store
+building its collections from every item's vector read at once (as before they were read a page of
+images at a time), the baseline of the open's peak.
 
-    .venv/bin/python -m bench.search_memory [--images 2000 43000 430000] [--stores faiss,milvus]
+    .venv/bin/python -m bench.search_memory [--images 2000 43000] [--stores faiss,milvus,milvus-at-once]
 """
 
 from __future__ import annotations
@@ -21,13 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.memory import rss_mb
+from bench.memory import peak_rss_mb, rss_mb
 
 
 def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     """One store over the catalog in `folder`, in this process."""
     base = rss_mb()
     from services.recommend.model import Preferences, Recommender
+    from services.search import service
     from services.search.catalog import CatalogStore
     from services.search.milvus_index import MilvusIndexes
     from services.search.service import CatalogSearch, FaissIndexes
@@ -38,7 +41,11 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
 
     imported = rss_mb()
     blobs = create_blob_store(StorageSettings(), folder)
-    store = FaissIndexes(blobs) if store_name == "faiss" else MilvusIndexes(milvus_uri, "memory")
+    if store_name == "milvus-at-once":
+        service.REBUILD_PAGE_IMAGES = 1 << 40
+    # A prefix of its own: every Milvus measure builds its collections from the database.
+    prefix = f"{folder.name}_{store_name.replace('-', '_')}"
+    store = FaissIndexes(blobs) if store_name == "faiss" else MilvusIndexes(milvus_uri, prefix)
     search = CatalogSearch(
         CatalogStore(database_engine(f"sqlite:///{folder}/catalog.db"), blobs), blobs, VERSIONS, store=store
     )
@@ -46,7 +53,7 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
     search.open()
     opened_s = time.perf_counter() - began
     items = len(search.indexes["items"])
-    opened = rss_mb()
+    opened, opened_peak = rss_mb(), peak_rss_mb()
     row = search.catalog.looks([1])[0]  # the first image's first item
     vector = search.indexes["items"].vector(row["id"])
     search.similar_items(vector, 10)
@@ -64,6 +71,7 @@ def measure(folder: Path, store_name: str, milvus_uri: str) -> dict:
         "open_s": round(opened_s, 1),
         "modules_mb": round(imported - base),
         "open_mb": round(opened - imported),
+        "open_peak_mb": round(opened_peak - imported),
         "photo_search_mb": round(searched - opened),
         "text_index_mb": round(texted - searched),
         "recommender_mb": round(recommended - texted),

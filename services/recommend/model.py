@@ -37,27 +37,62 @@ WORN_WITH = {
 }
 
 
+def compact_ints(values: np.ndarray | list[int]) -> np.ndarray:
+    """Integers as int32 when they fit (ids and indexes a catalog state keeps per item), else int64."""
+    values = np.asarray(values, np.int64)
+    fits = not len(values) or (values.min() >= -(2**31) and values.max() < 2**31)
+    return values.astype(np.int32) if fits else values
+
+
+def _feature_numbers(entries: np.ndarray | list[int], features: int) -> np.ndarray:
+    """Feature numbers as int16 while the vocabulary is that small (the taxonomy's values per region: a few
+    hundred), else as `compact_ints`."""
+    return np.asarray(entries, np.int16) if features < 2**15 else compact_ints(entries)
+
+
 @dataclass(frozen=True)
 class ItemFeatures:
-    """The compatibility features of a list of items as arrays, so that a request scores every catalog item
-    in a few array operations: the NPMI is computed once per distinct (region, key, value), not per item."""
+    """The compatibility features of a list of items in compressed rows (item i carries the features
+    `entries[offsets[i]:offsets[i + 1]]`, numbered in `names`), so that a request scores every catalog item
+    in a few array operations (the NPMI is computed once per distinct (region, key, value), not per item)
+    and a catalog item costs a few bytes: an offset and about five small feature numbers."""
 
     names: tuple[Feature, ...]  # feature index -> (region, key, value)
-    items: int
-    entry_item: np.ndarray  # item entry_item[e] (its row) carries feature entry_feature[e]
-    entry_feature: np.ndarray
+    offsets: np.ndarray  # len(items) + 1
+    entries: np.ndarray
+
+    @property
+    def items(self) -> int:
+        return len(self.offsets) - 1
 
     @classmethod
     def of(cls, items: list[dict], vocabulary: dict[Feature, int] | None = None) -> ItemFeatures:
         """The features of `items`, numbered by `vocabulary` (which grows with any feature it lacks)."""
         vocabulary = {} if vocabulary is None else vocabulary
-        entry_item, entry_feature = [], []
-        for row, item in enumerate(items):
+        offsets, entries = [0], []
+        for item in items:
             for key, value in features(item):
-                entry_item.append(row)
-                entry_feature.append(vocabulary.setdefault((item["region"], key, value), len(vocabulary)))
+                entries.append(vocabulary.setdefault((item["region"], key, value), len(vocabulary)))
+            offsets.append(len(entries))
+        return cls(tuple(vocabulary), compact_ints(offsets), _feature_numbers(entries, len(vocabulary)))
+
+    @classmethod
+    def joined(cls, names: tuple[Feature, ...], parts: list[tuple[ItemFeatures, np.ndarray]]) -> ItemFeatures:
+        """The rows `rows` of each part, one after the other (the parts numbered by `names`)."""
+        offsets, entries = [np.zeros(1, np.int64)], []
+        end = 0
+        for part, rows in parts:
+            starts, counts = part.offsets[:-1][rows], np.diff(part.offsets)[rows]
+            taken = np.cumsum(counts)
+            offsets.append(end + taken)
+            # The entries of each chosen row: its start, plus 0, 1, ... within the row.
+            within = np.arange(int(taken[-1]) if len(taken) else 0) - np.repeat(taken - counts, counts)
+            entries.append(part.entries[np.repeat(starts, counts) + within])
+            end += int(taken[-1]) if len(taken) else 0
         return cls(
-            tuple(vocabulary), len(items), np.array(entry_item, np.int64), np.array(entry_feature, np.int64)
+            names,
+            compact_ints(np.concatenate(offsets)),
+            _feature_numbers(np.concatenate(entries), len(names)),
         )
 
     def scores(self, query: dict, compatibility: Compatibility) -> np.ndarray:
@@ -73,8 +108,12 @@ class ItemFeatures:
             for value in mine.get(feature[1], ()):
                 feature_sum[index] += compatibility.npmi(value, feature)
                 feature_pairs[index] += 1
-        sums = np.bincount(self.entry_item, feature_sum[self.entry_feature], minlength=self.items)
-        pairs = np.bincount(self.entry_item, feature_pairs[self.entry_feature], minlength=self.items)
+        sums, pairs = np.zeros(self.items), np.zeros(self.items)
+        carrying = np.flatnonzero(np.diff(self.offsets) > 0)  # reduceat wants non-empty rows
+        if len(carrying):
+            starts = self.offsets[carrying]
+            sums[carrying] = np.add.reduceat(feature_sum[self.entries], starts)
+            pairs[carrying] = np.add.reduceat(feature_pairs[self.entries], starts)
         return np.divide(sums, pairs, out=np.zeros(self.items), where=pairs > 0)
 
 
@@ -107,8 +146,8 @@ class CatalogState:
     def read(cls, revision: int, pages: Iterable[list[dict]]) -> CatalogState:
         """The state of a whole catalog, from every item's look, a page of images at a time (so that reading
         a large catalog holds one page of rows at once, not every row)."""
-        empty = np.zeros(0, np.int64)
-        state = cls(-1, ItemFeatures((), 0, empty, empty), empty, empty, _objects([]))
+        empty = np.zeros(0, np.int32)
+        state = cls(-1, ItemFeatures((), np.zeros(1, np.int32), empty), empty, empty, _objects([]))
         for looks in pages:
             state = state.updated(revision, set(), looks)
         return replace(state, revision=revision)
@@ -116,31 +155,20 @@ class CatalogState:
     def updated(self, revision: int, images: set[int], looks: list[dict]) -> CatalogState:
         """The state after `images` changed: their items here are replaced by `looks`, those images' items
         as the catalog holds them now (none for a deleted image)."""
-        gone = np.isin(self.image_ids, np.fromiter(images, np.int64, len(images)))
-        gone_entries = gone[self.features.entry_item]
-        names = self.features.names
-        vocabulary = {name: index for index, name in enumerate(names)}
+        kept = np.flatnonzero(~np.isin(self.image_ids, np.fromiter(images, np.int64, len(images))))
+        vocabulary = {name: index for index, name in enumerate(self.features.names)}
         added = ItemFeatures.of(looks, vocabulary)
-        kept = np.flatnonzero(~gone)
         ids = np.concatenate([self.ids[kept], np.array([row["id"] for row in looks], np.int64)])
-        order = np.argsort(ids, kind="stable")
-        row_of = np.empty(len(ids), np.int64)  # position in the concatenation -> row of the new state
-        row_of[order] = np.arange(len(ids))
-        kept_row = np.full(len(self.ids), -1, np.int64)
-        kept_row[kept] = row_of[: len(kept)]
-        entry_item = np.concatenate(
-            [kept_row[self.features.entry_item[~gone_entries]], row_of[len(kept) + added.entry_item]]
-        )
-        entry_feature = np.concatenate([self.features.entry_feature[~gone_entries], added.entry_feature])
         image_ids = np.concatenate([self.image_ids[kept], np.array([r["image_id"] for r in looks], np.int64)])
         product_ids = np.concatenate([self.product_ids[kept], _objects([r["product_id"] for r in looks])])
-        return CatalogState(
-            revision,
-            ItemFeatures(added.names, len(ids), entry_item, entry_feature),
-            ids[order],
-            image_ids[order],
-            product_ids[order],
+        item_features = ItemFeatures.joined(
+            added.names, [(self.features, kept), (added, np.arange(added.items))]
         )
+        order = np.argsort(ids, kind="stable")
+        if np.any(order != np.arange(len(order))):  # pages read in id order append in order
+            item_features = ItemFeatures.joined(added.names, [(item_features, order)])
+            ids, image_ids, product_ids = ids[order], image_ids[order], product_ids[order]
+        return CatalogState(revision, item_features, compact_ints(ids), compact_ints(image_ids), product_ids)
 
     def images_of(self, item_ids: np.ndarray) -> np.ndarray:
         """The image of each item, -1 for one not in this state (added or deleted since)."""

@@ -164,11 +164,14 @@ class CatalogStore:
         with self.engine.connect() as db:
             return set(db.execute(select(catalog_items.c.id)).scalars())
 
-    def embeddings(self, image_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(item ids, their image ids, embeddings) of every item, or of one image's, for the indexes."""
+    def embeddings(
+        self, image_ids: Collection[int] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(item ids, their image ids, embeddings) of every item, or of the given images' (a `range` from
+        `image_ranges` is read as one), for the indexes."""
         query = select(catalog_items.c.id, catalog_items.c.image_id, catalog_items.c.embedding)
-        if image_id is not None:
-            query = query.where(catalog_items.c.image_id == image_id)
+        if image_ids is not None:
+            query = query.where(_of_images(catalog_items.c.image_id, image_ids))
         with self.engine.connect() as db:
             rows = db.execute(query.order_by(catalog_items.c.id)).all()
         ids = np.array([r.id for r in rows], np.int64)
@@ -296,10 +299,9 @@ class CatalogStore:
         with self.engine.connect() as db:
             return {row.id: dict(row._mapping) for row in db.execute(query)}
 
-    def item_filter_tags(self, image_id: int | None = None) -> dict[int, list[str]]:
-        """Item id -> `filter_tags` of every item, or of one image's."""
-        rows = self.looks(None if image_id is None else [image_id])
-        return {row["id"]: filter_tags(SimpleNamespace(**row)) for row in rows}
+    def item_filter_tags(self, image_ids: Collection[int] | None = None) -> dict[int, list[str]]:
+        """Item id -> `filter_tags` of every item, or of the given images' items."""
+        return {row["id"]: filter_tags(SimpleNamespace(**row)) for row in self.looks(image_ids)}
 
     def detection_scores(self, item_ids: Iterable[int]) -> dict[int, float]:
         """Items' detection scores by id (text queries rank by them): one narrow column, not whole rows."""
@@ -350,8 +352,9 @@ class CatalogStore:
                     self.text.add(db, item_documents(_looks(db, unindexed[start : start + batch])))
         return {"text": len(unindexed), "look_counts": len(images)}
 
-    def looks_by_page(self, images: int = 10_000) -> Iterator[list[dict]]:
-        """`looks` of every image, a page of `images` images at a time (by id)."""
+    def image_ranges(self, images: int = 10_000) -> Iterator[range]:
+        """Every image id, in ranges of `images` images each (ascending): the pages a reader of the whole
+        catalog holds one at a time."""
         after = 0
         while True:
             with self.engine.connect() as db:
@@ -359,8 +362,13 @@ class CatalogStore:
                 page = list(db.execute(query.order_by(catalog_images.c.id).limit(images)).scalars())
             if not page:
                 return
-            yield self.looks(page)
+            yield range(page[0], page[-1] + 1)
             after = page[-1]
+
+    def looks_by_page(self, images: int = 10_000) -> Iterator[list[dict]]:
+        """`looks` of every image, a page of `images` images at a time (by id)."""
+        for image_ids in self.image_ranges(images):
+            yield self.looks(image_ids)
 
     def looks(self, image_ids: Collection[int] | None = None) -> list[dict]:
         """Every item's image, region, attributes, the image's styles and product (of the given images
@@ -483,8 +491,16 @@ def _looks(db: Connection, image_ids: Collection[int] | None) -> list[dict]:
         catalog_images.c.product,
     ).join(catalog_images, catalog_images.c.id == catalog_items.c.image_id)
     if image_ids is not None:
-        query = query.where(catalog_items.c.image_id.in_(list(image_ids)))
+        query = query.where(_of_images(catalog_items.c.image_id, image_ids))
     return [dict(row._mapping) for row in db.execute(query.order_by(catalog_items.c.id))]
+
+
+def _of_images(column: Any, image_ids: Collection[int]) -> Any:
+    """The condition `column` (an image id) is one of `image_ids`: a `range` as its bounds, not a list of
+    every id in it."""
+    if isinstance(image_ids, range) and image_ids.step == 1:
+        return column.between(image_ids.start, image_ids.stop - 1)
+    return column.in_(list(image_ids))
 
 
 def _matches(row: object, key: str, values: set[str]) -> bool:

@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,9 @@ class Hit:
 def _normalised(vectors: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
     return vectors / np.maximum(norms, 1e-12)
+
+
+REBUILD_PAGE_IMAGES = 10_000  # images read at once when indexes are built from the database
 
 
 def look_vectors(image_ids: np.ndarray, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -229,13 +232,11 @@ class CatalogSearch:
 
     def _indexes_from_database(self, kinds: Iterable[str] = tuple(INDEX_KEYS)) -> dict[str, Any]:
         """Indexes built anew from every item's vector in the database (the source of truth), not yet in
-        use (`_adopt`)."""
+        use (`_adopt`). Read a page of images at a time: an index kept outside the process (Milvus) never
+        has the whole catalog's vectors in it."""
         fresh = {kind: self.store.create(kind, self.config, self.versions) for kind in kinds}
-        item_ids, image_ids, vectors = self.catalog.embeddings()
-        if "items" in fresh:
-            self._add_items(fresh["items"], item_ids, vectors)
-        if "looks" in fresh:
-            fresh["looks"].add(*look_vectors(image_ids, vectors))
+        for image_ids in self.catalog.image_ranges(REBUILD_PAGE_IMAGES):
+            self._index_images(fresh, image_ids)
         return fresh
 
     def _adopt(self, fresh: dict[str, Any]) -> None:
@@ -244,21 +245,19 @@ class CatalogSearch:
             self.store.publish(kind, index)
         self.indexes |= fresh
 
-    def _index_image(self, image_id: int) -> None:
-        """Put one image's items (and its look) into the indexes, from the database."""
-        item_ids, image_ids, vectors = self.catalog.embeddings(image_id)
-        self._add_items(self.indexes["items"], item_ids, vectors, image_id)
-        if len(item_ids):
-            self.indexes["looks"].add(*look_vectors(image_ids, vectors))
-
-    def _add_items(
-        self, index: Any, item_ids: np.ndarray, vectors: np.ndarray, image_id: int | None = None
-    ) -> None:
-        """Items into an index, with their filter tags when the store filters inside its search."""
-        if self.store.filters_inside:
-            index.add(item_ids, vectors, self.catalog.item_filter_tags(image_id))
-        else:
-            index.add(item_ids, vectors)
+    def _index_images(self, indexes: dict[str, Any], image_ids: Collection[int]) -> None:
+        """Put these images' items (and their looks) into `indexes`, from the database; with their filter
+        tags when the store filters inside its search."""
+        item_ids, item_images, vectors = self.catalog.embeddings(image_ids)
+        if not len(item_ids):
+            return
+        if "items" in indexes:
+            if self.store.filters_inside:
+                indexes["items"].add(item_ids, vectors, self.catalog.item_filter_tags(image_ids))
+            else:
+                indexes["items"].add(item_ids, vectors)
+        if "looks" in indexes:
+            indexes["looks"].add(*look_vectors(item_images, vectors))
 
     @property
     def stamp(self) -> dict:
@@ -326,12 +325,12 @@ class CatalogSearch:
         with self._lock:
             image_id, created = self.catalog.add(file_name, data, result, self.versions, product)
             if created:
-                self._index_image(image_id)
+                self._index_images(self.indexes, [image_id])
                 self._changed(image_id=image_id)
             elif product:  # filters on the product read it
                 self._tags_changed(image_id, [item["id"] for item in self.catalog.get(image_id)["items"]])
                 if self.store.filters_inside:
-                    self._index_image(image_id)  # the items' filter tags again (an upsert)
+                    self._index_images(self.indexes, [image_id])  # the items' filter tags again (an upsert)
         self._rebuild_if_needed()
         return image_id, created
 
@@ -358,7 +357,7 @@ class CatalogSearch:
             old = self.catalog.replace_tags(image_id, result, self.versions)
             self.indexes["items"].remove(np.array(old, np.int64))
             self.indexes["looks"].remove(np.array([image_id], np.int64))
-            self._index_image(image_id)
+            self._index_images(self.indexes, [image_id])
             self._changed(image_id=image_id, items_before=old)
         return self.catalog.get(image_id)
 
@@ -410,7 +409,7 @@ class CatalogSearch:
             image = self.catalog.update(image_id, file_name, item_values, product)
             self._tags_changed(image_id, [item["id"] for item in image["items"]])  # vectors did not change
             if self.store.filters_inside:
-                self._index_image(image_id)  # the items' filter tags again (an upsert)
+                self._index_images(self.indexes, [image_id])  # the items' filter tags again (an upsert)
         return image
 
     # ------------------------------------------------------------------ queries

@@ -42,8 +42,9 @@ def test_images_are_stored_once_with_their_items(catalog: CatalogStore) -> None:
     assert list(ids) == [i["id"] for i in stored["items"]] and vectors.shape == (2, 128)
     assert list(image_ids) == [image_id, image_id]
     assert (
-        catalog.embeddings(image_id)[0].tolist() == list(ids)
-        and catalog.embeddings(image_id + 1)[0].size == 0
+        catalog.embeddings([image_id])[0].tolist() == list(ids)
+        and catalog.embeddings(range(image_id, image_id + 1))[0].tolist() == list(ids)
+        and catalog.embeddings([image_id + 1])[0].size == 0
     )
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
 

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services.search import service
 from services.search.catalog import CatalogStore
 from services.search.index import IndexConfig, VectorIndex
 from services.search.query import normalize_filters
-from services.search.service import INDEX_KEYS, CatalogSearch
+from services.search.service import INDEX_KEYS, CatalogSearch, look_vectors
 from shared.blobs import BlobStore, create_blob_store
 from shared.db import database_engine
 from shared.errors import ApiError, ErrorCode
@@ -103,7 +104,10 @@ def test_indexes_follow_the_catalog_and_survive_reopening(stack: Stack) -> None:
     reopened.close()
 
 
-def test_a_stale_or_foreign_index_is_rebuilt_from_the_database(stack: Stack) -> None:
+def test_a_stale_or_foreign_index_is_rebuilt_from_the_database(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(service, "REBUILD_PAGE_IMAGES", 2)  # a rebuild reads the 5 images in 3 pages
     first = stack.open()
     _fill(first, 4)
     first.close()
@@ -113,6 +117,11 @@ def test_a_stale_or_foreign_index_is_rebuilt_from_the_database(stack: Stack) -> 
     stale = stack.open()
     assert stale.rebuilt == {"items": "out of date", "looks": "out of date"}
     assert len(stale.indexes["items"]) == 9 and len(stale.indexes["looks"]) == 5
+    ids, image_ids, vectors = stale.catalog.embeddings()
+    for item_id, vector in zip(ids, vectors, strict=True):
+        np.testing.assert_allclose(stale.indexes["items"].vector(item_id), vector, atol=1e-6)
+    for image_id, vector in zip(*look_vectors(image_ids, vectors), strict=True):
+        np.testing.assert_allclose(stale.indexes["looks"].vector(image_id), vector, atol=1e-6)
     stale.close()
     foreign = stack.open(versions=VERSIONS | {"attributes": "2"})
     assert foreign.rebuilt == {"items": "damaged or other versions", "looks": "damaged or other versions"}
