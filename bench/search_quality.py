@@ -1,6 +1,7 @@
 """Search quality on a shop-sized catalog (issue 5): top-5 same category and colour, per photo and garment.
 
     .venv/bin/python -m bench.search_quality [--models models] [--catalog-seed 11] [--catalog 1000]
+        [--weights 0.05:0.1 0.1:0.2 ...]
 
 Starts the embedded server on the given models, adds a catalog of generated pictures through
 /catalog/images, and asks 300 unseen generated photos (seed 777):
@@ -12,6 +13,10 @@ Starts the embedded server on the given models, adds a catalog of generated pict
   which no garment of that region is found counts as a miss; "answerable" garments are those with an item
   of their category and colour in the catalog (as "judged" per photo).
 Seed 11 is the test's catalog; another seed is a catalog the search weights were not chosen on.
+With `--weights COLOUR:CATEGORY ...`, instead of the per-garment figures, the per-photo figure for each
+pair of tag weights of the re-ordering (services/search/rerank.py), from the same answers: each photo's
+RERANK_POOL nearest items asked once, re-ordered here by each pair (the served pair gives the served
+answer).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from services.search import rerank
 from tests.conftest import UNSEEN_SEED
 from tests.integration.test_search_api import (
     CATALOG_BATCH,
@@ -64,6 +70,40 @@ def per_garment(url: str, catalog: list[Sample], queries: list[Sample]) -> PerGa
     return score
 
 
+def per_weights(
+    url: str, catalog: list[Sample], queries: list[Sample], weights: list[tuple[float, float]]
+) -> dict[tuple[float, float], float]:
+    """Per (colour, category) tag weight pair: the judged photos' top-5 share, re-ordered from one answer of
+    RERANK_POOL results per photo."""
+    truth, in_catalog = _judging(catalog, queries)
+    answers = []
+    for sample in queries:
+        data = sample.image_path.read_bytes()
+        response = _photo_search(url, sample.image_path.name, data, top_k=str(rerank.RERANK_POOL))
+        if response.status_code != 200:
+            continue
+        body = response.json()["body"]
+        wanted = truth.get((sample.image_path.name, body["query"]["item"]["region"]))
+        if wanted is not None and in_catalog[wanted]:
+            answers.append((wanted, body["query"]["item"], body["results"]))
+    shares = {}
+    served = dict(rerank.TAG_WEIGHTS)
+    try:
+        for colour, category in weights:
+            rerank.TAG_WEIGHTS.update(color=colour, category=category)
+            hits = 0
+            for wanted, item, results in answers:
+                nearest = sorted(
+                    ({**r, "score": r["similarity"]} for r in results), key=lambda r: -r["similarity"]
+                )
+                top5 = rerank.rerank_by_tags(nearest, item, 5)
+                hits += wanted in [truth.get((r["file_name"], r["region"])) for r in top5]
+            shares[(colour, category)] = hits / len(answers)
+    finally:
+        rerank.TAG_WEIGHTS.update(served)
+    return shares
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,6 +111,7 @@ def main() -> None:
     parser.add_argument("--models", type=Path, default=Path("models"))
     parser.add_argument("--catalog-seed", type=int, default=11)
     parser.add_argument("--catalog", type=int, default=1000, help="catalog images")
+    parser.add_argument("--weights", nargs="*", default=[], help="COLOUR:CATEGORY tag weights to compare")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -85,7 +126,9 @@ def main() -> None:
         try:
             _add_to_catalog(server.url, catalog)
             photo = _top5_same_category_colour(server.url, catalog, queries)
-            garments = per_garment(server.url, catalog, queries)
+            pairs = [tuple(float(v) for v in w.split(":")) for w in args.weights]
+            by_weights = per_weights(server.url, catalog, queries, pairs) if pairs else {}
+            garments = None if pairs else per_garment(server.url, catalog, queries)
         finally:
             server.kill()
     print(f"models {args.models}, catalog of {args.catalog} images (seed {args.catalog_seed})")
@@ -93,6 +136,10 @@ def main() -> None:
         f"per photo: {photo.judged_hits}/{photo.judged} judged = {photo.judged_hits / photo.judged:.3f}; "
         f"hits / all {photo.hits}/{SHOP_QUERIES}"
     )
+    for (colour, category), share in by_weights.items():
+        print(f"tag weights colour {colour}, category {category}: per photo, judged {share:.3f}")
+    if garments is None:
+        return
     asked, hits = garments.asked, garments.hits
     total_hits, total = sum(hits.values()), sum(asked.values())
     regions = ", ".join(f"{r} {hits[r] / asked[r]:.2f}" for r in sorted(asked))
