@@ -14,6 +14,23 @@ from shared.runtime import ModelRuntime
 from shared.settings import DetectorSettings
 
 MODEL = DETECTOR.name
+# A box whose most varied colour channel has a standard deviation under this (of 0-255) holds no garment:
+# the detector fine-tuned on product photos (garments filling the frame) finds a frame-sized "garment" in a
+# blank picture. Measured (models of 2026-12-07): 2,337 detections on 1,045 real and generated validation
+# photos, at least 11.6 (1% under 22); blank pictures 0.
+BLANK_BOX_STD = 4.0
+
+
+def holds_texture(pixels: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+    """Whether the box's pixels vary at all (BLANK_BOX_STD), read on at most about 128x128 of them."""
+    x, y, width, height = box
+    x0, y0 = max(int(x), 0), max(int(y), 0)
+    x1, y1 = min(int(np.ceil(x + width)), pixels.shape[1]), min(int(np.ceil(y + height)), pixels.shape[0])
+    crop = pixels[y0:y1, x0:x1]
+    if not crop.size:
+        return False
+    step = max(1, max(crop.shape[:2]) // 128)
+    return float(crop[::step, ::step].reshape(-1, crop.shape[-1]).std(axis=0).max()) >= BLANK_BOX_STD
 
 
 class Detector:
@@ -29,12 +46,13 @@ class Detector:
         self.max_items = settings.max_items or int(post.get("max_items", 20))
 
     def detect(self, images: Sequence[np.ndarray]) -> list[list[Detection]]:
-        """Items of each RGB image, best first; all images go through the model in one batch."""
+        """Items of each RGB image, best first; all images go through the model in one batch. Boxes of
+        blank pixels are left out (`holds_texture`)."""
         if not images:
             return []
         inputs, placements = zip(*(letterbox(pixels, self.input_size) for pixels in images), strict=True)
         out = self.runtime.infer(MODEL, to_tensor(np.stack(inputs)), ["peaks", "size", "offset"])
-        return [
+        found = [
             decode_detections(
                 out["peaks"][i],
                 out["size"][i],
@@ -48,6 +66,10 @@ class Detector:
                 nms_iou=self.nms_iou,
             )
             for i, pixels in enumerate(images)
+        ]
+        return [
+            [d for d in detections if holds_texture(pixels, d.box)]
+            for pixels, detections in zip(images, found, strict=True)
         ]
 
     def predict(

@@ -54,12 +54,15 @@ CATALOG_BATCH = 32
 # (2026-12-01): 0.950 (268/282) and 0.929; with item crops that keep a quarter of the box's aspect (the
 # committed attribute model, 2026-12-01): 0.965 (272/282) and 0.935. 100 queries were too few: that figure
 # moved by 5 points with which garment of a photo was queried. The misses left are query items read wrong by
-# the models (category or colour, mostly tops under an outer). The floor, above issue 5's 0.9, is the one
-# this test had with 100 queries (0.93): it fails if the search path loses 10 of its 272 hits; the
-# re-ordering has its own test (tests/unit/test_search_query.py).
+# the models (category or colour, mostly tops under an outer). Since 2026-12-07 the default models are
+# fine-tuned on real photos too (docs/models.md): they read generated garments less surely, 0.910 (253/278)
+# here and 0.899 on seed 31, and re-ordering weights do not recover it (0.895-0.910 for colour 0.05-0.3 and
+# category 0.1-0.3 on seed 31, `python -m bench.search_quality --catalog-seed 31 --weights ...`). The floor
+# is issue 5's 0.9 (it was 0.93, above it, for the generated-only models); the re-ordering has its own test
+# (tests/unit/test_search_query.py).
 SHOP_CATALOG_IMAGES = 1000
 SHOP_QUERIES = 300
-TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.93
+TOP5_SAME_CATEGORY_COLOUR_SHOP_MIN = 0.9
 
 
 @dataclass

@@ -144,3 +144,20 @@ def test_only_the_runtime_imports_model_backends() -> None:
         for path in (root / folder).rglob("*.py"):
             text = path.read_text(encoding="utf-8")
             assert "import onnxruntime" not in text and "tritonclient" not in text, path
+
+
+def test_a_box_of_blank_pixels_holds_no_garment() -> None:
+    """The detector service leaves out boxes whose pixels do not vary (a blank picture's frame-sized
+    "garment"), and keeps a plain garment's box, whose shading and edges vary well above the line."""
+    from services.detector.model import holds_texture
+
+    rng = np.random.default_rng(0)
+    blank = np.full((640, 480, 3), 200, np.uint8)
+    assert not holds_texture(blank, (0.0, 15.3, 464.5, 599.3))
+    noisy = (blank + rng.integers(-2, 3, blank.shape)).astype(np.uint8)  # JPEG-like noise only
+    assert not holds_texture(noisy, (0.0, 0.0, 480.0, 640.0))
+    garment = blank.copy()
+    garment[100:500, 120:360] = 60  # a dark plain shirt on the grey background
+    assert holds_texture(garment, (100.0, 80.0, 300.0, 460.0))
+    assert not holds_texture(garment, (150.0, 150.0, 150.0, 300.0))  # inside the shirt only: one flat colour
+    assert not holds_texture(garment, (500.0, 700.0, 10.0, 10.0))  # outside the picture: no pixels
