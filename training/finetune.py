@@ -261,8 +261,8 @@ def train_detector_images(
 ) -> tuple[Backbone, DetectorHead]:
     """`start_from`: a run folder or a models folder the training starts from (`starting_point`)."""
     torch.manual_seed(seed)
-    head = DetectorHead()
-    backbone = starting_point(start_from, "detector", head)
+    backbone, head = Backbone(), DetectorHead()
+    starting_point(start_from, "detector", backbone, head)
     rng_seed = np.random.SeedSequence(seed)
 
     def load(batch: list[Picture]) -> tuple:
@@ -622,8 +622,8 @@ def train_attributes_images(
     """`start_from`: a run folder or a models folder the training starts from (`starting_point`): what only
     generated pictures teach is kept from the generated-data model."""
     torch.manual_seed(seed)
-    head = AttributeHead()
-    backbone = starting_point(start_from, "attributes", head)
+    backbone, head = Backbone(), AttributeHead()
+    starting_point(start_from, "attributes", backbone, head)
     network = AttributeNetwork(backbone, head, frozen_blocks)
     pairs = sorted({p for crops in pools.values() for c in crops if (p := pair_key(c))})
     pair_ids = {p: i for i, p in enumerate(pairs)}
@@ -656,24 +656,23 @@ def train_attributes_images(
     return backbone.eval(), head.eval()
 
 
-def starting_point(start_from: Path | None, name: str, head: nn.Module) -> Backbone:
-    """The backbone model `name` trains from, `head` set to where it starts. None: the pretrained backbone
-    and a fresh head. A run folder (heads.pt): that run's head and, for a fine-tuned model, its own
-    backbone. A models folder: the served model's head read back from its ONNX file
-    (`load_head_from_onnx`), on the pretrained backbone, which only a model trained on that backbone
-    (generated-data training) has: a fine-tuned served model has to start from its run folder."""
+def starting_point(start_from: Path | None, name: str, backbone: Backbone, head: nn.Module) -> None:
+    """Set model `name`'s pretrained `backbone` and fresh `head` to where its training starts. None: as
+    they are. A run folder (heads.pt): that run's head and, for a fine-tuned model, its own backbone. A
+    models folder: the served model's head read back from its ONNX file (`load_head_from_onnx`), on the
+    pretrained backbone, which only a model trained on that backbone (generated-data training) has: a
+    fine-tuned served model has to start from its run folder."""
     if start_from is None:
-        return Backbone()
+        return
     start_from = Path(start_from)
     if (start_from / "heads.pt").is_file():
         state = torch.load(start_from / "heads.pt", map_location="cpu", weights_only=False)
         if name not in state:
             raise ValueError(f"{start_from}: the run did not train the {name} model")
         head.load_state_dict(state[name])
-        backbone = Backbone()
         if f"{name}_backbone" in state:
             backbone.load_state_dict(state[f"{name}_backbone"])
-        return backbone
+        return
     from shared.manifest import load_manifest
 
     entry = load_manifest(start_from).models.get(name)
@@ -685,7 +684,6 @@ def starting_point(start_from: Path | None, name: str, head: nn.Module) -> Backb
             " (heads.pt)"
         )
     load_head_from_onnx(head, start_from / entry.file)
-    return Backbone()
 
 
 def load_head_from_onnx(head: nn.Module, model: Path) -> None:

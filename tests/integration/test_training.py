@@ -438,15 +438,15 @@ def test_fine_tuning_can_start_from_served_heads_and_run_folders(tmp_path: Path)
     with torch.no_grad():
         next(tuned.parameters()).add_(1.0)
     write_run(tmp_path / "run", {"detector": (tuned, served_heads["detector"])}, {}, {})
-    head = DetectorHead()
-    backbone = starting_point(tmp_path / "run", "detector", head)
+    backbone, head = Backbone(), DetectorHead()
+    starting_point(tmp_path / "run", "detector", backbone, head)
     for ours, theirs in ((backbone, tuned), (head, served_heads["detector"])):
         for key, value in theirs.state_dict().items():
             assert torch.equal(ours.state_dict()[key], value), key
     with pytest.raises(ValueError, match="did not train the attributes model"):
-        starting_point(tmp_path / "run", "attributes", AttributeHead())
+        starting_point(tmp_path / "run", "attributes", Backbone(), AttributeHead())
     with pytest.raises(ValueError, match="fine-tuned with its backbone"):
-        starting_point(Path(__file__).parents[2] / "models-real", "attributes", AttributeHead())
+        starting_point(Path(__file__).parents[2] / "models-real", "attributes", Backbone(), AttributeHead())
     assert with_generated_share({"ccp": 0.5, "clothing": 0.3, "generated": 0.2}, 0.36) == pytest.approx(
         {"ccp": 0.4, "clothing": 0.24, "generated": 0.36}
     )
