@@ -34,7 +34,9 @@ def server(tmp_path_factory: pytest.TempPathFactory, unseen: list[Sample]) -> It
 
 def test_every_answer_is_documented(server: Server, tmp_path: Path) -> None:
     command = [str(SCHEMATHESIS), "run", f"{server.url}/openapi.json", "--checks", CHECKS, "--seed", "1"]
-    command += ["--max-examples", "25", "--workers", "2", "--generation-database", "none", "--no-color"]
+    # One worker: two threads of hypothesis building strategies at once hit CPython 3.11's spurious "AST
+    # constructor recursion depth mismatch" (SystemError; seen once in a full run, 2026-12-07).
+    command += ["--max-examples", "25", "--workers", "1", "--generation-database", "none", "--no-color"]
     command += ["--request-timeout", "60"]
     run = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
