@@ -87,20 +87,15 @@ def per_weights(
         if wanted is not None and in_catalog[wanted]:
             answers.append((wanted, body["query"]["item"], body["results"]))
     shares = {}
-    served = dict(rerank.TAG_WEIGHTS)
-    try:
-        for colour, category in weights:
-            rerank.TAG_WEIGHTS.update(color=colour, category=category)
-            hits = 0
-            for wanted, item, results in answers:
-                nearest = sorted(
-                    ({**r, "score": r["similarity"]} for r in results), key=lambda r: -r["similarity"]
-                )
-                top5 = rerank.rerank_by_tags(nearest, item, 5)
-                hits += wanted in [truth.get((r["file_name"], r["region"])) for r in top5]
-            shares[(colour, category)] = hits / len(answers)
-    finally:
-        rerank.TAG_WEIGHTS.update(served)
+    for colour, category in weights:
+        hits = 0
+        for wanted, item, results in answers:
+            nearest = sorted(
+                ({**r, "score": r["similarity"]} for r in results), key=lambda r: -r["similarity"]
+            )
+            top5 = rerank.rerank_by_tags(nearest, item, 5, {"color": colour, "category": category})
+            hits += wanted in [truth.get((r["file_name"], r["region"])) for r in top5]
+        shares[(colour, category)] = hits / len(answers)
     return shares
 
 

@@ -35,23 +35,26 @@ def pool_size(top_k: int) -> int:
     return -(-top_k // RERANK_POOL) * RERANK_POOL
 
 
-def rerank_by_tags(results: list[dict], query_item: dict, top_k: int) -> list[dict]:
+def rerank_by_tags(
+    results: list[dict], query_item: dict, top_k: int, weights: dict[str, float] = TAG_WEIGHTS
+) -> list[dict]:
     """The top_k of `results` (item results, best first, `score` the cosine similarity) by cosine plus tag
     agreement with the query item; each keeps its cosine as `similarity` and gets the new `score` and
-    `rank`. A tag the head did not rank among its top-k adds nothing; an item of another region than the
+    `rank`. `weights`: per tag key, what agreement adds (benchmarks compare others). A tag the head did not
+    rank among its top-k adds nothing; an item of another region than the
     query item's loses OTHER_REGION_PENALTY; an item at SAME_GARMENT_SIMILARITY or closer agrees in full.
     Re-ordered in blocks of RERANK_POOL nearest (the 40 nearest, then the next 40, ...), so a page of
     results is the same whatever page size asked for it."""
     read = {
         key: {c["value"]: c["score"] for c in query_item["attributes"].get(key, {}).get("top_k", [])}
-        for key in TAG_WEIGHTS
+        for key in weights
     }
     for result in results:
         if result["score"] >= SAME_GARMENT_SIMILARITY:
-            agreement = sum(TAG_WEIGHTS.values())
+            agreement = sum(weights.values())
         else:
             agreement = sum(
-                weight * read[key].get(result["tags"].get(key), 0.0) for key, weight in TAG_WEIGHTS.items()
+                weight * read[key].get(result["tags"].get(key), 0.0) for key, weight in weights.items()
             )
             if result["region"] != query_item["region"]:
                 agreement -= OTHER_REGION_PENALTY
