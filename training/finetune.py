@@ -48,6 +48,8 @@ FROZEN_BLOCKS = 5  # default: the stem and blocks 0-4 (strides 2 to 8) keep thei
 CHECKPOINT_STEPS = 50
 DETECTOR_MIX = {"ccp": 0.5, "clothing": 0.3, "generated": 0.2}
 ATTRIBUTE_MIX = {"ccp": 0.3, "clothing": 0.25, "cad": 0.3, "generated": 0.15}
+# What `balanced_chances` balances in each real set: the labels its photos are measured on.
+BALANCED_HEADS = {"ccp": ("category",), "clothing": ("category",), "cad": ("print", "sleeve", "neckline")}
 _LIMITS = ImageLimits()
 
 
@@ -189,11 +191,18 @@ def augment_detector(
 
 
 def mixed_batches(
-    pools: dict[str, list], mix: dict[str, float], batch_size: int, steps: int, seed: int
+    pools: dict[str, list],
+    mix: dict[str, float],
+    batch_size: int,
+    steps: int,
+    seed: int,
+    chances: dict[str, np.ndarray] | None = None,
 ) -> Iterator[list]:
     """`steps` batches, each drawn from the pools by their shares of `mix` (pools that are empty are left
-    out and the others' shares grow)."""
+    out and the others' shares grow). Within a pool every item is as likely, or as likely as `chances`
+    gives for that pool (probabilities, one per item)."""
     rng = np.random.default_rng(seed)
+    chances = chances or {}
     names = [n for n in mix if pools.get(n)]
     shares = np.array([mix[n] for n in names])
     shares = shares / shares.sum()
@@ -202,7 +211,11 @@ def mixed_batches(
         batch = []
         for name, count in zip(names, counts, strict=True):
             pool = pools[name]
-            batch.extend(pool[int(i)] for i in rng.integers(0, len(pool), count))
+            if name in chances:
+                drawn = rng.choice(len(pool), count, p=chances[name])
+            else:
+                drawn = rng.integers(0, len(pool), count)
+            batch.extend(pool[int(i)] for i in drawn)
         yield batch
 
 
@@ -520,6 +533,28 @@ def set_weights_of(pools: dict[str, list[Crop]]) -> dict[tuple[str, tuple], floa
     return weights
 
 
+def balanced_chances(pools: dict[str, list[Crop]]) -> dict[str, np.ndarray]:
+    """Sampling chances within the real pools that favour garments with rare labels: a crop's chance is
+    1/sqrt(the count of its labels of `BALANCED_HEADS` in its pool). With the loss's own 1/sqrt(count)
+    weights a rare label then counts about as much as a common one (a Blouse among clothing-dataset
+    photos, a floral print among CAD's), where drawing every crop as likely left the small classes nearly
+    unseen."""
+    chances = {}
+    for name, keys in BALANCED_HEADS.items():
+        crops = pools.get(name)
+        if not crops:
+            continue
+        labels = [
+            tuple((t.allowed or t.present) if (t := c.targets.get(k)) else None for k in keys) for c in crops
+        ]
+        counts: dict[tuple, int] = {}
+        for key in labels:
+            counts[key] = counts.get(key, 0) + 1
+        raw = np.array([1 / math.sqrt(counts[key]) for key in labels])
+        chances[name] = raw / raw.sum()
+    return chances
+
+
 def set_loss(
     logits: torch.Tensor, allowed: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor
 ) -> torch.Tensor:
@@ -618,9 +653,11 @@ def train_attributes_images(
     frozen_blocks: int = FROZEN_BLOCKS,
     mix: dict[str, float] = ATTRIBUTE_MIX,
     start_from: Path | None = None,
+    balanced: bool = False,
 ) -> tuple[Backbone, AttributeHead]:
     """`start_from`: a run folder or a models folder the training starts from (`starting_point`): what only
-    generated pictures teach is kept from the generated-data model."""
+    generated pictures teach is kept from the generated-data model. `balanced`: real garments drawn by
+    `balanced_chances` rather than each as likely."""
     torch.manual_seed(seed)
     backbone, head = Backbone(), AttributeHead()
     starting_point(start_from, "attributes", backbone, head)
@@ -639,7 +676,8 @@ def train_attributes_images(
         images, targets = loaded
         return attribute_loss(network(torch.from_numpy(images)), targets, proxies, pair_ids)
 
-    batches = prefetch(mixed_batches(pools, mix, batch_size, steps, seed), load)
+    chances = balanced_chances(pools) if balanced else None
+    batches = prefetch(mixed_batches(pools, mix, batch_size, steps, seed, chances), load)
     run_steps(
         "attributes",
         backbone,
@@ -656,12 +694,16 @@ def train_attributes_images(
     return backbone.eval(), head.eval()
 
 
+# Where each served model ran its backbone (the module path in the exported graph), and what of the backbone
+# a graph leaves out: the detector reads the feature maps only, not the 1280-channel head.
+BACKBONE_SCOPES = {"detector": ("pyramid.backbone", ("head.",)), "attributes": ("pooled.backbone", ())}
+
+
 def starting_point(start_from: Path | None, name: str, backbone: Backbone, head: nn.Module) -> None:
     """Set model `name`'s pretrained `backbone` and fresh `head` to where its training starts. None: as
     they are. A run folder (heads.pt): that run's head and, for a fine-tuned model, its own backbone. A
-    models folder: the served model's head read back from its ONNX file (`load_head_from_onnx`), on the
-    pretrained backbone, which only a model trained on that backbone (generated-data training) has: a
-    fine-tuned served model has to start from its run folder."""
+    models folder: the served model's head and backbone read back from its ONNX file
+    (`load_weights_from_onnx`), so a committed model, fine-tuned or not, can be trained further."""
     if start_from is None:
         return
     start_from = Path(start_from)
@@ -676,22 +718,23 @@ def starting_point(start_from: Path | None, name: str, backbone: Backbone, head:
     from shared.manifest import load_manifest
 
     entry = load_manifest(start_from).models.get(name)
-    if entry is None:
+    if entry is None or name not in BACKBONE_SCOPES:
         raise ValueError(f"{start_from}: no {name} model to start from")
-    if "real" in entry.training_data:
-        raise ValueError(
-            f"{start_from / entry.file} was fine-tuned with its backbone: start from its run folder"
-            " (heads.pt)"
-        )
-    load_head_from_onnx(head, start_from / entry.file)
+    scope, left_out = BACKBONE_SCOPES[name]
+    load_weights_from_onnx(head, start_from / entry.file, "head")
+    load_weights_from_onnx(backbone, start_from / entry.file, scope, left_out)
 
 
-def load_head_from_onnx(head: nn.Module, model: Path) -> None:
-    """Set `head`'s weights from a served model's initializers: those named `head.<key>` (`__fp16` when
-    stored as float16), and convolutions that the export fused with the batch norm after them (the
-    detector's), read back by their node's module path: the convolution gets the fused weight and the
-    batch norm becomes the identity plus the fused bias. The result answers as the served graph does in
-    eval mode; in training those batch norms learn from there (batch statistics, as every head norm does)."""
+def load_weights_from_onnx(
+    module: nn.Module, model: Path, scope: str, left_out: tuple[str, ...] = ()
+) -> None:
+    """Set `module`'s weights from a served model in which it ran as `scope` (its module path, "head" or
+    "pyramid.backbone"): initializers named `<scope>.<key>` (`__fp16` when stored as float16), and
+    convolutions that the export fused with the batch norm after them, read back by their node's module
+    path: the convolution gets the fused weight and the batch norm becomes the identity plus the fused
+    bias. The result answers as the served graph does in eval mode (and in fine-tuning, whose backbone
+    norms are frozen); a head's norms learn on from there. Keys starting with one of `left_out` (parts the
+    graph does not run) keep their values; any other weight missing from the graph is an error."""
     import onnx
     from onnx import numpy_helper
 
@@ -701,31 +744,50 @@ def load_head_from_onnx(head: nn.Module, model: Path) -> None:
         stored[initializer.name.removesuffix("__fp16")] = numpy_helper.to_array(initializer).astype(
             np.float32
         )
-    state = head.state_dict()
-    values = {k: stored[f"head.{k}"] for k in state if f"head.{k}" in stored}
+    state = module.state_dict()
+    values = {k: stored[f"{scope}.{k}"] for k in state if f"{scope}.{k}" in stored}
+    norm_after: dict[str, tuple[str, float]] = {}  # convolution -> the batch norm right after it
+    convolution = None
+    for path, layer in module.named_modules():
+        if isinstance(layer, nn.Conv2d):
+            convolution = path
+        elif isinstance(layer, nn.BatchNorm2d) and convolution is not None:
+            norm_after[convolution] = (path, layer.eps)
+            convolution = None
+    node_prefix = "/" + scope.replace(".", "/") + "/"
     for node in graph.node:
-        path = node.name.split("/")
-        if node.op_type != "Conv" or len(path) < 3 or path[1] != "head":
+        if node.op_type != "Conv" or not node.name.startswith(node_prefix) or len(node.input) < 3:
             continue
-        module = path[-2]  # "/head/smooth/smooth.1/Conv" -> "smooth.1"
-        prefix, _, index = module.rpartition(".")
-        norm = f"{prefix}.{int(index) + 1}" if index.isdigit() else ""
-        if f"{module}.weight" in values or f"{norm}.running_mean" not in state or len(node.input) < 3:
+        conv = _module_path(node.name[len(node_prefix) :].split("/")[:-1])
+        if f"{conv}.weight" in values or conv not in norm_after:
             continue
-        values[f"{module}.weight"] = stored[node.input[1]]
+        norm, eps = norm_after[conv]
         channels = state[f"{norm}.running_var"].shape[0]
-        eps = next(m.eps for n, m in head.named_modules() if n == norm)
+        values[f"{conv}.weight"] = stored[node.input[1]]
         values[f"{norm}.weight"] = np.ones(channels, np.float32)
         values[f"{norm}.bias"] = stored[node.input[2]]
         values[f"{norm}.running_mean"] = np.zeros(channels, np.float32)
         values[f"{norm}.running_var"] = np.full(channels, 1 - eps, np.float32)  # 1 / sqrt(var + eps) = 1
-    wanted = [k for k in state if not k.endswith("num_batches_tracked")]
+    wanted = [k for k in state if not k.endswith("num_batches_tracked") and not k.startswith(left_out)]
     missing = [k for k in wanted if k not in values]
     if missing:
-        raise ValueError(f"{model}: no stored weights for head layers {missing[:4]}")
+        raise ValueError(f"{model}: no stored weights for {scope} layers {missing[:4]}")
     for key in wanted:
         state[key] = torch.from_numpy(values[key]).to(state[key].dtype).reshape(state[key].shape)
-    head.load_state_dict(state)
+    module.load_state_dict(state)
+
+
+def _module_path(scopes: list[str]) -> str:
+    """A module's path from the exporter's scope names, which repeat a container's path in its children's
+    ("smooth", "smooth.1" -> "smooth.1"; "blocks.5", "_expand_conv" -> "blocks.5._expand_conv")."""
+    parts: list[str] = []
+    for name in scopes:
+        joined = ".".join(parts)
+        if joined and name.startswith(joined + "."):
+            parts = [name]
+        else:
+            parts.append(name)
+    return ".".join(parts)
 
 
 # ------------------------------------------------------------------ a run folder for `kfashion export`

@@ -82,6 +82,7 @@ class RealRunConfig:
     frozen_blocks: int = FROZEN_BLOCKS  # backbone blocks that keep their ImageNet weights (16: heads only)
     generated_share: float | None = None  # of each batch; None: DETECTOR_MIX's and ATTRIBUTE_MIX's own
     start_from: str | None = None  # a run or models folder the models start from (finetune.starting_point)
+    balanced: bool = False  # attribute crops drawn favouring rare labels (finetune.balanced_chances)
     seed: int = 0
     limit: int | None = None  # at most this many photos of each set and split (quick runs, tests)
     shuffle_labels: bool = False  # the control: every photo gets another photo's labels
@@ -168,6 +169,7 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
             config.frozen_blocks,
             attribute_mix,
             Path(config.start_from) if config.start_from else None,
+            config.balanced,
         )
         result.timings["attributes_s"] = round(time.perf_counter() - started)
     result.metrics = validate(out, photos, log)

@@ -186,9 +186,13 @@ def train_real(
     start_from: Annotated[
         Path | None,
         typer.Option(
-            help="a run folder (heads.pt) or a models folder of generated-data models to start from"
+            help="a run folder (heads.pt) or a models folder (its models read back from their ONNX files)"
+            " to start from"
         ),
     ] = None,
+    balanced: Annotated[
+        bool, typer.Option(help="draw real garments favouring rare labels (attribute model)")
+    ] = False,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
     limit: Annotated[int | None, typer.Option(help="at most this many training photos of each set")] = None,
     seed: int = 0,
@@ -213,6 +217,7 @@ def train_real(
         frozen_blocks=frozen_blocks,
         generated_share=generated_share,
         start_from=str(start_from) if start_from else None,
+        balanced=balanced,
         lr=lr,
         limit=limit,
         seed=seed,
