@@ -49,7 +49,7 @@ CHECKPOINT_STEPS = 50
 DETECTOR_MIX = {"ccp": 0.5, "clothing": 0.3, "generated": 0.2}
 ATTRIBUTE_MIX = {"ccp": 0.3, "clothing": 0.25, "cad": 0.3, "generated": 0.15}
 # What `balanced_chances` balances in each real set: the labels its photos are measured on.
-BALANCED_HEADS = {"ccp": ("category",), "clothing": ("category",), "cad": ("print", "sleeve", "neckline")}
+BALANCED_HEADS = {"cad": ("print", "sleeve", "neckline")}
 _LIMITS = ImageLimits()
 
 

@@ -26,6 +26,7 @@ from shared.heads import head_probabilities, heads
 from shared.preprocess import CROP_ASPECT_POWER, DETECTOR_SIZE, crop_box, letterbox, to_tensor
 from shared.taxonomy import REGIONS
 from training.attributes import AttributeHead, AttributeModel
+from training.backbone import Backbone
 from training.data import load_samples
 from training.detector import STRIDE, Detector, DetectorHead
 from training.finetune import (
@@ -37,6 +38,7 @@ from training.finetune import (
     detector_pictures,
     load_checkpoint,
     read_pixels,
+    starting_point,
     train_attributes_images,
     train_detector_images,
     with_generated_share,
@@ -145,7 +147,12 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
         result.timings["detector_s"] = round(time.perf_counter() - started)
     if "boxes" in config.stages:
         started = time.perf_counter()
-        found = find_upper_garments(out, [p for p in photos.get("cad", []) if p.split == "train"], log)
+        found = find_upper_garments(
+            out,
+            [p for p in photos.get("cad", []) if p.split == "train"],
+            log,
+            Path(config.start_from) if config.start_from else None,
+        )
         (out / "cad_boxes.json").write_text(json.dumps(found) + "\n")
         result.timings["boxes_s"] = round(time.perf_counter() - started)
     if "attributes" in config.stages:
@@ -217,11 +224,19 @@ def detect(model: Detector, photos: list[RealPhoto], batch: int = 16) -> list[li
 
 
 def find_upper_garments(
-    out: Path, photos: list[RealPhoto], log: Callable[[str], None] = print
+    out: Path,
+    photos: list[RealPhoto],
+    log: Callable[[str], None] = print,
+    start_from: Path | None = None,
 ) -> dict[str, tuple[str, list[float]]]:
     """CAD photo id -> (region, box) of the best-scoring outer, top or onepiece the fine-tuned detector
-    finds, of the labelled region when the labels name one."""
+    finds, of the labelled region when the labels name one. The run's own detector, or where the run did
+    not train one, the detector it starts from (`start_from`: training only the attribute model)."""
     model = _detector(out)
+    if model is None and start_from is not None:
+        backbone, head = Backbone(), DetectorHead()
+        starting_point(start_from, "detector", backbone, head)
+        model = Detector(backbone, head).eval()
     if model is None:
         log("no detector checkpoint: CAD photos get no boxes")
         return {}
