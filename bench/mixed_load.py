@@ -5,7 +5,11 @@ warm-up, after the load and after 30 s of idle. Two gateways in one run: ours (m
 bounded threads, `KFASHION_RUNTIME__WORKERS=2`) and the baseline, model calls on a pool as wide as the
 shared thread pool (40 threads, the behaviour before), so the ratio is measured on one machine at one time.
 
-    .venv/bin/python -m bench.mixed_load [--seconds 60] [--idle 30] [--catalog 60]
+    .venv/bin/python -m bench.mixed_load [--seconds 60] [--idle 30] [--catalog 60] [--search-every MS]
+
+`--search-every MS` paces each searcher to one search every MS milliseconds (as an app's users search: a
+bounded rate, not back-to-back), so the figure shows how long a search waits behind tagging rather than
+behind the other searchers; 0 (the default) searches back-to-back.
 """
 
 from __future__ import annotations
@@ -52,10 +56,16 @@ def _search(client: httpx2.Client, k: int) -> float:
 
 
 def _load(
-    url: str, pictures: list[tuple[str, bytes]], seconds: float, clients: int, tagging: bool = True
+    url: str,
+    pictures: list[tuple[str, bytes]],
+    seconds: float,
+    clients: int,
+    tagging: bool = True,
+    search_every_ms: float = 0,
 ) -> dict:
     """`clients` // 2 tag (none when not `tagging`: the searchers alone, to tell the load's share of the
-    delay from the searchers' own queueing) and the rest search by text, each one request at a time."""
+    delay from the searchers' own queueing) and the rest search by text, each one request at a time,
+    a searcher starting one every `search_every_ms` (0: back-to-back; a late one starts at once)."""
     deadline = time.monotonic() + seconds
     search_ms: list[float] = []
     tag_ms: list[float] = []
@@ -76,7 +86,12 @@ def _load(
     def searcher(n: int) -> None:
         with httpx2.Client(base_url=url, timeout=300) as client:
             k = n
+            next_start = time.monotonic() + search_every_ms / 1000 * n / max(1, clients)  # spread the starts
             while time.monotonic() < deadline:
+                time.sleep(max(0.0, next_start - time.monotonic()))
+                next_start = (
+                    max(next_start, time.monotonic() - search_every_ms / 1000) + search_every_ms / 1000
+                )
                 search_ms.append(_search(client, k))
                 k += 1
 
@@ -102,8 +117,10 @@ def _run(env: dict, pictures: list[tuple[str, bytes]], args: argparse.Namespace)
                 client.post("/tagging", files=[("files", pictures[k % len(pictures)])])
             warm_rss = rss_mb(server.process.pid)
             alone = np.array([_search(client, k) for k in range(40)])
-        searchers = _load(server.url, pictures, args.seconds / 3, args.clients, tagging=False)["search"]
-        loaded = _load(server.url, pictures, args.seconds, args.clients)
+        searchers = _load(server.url, pictures, args.seconds / 3, args.clients, False, args.search_every)[
+            "search"
+        ]
+        loaded = _load(server.url, pictures, args.seconds, args.clients, True, args.search_every)
         loaded_rss = rss_mb(server.process.pid)
         time.sleep(args.idle)
         idle_rss = rss_mb(server.process.pid)
@@ -120,10 +137,15 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=30)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--catalog", type=int, default=60)
+    parser.add_argument("--search-every", type=float, default=0, help="ms between a searcher's searches")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         pictures = _pictures(Path(tmp) / "pictures", args.catalog)
-        print(f"{platform.processor() or platform.machine()}, {args.clients} clients, {args.seconds:g} s")
+        pace = f"a search every {args.search_every:g} ms each" if args.search_every else "back-to-back"
+        print(
+            f"{platform.processor() or platform.machine()}, {args.clients} clients, {args.seconds:g} s, "
+            f"searchers {pace}"
+        )
         for number, (name, extra) in enumerate(FORMS.items()):
             env = {
                 "KFASHION_DATA_DIR": str(Path(tmp) / f"form{number}"),

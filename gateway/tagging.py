@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx2
-from starlette.concurrency import run_in_threadpool
 
 from gateway.clients import ImageInput, ModelServices
 from gateway.inputs import Source, fetch
@@ -20,6 +20,7 @@ from shared.imaging import decode_image
 from shared.labels import label_values
 from shared.settings import Settings
 from shared.taxonomy import REGIONS
+from shared.work import run_nicer
 
 log = logging.getLogger("kfashion.gateway")
 
@@ -45,6 +46,14 @@ class TaggingPipeline:
         self.services = services
         self.settings = settings
         self.http = httpx2.AsyncClient(timeout=settings.gateway.url_timeout_s)
+        # Decoding is model work too: on threads of its own at the model threads' priority, so that a
+        # tagging load's photos do not take the CPU from cheap requests (search, catalog reads, health).
+        self._decoding = ThreadPoolExecutor(
+            settings.runtime.workers,
+            thread_name_prefix="decode",
+            initializer=run_nicer,
+            initargs=(settings.runtime.nice,),
+        )
 
     async def tag(self, image: ImageInput, top_k: int | None = None, embedding: bool = False) -> dict:
         detected = (await self.services.predict(DETECTOR, image, DetectRequest())).items
@@ -96,7 +105,9 @@ class TaggingPipeline:
             else await fetch(self.http, source.url or "", self.settings.image)
         )
         # Decoding a large photo takes a while: off the event loop, so other requests are answered meanwhile.
-        decoded = await run_in_threadpool(decode_image, data, self.settings.image, source.name)
+        decoded = await asyncio.get_running_loop().run_in_executor(
+            self._decoding, decode_image, data, self.settings.image, source.name
+        )
         return ImageInput(source.name, data, decoded.pixels)
 
     async def tag_source(self, source: Source, top_k: int | None = None, embedding: bool = False) -> Tagged:
@@ -126,3 +137,4 @@ class TaggingPipeline:
 
     async def close(self) -> None:
         await self.http.aclose()
+        self._decoding.shutdown(wait=False, cancel_futures=True)
