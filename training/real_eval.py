@@ -196,6 +196,13 @@ def score_cad(photos: Sequence[RealPhoto], results: Sequence[dict]) -> dict:
 # ------------------------------------------------------------------ through the API
 
 
+def same_category(a: RealPhoto, b: RealPhoto) -> bool:
+    """Whether two single-garment photos show the same K-Fashion category by the README's mapping: their
+    categories' label sets meet (a Longsleeve, {T-shirt, knitwear}, and a T-Shirt do; a Shirt does not)."""
+    first, second = a.items[0].targets.get("category"), b.items[0].targets.get("category")
+    return bool(first and second and set(first.allowed) & set(second.allowed))
+
+
 def reencoded(data: bytes) -> bytes:
     """The same photo as another file: scaled to 90% and saved again at JPEG quality 70."""
     image = Image.open(io.BytesIO(data)).convert("RGB")
@@ -231,7 +238,7 @@ class Client:
     def search_quality(self, catalog: Sequence[RealPhoto], queries: int) -> dict:
         """Catalog of `catalog`'s photos; every len/queries-th of them asked again re-encoded."""
         with httpx2.Client(timeout=self.timeout) as client:
-            image_of: dict[str, str] = {}
+            image_of: dict[str, RealPhoto] = {}
             for start in range(0, len(catalog), 16):
                 chunk = catalog[start : start + 16]
                 body = client.post(
@@ -240,9 +247,9 @@ class Client:
                 ).json()["body"]
                 for photo, result in zip(chunk, body["results"], strict=True):
                     if result.get("image_id") is not None:
-                        image_of[photo.path.name] = photo.label
+                        image_of[photo.path.name] = photo
             asked = catalog[:: max(1, len(catalog) // queries)][:queries]
-            ranks, precision, no_answer = [], [], 0
+            ranks, precision, precision_category, no_answer = [], [], [], 0
             for photo in asked:
                 response = client.post(
                     f"{self.url}/search",
@@ -257,8 +264,12 @@ class Client:
                 files = [r["file_name"] for r in results]
                 ranks.append(files.index(photo.path.name) + 1 if photo.path.name in files else None)
                 distinct = list(dict.fromkeys(files))[:5]
+                found = [image_of.get(f) for f in distinct]
                 precision.append(
-                    np.mean([image_of.get(f) == photo.label for f in distinct]) if distinct else 0.0
+                    np.mean([f is not None and f.label == photo.label for f in found]) if found else 0.0
+                )
+                precision_category.append(
+                    np.mean([f is not None and same_category(f, photo) for f in found]) if found else 0.0
                 )
         return {
             "catalog": len(image_of),
@@ -267,6 +278,9 @@ class Client:
             "own_in_5": sum(r is not None and r <= 5 for r in ranks),
             "no_answer": no_answer,
             "precision_at_5_same_class": round(float(np.mean(precision)) if precision else 0.0, 4),
+            "precision_at_5_same_category": round(
+                float(np.mean(precision_category)) if precision_category else 0.0, 4
+            ),
         }
 
 

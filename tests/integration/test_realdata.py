@@ -12,7 +12,7 @@ import pytest
 
 from shared.taxonomy import ATTRIBUTES, CATEGORY_REGION
 from training import realdata
-from training.real_eval import balanced_accuracy, score_cad, score_ccp, score_clothing
+from training.real_eval import balanced_accuracy, same_category, score_cad, score_ccp, score_clothing
 from training.realdata import (
     CAD_CATEGORY,
     CAD_COLOUR_OF,
@@ -220,6 +220,18 @@ def test_clothing_and_cad_scoring() -> None:
     }
     scored = score_cad([cad], [result])
     assert scored["colour"] == 1.0 and scored["sleeve_balanced"] == 1.0 and scored["print_balanced"] == 1.0
+
+
+def test_search_precision_by_category_follows_the_readme_mapping(root: Path) -> None:
+    """Real-photo search counts a result as the same category when the two photos' K-Fashion category
+    sets meet: a Longsleeve (t-shirt or knitwear) with a T-Shirt, not with a Shirt or with Pants."""
+    first_of = {}
+    for photo in realdata.read_all(root)["clothing"]:
+        first_of.setdefault(photo.label, photo)
+    assert same_category(first_of["Longsleeve"], first_of["T-Shirt"])
+    assert same_category(first_of["T-Shirt"], first_of["T-Shirt"])
+    assert not same_category(first_of["Longsleeve"], first_of["Shirt"])
+    assert not same_category(first_of["Pants"], first_of["Skirt"])
 
 
 def test_balanced_accuracy_is_the_mean_recall_over_classes() -> None:
