@@ -26,11 +26,15 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+if TYPE_CHECKING:
+    import onnx
 
 from shared.heads import EMBEDDING_DIM, MULTI_HEADS, SINGLE_HEADS, heads, region_mask
 from shared.heads import head as head_spec
@@ -720,13 +724,16 @@ def starting_point(start_from: Path | None, name: str, backbone: Backbone, head:
     entry = load_manifest(start_from).models.get(name)
     if entry is None or name not in BACKBONE_SCOPES:
         raise ValueError(f"{start_from}: no {name} model to start from")
+    import onnx
+
     scope, left_out = BACKBONE_SCOPES[name]
-    load_weights_from_onnx(head, start_from / entry.file, "head")
-    load_weights_from_onnx(backbone, start_from / entry.file, scope, left_out)
+    served = onnx.load(str(start_from / entry.file))  # read once for both parts
+    load_weights_from_onnx(head, served, "head")
+    load_weights_from_onnx(backbone, served, scope, left_out)
 
 
 def load_weights_from_onnx(
-    module: nn.Module, model: Path, scope: str, left_out: tuple[str, ...] = ()
+    module: nn.Module, model: Path | onnx.ModelProto, scope: str, left_out: tuple[str, ...] = ()
 ) -> None:
     """Set `module`'s weights from a served model in which it ran as `scope` (its module path, "head" or
     "pyramid.backbone"): initializers named `<scope>.<key>` (`__fp16` when stored as float16), and
@@ -738,7 +745,7 @@ def load_weights_from_onnx(
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(model)).graph
+    graph = (onnx.load(str(model)) if isinstance(model, Path) else model).graph
     stored = {}
     for initializer in graph.initializer:
         stored[initializer.name.removesuffix("__fp16")] = numpy_helper.to_array(initializer).astype(
@@ -771,7 +778,8 @@ def load_weights_from_onnx(
     wanted = [k for k in state if not k.endswith("num_batches_tracked") and not k.startswith(left_out)]
     missing = [k for k in wanted if k not in values]
     if missing:
-        raise ValueError(f"{model}: no stored weights for {scope} layers {missing[:4]}")
+        source = model if isinstance(model, Path) else "the served model"
+        raise ValueError(f"{source}: no stored weights for {scope} layers {missing[:4]}")
     for key in wanted:
         state[key] = torch.from_numpy(values[key]).to(state[key].dtype).reshape(state[key].shape)
     module.load_state_dict(state)
