@@ -52,12 +52,22 @@ FROZEN_BLOCKS = 5  # default: the stem and blocks 0-4 (strides 2 to 8) keep thei
 CHECKPOINT_STEPS = 50
 DETECTOR_MIX = {"ccp": 0.5, "clothing": 0.3, "generated": 0.2}
 ATTRIBUTE_MIX = {"ccp": 0.3, "clothing": 0.25, "cad": 0.3, "generated": 0.15}
+# With tag-only CCP photos (`--tagged-photos`), their share of CCP's part of each batch: they outnumber the
+# masked photos, but their boxes are a detector's (86% right at IoU 0.5 on the masked validation photos).
+TAGGED_SHARE = 0.4
+# Boxes a detector found where labels give none: photo id -> [(region, (x, y, w, h)), ...].
+FoundBoxes = dict[str, list[tuple[str, tuple[float, float, float, float]]]]
 # What `balanced_chances` balances in each real set: the labels its photos are measured on.
 BALANCED_HEADS = {"cad": ("print", "sleeve", "neckline")}
 _LIMITS = ImageLimits()
 
 
 # ------------------------------------------------------------------ the backbone, partly trainable
+
+
+def with_tagged_share(mix: dict[str, float], share: float = TAGGED_SHARE) -> dict[str, float]:
+    """`mix` with `share` of CCP's part drawn from its tag-only photos ("ccp_tags")."""
+    return {**mix, "ccp": mix["ccp"] * (1 - share), "ccp_tags": mix["ccp"] * share}
 
 
 def with_generated_share(mix: dict[str, float], share: float) -> dict[str, float]:
@@ -119,14 +129,22 @@ class Picture:
 
 
 def detector_pictures(
-    photos: dict[str, list[RealPhoto]], generated: list[Sample]
+    photos: dict[str, list[RealPhoto]], generated: list[Sample], tag_boxes: FoundBoxes | None = None
 ) -> dict[str, list[Picture]]:
-    out: dict[str, list[Picture]] = {"ccp": [], "clothing": [], "generated": []}
+    """Training pictures per source. `tag_boxes`: the boxes a detector found on CCP's tag-only photos
+    (`real_run.find_tagged_garments`); those photos are left out without them."""
+    out: dict[str, list[Picture]] = {"ccp": [], "ccp_tags": [], "clothing": [], "generated": []}
     for photo in photos.get("ccp", []):
         if photo.split == "train" and photo.items:
             boxes = np.array([it.box for it in photo.items], np.float32)
             regions = np.array([REGIONS.index(it.region) for it in photo.items], np.int64)
             out["ccp"].append(Picture(photo.path, "ccp", boxes, regions))
+    for photo in photos.get("ccp_tags", []):
+        found = (tag_boxes or {}).get(photo.id)
+        if photo.split == "train" and found:
+            boxes = np.array([box for _, box in found], np.float32)
+            regions = np.array([REGIONS.index(region) for region, _ in found], np.int64)
+            out["ccp_tags"].append(Picture(photo.path, "ccp_tags", boxes, regions))
     for photo in photos.get("clothing", []):
         if photo.split == "train" and photo.items[0].region:
             out["clothing"].append(
@@ -428,13 +446,22 @@ def attribute_crops(
     photos: dict[str, list[RealPhoto]],
     generated: list[Sample],
     cad_boxes: dict[str, tuple[str, tuple[float, float, float, float]]],
+    tag_boxes: FoundBoxes | None = None,
 ) -> dict[str, list[Crop]]:
     """Training crops per source. `cad_boxes`: CAD photo id -> (region, box) the detector found for its
-    upper garment; CAD photos without one are left out."""
-    out: dict[str, list[Crop]] = {"ccp": [], "clothing": [], "cad": [], "generated": []}
+    upper garment; CAD photos without one are left out. `tag_boxes`: as `detector_pictures`'."""
+    out: dict[str, list[Crop]] = {"ccp": [], "ccp_tags": [], "clothing": [], "cad": [], "generated": []}
     for photo in photos.get("ccp", []):
         if photo.split == "train":
             out["ccp"].extend(Crop(photo.path, "ccp", it.box, it.region, it.targets) for it in photo.items)
+    for photo in photos.get("ccp_tags", []):
+        found = dict((tag_boxes or {}).get(photo.id, []))
+        if photo.split == "train" and found:
+            out["ccp_tags"].extend(
+                Crop(photo.path, "ccp_tags", tuple(found[it.region]), it.region, it.targets)
+                for it in photo.items
+                if it.region in found
+            )
     for photo in photos.get("clothing", []):
         item = photo.items[0]
         if photo.split == "train" and item.region:
@@ -700,7 +727,11 @@ def train_attributes_images(
 
 # Where each served model ran its backbone (the module path in the exported graph), and what of the backbone
 # a graph leaves out: the detector reads the feature maps only, not the 1280-channel head.
-BACKBONE_SCOPES = {"detector": ("pyramid.backbone", ("head.",)), "attributes": ("pooled.backbone", ())}
+BACKBONE_SCOPES = {
+    "detector": ("pyramid.backbone", ("head.",)),
+    "attributes": ("pooled.backbone", ()),
+    "style": ("pooled.backbone", ()),
+}
 
 
 def starting_point(start_from: Path | None, name: str, backbone: Backbone, head: nn.Module) -> None:
@@ -763,6 +794,12 @@ def load_weights_from_onnx(
             convolution = None
     node_prefix = "/" + scope.replace(".", "/") + "/"
     for node in graph.node:
+        if node.op_type == "MatMul" and node.name.startswith(node_prefix) and node.input[1] in stored:
+            # A linear layer without bias runs as x @ W^T with W^T an initializer the exporter names itself.
+            linear = _module_path(node.name[len(node_prefix) :].split("/")[:-1])
+            if f"{linear}.weight" in state and f"{linear}.weight" not in values:
+                values[f"{linear}.weight"] = stored[node.input[1]].T
+            continue
         if node.op_type != "Conv" or not node.name.startswith(node_prefix) or len(node.input) < 3:
             continue
         conv = _module_path(node.name[len(node_prefix) :].split("/")[:-1])

@@ -9,7 +9,8 @@ POST /tagging of a running gateway and its answer scored against the set's label
   neckline (V / round);
 - search: a catalog of clothing-dataset validation photos added through /catalog/images, each query a
   re-encoded copy (90% scale, JPEG quality 70) through /search: rank of its own photo, precision@5 of the
-  same class.
+  same class;
+- styles (no set labels them): how sure the style model is on each set's photos (`style_confidence`).
 
 The scoring functions take plain results, so tests check them without a server.
 """
@@ -212,6 +213,17 @@ def reencoded(data: bytes) -> bytes:
     return out.getvalue()
 
 
+def style_confidence(results: Sequence[dict], threshold: float = 0.5) -> dict:
+    """How sure the style model is on photos no person labelled a style for: the best style's mean score
+    and the share of photos with a style at or over the served threshold (stated as the look's style)."""
+    best = [r["styles"][0]["score"] for r in results if r.get("styles")]
+    return {
+        "photos": len(best),
+        "best_style_mean": round(float(np.mean(best)), 3) if best else None,
+        "share_over_threshold": round(float(np.mean(np.array(best) >= threshold)), 3) if best else None,
+    }
+
+
 @dataclass
 class Client:
     url: str
@@ -328,7 +340,9 @@ def measure(
         client = Client(url)
         for name, score in (("ccp", score_ccp), ("clothing", score_clothing), ("cad", score_cad)):
             started = time.perf_counter()
-            figures[name] = score(photos[name], client.tag(photos[name]))
+            results = client.tag(photos[name])
+            figures[name] = score(photos[name], results)
+            figures[name]["style"] = style_confidence(results)
             figures[name]["seconds"] = round(time.perf_counter() - started, 1)
             log(f"{name}: {figures[name]}")
         started = time.perf_counter()
@@ -340,7 +354,8 @@ def measure(
 
 def record(models: Path, figures: dict) -> None:
     """Write the real-photo figures into the models folder's manifest: the detector's (CCP detection,
-    clothing-dataset garments found) and the attribute model's (categories, CAD, search)."""
+    clothing-dataset garments found), the attribute model's (categories, CAD, search) and the style
+    model's (how sure it is on each set's photos)."""
     from shared.manifest import load_manifest, write_manifest
 
     manifest = load_manifest(models)
@@ -354,6 +369,9 @@ def record(models: Path, figures: dict) -> None:
             "clothing": {k: figures["clothing"][k] for k in ("photos", "category")},
             "cad": {k: v for k, v in figures["cad"].items() if k != "seconds"},
             "search": {k: v for k, v in figures["search"].items() if k != "seconds"},
+        },
+        "style": {
+            name: figures[name]["style"] for name in ("ccp", "clothing", "cad") if "style" in figures[name]
         },
     }
     for name, values in parts.items():

@@ -291,6 +291,51 @@ def read_ccp(folder: Path, with_colour: bool = True) -> list[RealPhoto]:
     return photos
 
 
+def ccp_tag_items(tags: list[str]) -> list[RealItem]:
+    """One item per region that CCP image-level tags name, without a box: its category is the set of the
+    tagged labels of that region (tags "t-shirt" and "top" allow either)."""
+    by_region: dict[str, set[str]] = {}
+    for tag in tags:
+        category = CCP_CATEGORY.get(tag)
+        if category:
+            by_region.setdefault(CATEGORY_REGION[category], set()).add(category)
+    return [
+        RealItem(region, None, {"category": Target(allowed=tuple(sorted(by_region[region])))})
+        for region in REGIONS
+        if region in by_region
+    ]
+
+
+def read_ccp_tagged(folder: Path) -> list[RealPhoto]:
+    """CCP photos that have image-level tags and no mask (1,094 here), in id order, as the set "ccp_tags":
+    one boxless item per tagged region (`ccp_tag_items`). Training finds their boxes with a detector,
+    constrained by the tags (training/real_run.py). tags.json (../shared/realdata), or the public layout's
+    annotations/image-level/NNNN.mat (key `tags`, indices into label_list.mat)."""
+    public = (folder / "annotations" / "image-level").is_dir()
+    if public:
+        from scipy.io import loadmat
+
+        names = loadmat(str(folder / "label_list.mat"))["label_list"].ravel()
+        labels = tuple(str(np.asarray(n).ravel()[0]) if np.asarray(n).size else "null" for n in names)
+        tags = {
+            path.stem: [labels[int(i)] for i in np.asarray(loadmat(str(path))["tags"]).ravel()]
+            for path in sorted((folder / "annotations" / "image-level").glob("*.mat"))
+        }
+        masked = {path.stem for path in (folder / "annotations" / "pixel-level").glob("*.mat")}
+    else:
+        tags = json.loads((folder / "tags.json").read_text(encoding="utf-8"))
+        masked = {path.stem for path in (folder / "masks").glob("*.png")}
+    photos = []
+    for photo_id in sorted(tags):
+        path = folder / "photos" / f"{photo_id}.jpg"
+        if photo_id in masked or not path.is_file():
+            continue
+        items = ccp_tag_items(tags[photo_id])
+        if items:
+            photos.append(RealPhoto("ccp_tags", photo_id, path, split_of("ccp", photo_id), items))
+    return photos
+
+
 def read_ccp_mat(mat_path: Path) -> np.ndarray:
     """A label map of CCP's public layout (annotations/pixel-level/NNNN.mat, key `groundtruth`)."""
     from scipy.io import loadmat

@@ -44,7 +44,7 @@ class StyleHead(nn.Module):
         dropout: float = 0.3,
     ):
         super().__init__()
-        self.register_buffer("adjacency", torch.from_numpy(adjacency))
+        self.register_buffer("adjacency", torch.from_numpy(np.asarray(adjacency, np.float32)))
         self.label_embedding = nn.Parameter(torch.randn(STYLE.size, label_dim) * 0.1)
         self.gc1 = nn.Linear(label_dim, hidden, bias=False)
         self.gc2 = nn.Linear(hidden, out_dim, bias=False)

@@ -171,7 +171,7 @@ def train_real(
     generated: Annotated[
         Path | None, typer.Option(help="a K-Fashion-format folder (`kfashion synth`) for what real sets lack")
     ] = None,
-    stages: Annotated[str, typer.Option(help="comma-separated: detector,boxes,attributes")] = (
+    stages: Annotated[str, typer.Option(help="comma-separated: detector,boxes,attributes,style")] = (
         "detector,boxes,attributes"
     ),
     detector_steps: Annotated[int, typer.Option(min=1)] = 900,
@@ -192,6 +192,10 @@ def train_real(
     ] = None,
     balanced: Annotated[
         bool, typer.Option(help="draw real garments favouring rare labels (attribute model)")
+    ] = False,
+    tagged_photos: Annotated[
+        bool,
+        typer.Option(help="also CCP's tag-only photos, boxed by a detector where their tags name a garment"),
     ] = False,
     lr: Annotated[float, typer.Option(min=0)] = 2e-3,
     limit: Annotated[int | None, typer.Option(help="at most this many training photos of each set")] = None,
@@ -218,6 +222,7 @@ def train_real(
         generated_share=generated_share,
         start_from=str(start_from) if start_from else None,
         balanced=balanced,
+        tagged_photos=tagged_photos,
         lr=lr,
         limit=limit,
         seed=seed,
