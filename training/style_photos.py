@@ -68,7 +68,8 @@ def person_crops(
 
 
 def _around(boxes: list) -> tuple[float, float, float, float]:
-    return tuple(float(v) for v in union_box([tuple(b) for b in boxes], 1 << 30, 1 << 30))
+    """The box around `boxes` (never empty here: union_box's whole-image case and size never apply)."""
+    return tuple(float(v) for v in union_box([tuple(b) for b in boxes], 0, 0))
 
 
 @torch.no_grad()
@@ -106,7 +107,8 @@ def calibrate_style(
     log: Callable[[str], None] = print,
 ) -> tuple[Backbone, StyleHead, dict]:
     """The style model of `models` (read back from its ONNX file) trained further as the module says; its
-    backbone (unchanged) and head, and figures of the run."""
+    backbone (unchanged) and head, and figures on the stage's own crops (the share of photographs and of
+    generated pictures whose best style is at or over 0.5, served and trained)."""
     backbone, head = Backbone(), StyleHead(np.eye(23))  # the adjacency is read back too
     starting_point(models, "style", backbone, head)
     model = StyleModel(backbone, head)
