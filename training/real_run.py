@@ -12,6 +12,7 @@ style model is not trained here (no real set labels styles): export keeps the mo
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -76,7 +77,7 @@ LEARNED_FROM = {
 
 def learned_from(config: RealRunConfig) -> dict:
     """LEARNED_FROM as a run's settings make it (tag-only photos, the style stage)."""
-    sources = json.loads(json.dumps(LEARNED_FROM))
+    sources = copy.deepcopy(LEARNED_FROM)
     if config.tagged_photos:
         sources["detector"]["boxes"].insert(
             1, "real: CCP image-level tags (boxes from the starting detector)"
@@ -140,6 +141,10 @@ def load_photos(config: RealRunConfig) -> dict[str, list[RealPhoto]]:
 
 
 def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> RealRunResult:
+    start_from = Path(config.start_from) if config.start_from else None
+    if "style" in config.stages and (start_from is None or (start_from / "heads.pt").is_file()):
+        # checked before any stage trains, not after an hour of them
+        raise ValueError("the style stage starts from a models folder's style model (--start-from models)")
     if config.threads:
         torch.set_num_threads(config.threads)
     detector_mix, attribute_mix = DETECTOR_MIX, ATTRIBUTE_MIX
@@ -154,7 +159,6 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
     generated = load_samples(config.generated)[0] if config.generated else []
     result = RealRunResult()
     progress = Progress(log)
-    start_from = Path(config.start_from) if config.start_from else None
     tag_photos = [p for p in photos.get("ccp_tags", []) if p.split == "train"]
     if "detector" in config.stages:
         started = time.perf_counter()
@@ -211,10 +215,6 @@ def train_real(config: RealRunConfig, log: Callable[[str], None] = print) -> Rea
         result.timings["attributes_s"] = round(time.perf_counter() - started)
     if "style" in config.stages:
         started = time.perf_counter()
-        if start_from is None or (start_from / "heads.pt").is_file():
-            raise ValueError(
-                "the style stage starts from a models folder's style model (--start-from models)"
-            )
         tag_boxes = _tag_boxes(out, tag_photos, start_from, log)
         backbone, head, figures = calibrate_style(
             start_from, photos, generated, tag_boxes, config.seed, log=log

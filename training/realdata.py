@@ -260,16 +260,21 @@ def _outline(mask: np.ndarray) -> list[tuple[float, float]]:
     return [(float(x), float(y)) for x, y in largest.reshape(-1, 2)]
 
 
+def _ccp_public_labels(folder: Path) -> tuple[str, ...]:
+    """The 59 label names of CCP's public layout (label_list.mat), in index order."""
+    from scipy.io import loadmat
+
+    names = loadmat(str(folder / "label_list.mat"))["label_list"].ravel()
+    return tuple(str(np.asarray(n).ravel()[0]) if np.asarray(n).size else "null" for n in names)
+
+
 def read_ccp(folder: Path, with_colour: bool = True) -> list[RealPhoto]:
     """CCP photos that have a pixel mask (the ones with boxes), in id order: masks/NNNN.png beside
     labels.txt (../shared/realdata), or the public layout's annotations/pixel-level/NNNN.mat beside
     label_list.mat."""
     public = (folder / "annotations" / "pixel-level").is_dir()
     if public:
-        from scipy.io import loadmat
-
-        names = loadmat(str(folder / "label_list.mat"))["label_list"].ravel()
-        labels = tuple(str(np.asarray(n).ravel()[0]) if np.asarray(n).size else "null" for n in names)
+        labels = _ccp_public_labels(folder)
         masks = sorted((folder / "annotations" / "pixel-level").glob("*.mat"))
     else:
         labels = _ccp_labels(folder)
@@ -315,8 +320,7 @@ def read_ccp_tagged(folder: Path) -> list[RealPhoto]:
     if public:
         from scipy.io import loadmat
 
-        names = loadmat(str(folder / "label_list.mat"))["label_list"].ravel()
-        labels = tuple(str(np.asarray(n).ravel()[0]) if np.asarray(n).size else "null" for n in names)
+        labels = _ccp_public_labels(folder)
         tags = {
             path.stem: [labels[int(i)] for i in np.asarray(loadmat(str(path))["tags"]).ravel()]
             for path in sorted((folder / "annotations" / "image-level").glob("*.mat"))

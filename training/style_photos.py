@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from shared.preprocess import CROP_ASPECT_POWER, crop_box, to_tensor, union_box
+from shared.manifest import load_manifest
+from shared.preprocess import crop_aspect_power, crop_box, to_tensor, union_box
 from training.backbone import Backbone, PooledBackbone
 from training.data import Sample, style_target
 from training.finetune import FoundBoxes, read_pixels, starting_point
@@ -74,9 +75,14 @@ def _around(boxes: list) -> tuple[float, float, float, float]:
 
 @torch.no_grad()
 def crop_features(
-    pooled: PooledBackbone, crops: Sequence[PersonCrop], log: Callable[[str], None], batch: int = 32
+    pooled: PooledBackbone,
+    crops: Sequence[PersonCrop],
+    aspect_power: float,
+    log: Callable[[str], None],
+    batch: int = 32,
 ) -> np.ndarray:
-    """The frozen backbone's pooled features of every crop (what the style head reads)."""
+    """The frozen backbone's pooled features of every crop (what the style head reads), the crops made
+    with the served model's aspect power, as the style service makes them."""
     pooled.eval()
     rows, started = [], time.perf_counter()
     for start in range(0, len(crops), batch):
@@ -84,7 +90,7 @@ def crop_features(
         for crop in crops[start : start + batch]:
             pixels = read_pixels(crop.path)
             box = crop.box or garment_box(pixels)
-            images.append(crop_box(pixels, box, CROP_ASPECT_POWER["person_crop"]))
+            images.append(crop_box(pixels, box, aspect_power))
         rows.append(pooled(torch.from_numpy(to_tensor(np.stack(images)))).numpy())
         done = min(start + batch, len(crops))
         if done % (batch * 20) < batch or done == len(crops):
@@ -116,7 +122,8 @@ def calibrate_style(
     is_photo = np.array([c.styles is None for c in crops])
     if not is_photo.any() or is_photo.all():
         raise ValueError("the style stage needs both photographs and labelled generated pictures")
-    features = crop_features(model.pooled, crops, log)
+    aspect_power = crop_aspect_power(load_manifest(models).models["style"].preprocessing)
+    features = crop_features(model.pooled, crops, aspect_power, log)
     head = model.head.eval()
     with torch.no_grad():
         served_scores = torch.sigmoid(head(torch.from_numpy(features))).numpy()

@@ -461,3 +461,12 @@ def test_the_style_stage_lowers_style_scores_on_photos_and_keeps_generated_ones(
     style = build_models(torch.load(tmp_path / "run" / "heads.pt", weights_only=False))["style"]
     with torch.no_grad():
         assert style.module(torch.zeros(1, 3, 224, 224)).shape == (1, 23)
+
+
+def test_the_style_stage_without_a_served_style_model_is_refused_before_any_training(tmp_path: Path) -> None:
+    from training.real_run import RealRunConfig, train_real
+
+    config = RealRunConfig(out=str(tmp_path / "run"), stages=("detector", "style"), realdata=str(tmp_path))
+    with pytest.raises(ValueError, match="--start-from models"):
+        train_real(config, log=lambda _: None)
+    assert not (tmp_path / "run").exists()  # nothing read, nothing trained
