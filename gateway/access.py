@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -26,7 +25,7 @@ from gateway.limits import TokenBuckets
 from shared.errors import ApiError, ErrorCode
 from shared.openapi import ApiDescription
 from shared.settings import GatewaySettings, RateLimits
-from shared.web import error_response
+from shared.web import RequestGate, error_response
 
 Scope = Literal["read", "write", "admin"]
 API_KEY_HEADER = "X-API-Key"
@@ -171,10 +170,7 @@ def _install_origin_check(app: FastAPI, allowed: list[str]) -> None:
     form post would otherwise reach every route (browsers send no CORS preflight for one). Clients that
     are not browsers send no Origin and are not affected."""
 
-    @app.middleware("http")
-    async def _check_origin(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def check_origin(request: Request) -> Response | None:
         if request.method not in ("GET", "HEAD", "OPTIONS") and cross_site(
             request.headers.get("origin"), request.headers.get("host"), allowed
         ):
@@ -185,7 +181,9 @@ def _install_origin_check(app: FastAPI, allowed: list[str]) -> None:
                 {"origin": request.headers.get("origin")},
             )
             return error_response(error)
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGate, check=check_origin)
 
 
 class EnvelopeCORSMiddleware(CORSMiddleware):
@@ -215,13 +213,10 @@ def _install_key_and_rate_checks(app: FastAPI, keys: dict[str, Scope], limits: R
     per_address, per_key = TokenBuckets(limits.per_address), TokenBuckets(limits.per_key)
     failed_keys = TokenBuckets(limits.failed_keys)
 
-    @app.middleware("http")
-    async def _check_access(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    def check_access(request: Request) -> Response | None:
         needed = needed_scope(request.method, request.url.path)
         if needed is None:
-            return await call_next(request)
+            return None
         address = request.client.host if request.client else "unknown"
         if keys:
             # An address that keeps sending wrong keys is stopped before any key is compared.
@@ -253,4 +248,6 @@ def _install_key_and_rate_checks(app: FastAPI, keys: dict[str, Scope], limits: R
                 return _too_many("requests with this API key", wait_s)
         if wait_s := per_address.take(address):
             return _too_many("requests from this address", wait_s)
-        return await call_next(request)
+        return None
+
+    app.add_middleware(RequestGate, check=check_access)

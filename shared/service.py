@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.envelope import failure, success
 from shared.errors import ApiError, ErrorCode
@@ -44,6 +46,43 @@ class ServiceState:
                 f"{self.name} is not ready: {problem}",
                 {"service": self.name, **details},
             )
+
+
+class RequestMetrics:
+    """Middleware (plain ASGI, as shared/web.py's RequestGate says why) that counts and times each answer
+    by route and status, marks the process busy for the idle trimmer, and sets the security headers."""
+
+    def __init__(
+        self, app: ASGIApp, service: str, requests: Counter, latency: Histogram, trimmer: IdleTrimmer
+    ) -> None:
+        self.app, self.service = app, service
+        self.requests, self.latency, self.trimmer = requests, latency, trimmer
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        began = time.perf_counter()
+        if scope["path"] not in PROBES:  # probes every few seconds are no load
+            self.trimmer.touch()
+        status = 500  # what the client gets when the app raises
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                # Answers are data, never pages to sniff or frame (the console's HTML is served as such).
+                headers = MutableHeaders(scope=message)
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+                headers.setdefault("X-Frame-Options", "DENY")
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            path = getattr(scope.get("route"), "path", "unmatched")  # the router sets it in this scope
+            self.requests.labels(self.service, path, str(status)).inc()
+            self.latency.labels(self.service, path).observe(time.perf_counter() - began)
 
 
 def create_service_app(
@@ -81,20 +120,7 @@ def create_service_app(
     install_error_handlers(app)
     describe_answers(app, state.description)
 
-    @app.middleware("http")
-    async def _count(request: Request, call_next: Callable) -> Response:
-        began = time.perf_counter()
-        if request.url.path not in PROBES:  # probes every few seconds are no load
-            trimmer.touch()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        # Answers are data, never pages to sniff or frame (the console's HTML is served as what it is).
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        requests.labels(name, path, str(response.status_code)).inc()
-        latency.labels(name, path).observe(time.perf_counter() - began)
-        return response
+    app.add_middleware(RequestMetrics, service=name, requests=requests, latency=latency, trimmer=trimmer)
 
     @app.get("/healthz", tags=["operations"], summary="the process is alive")
     def healthz() -> dict:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any, TypeVar
 
-from fastapi import FastAPI, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.envelope import failure
 from shared.errors import ApiError, ErrorCode
@@ -32,6 +33,29 @@ _HTTP_CODES = {
     422: ErrorCode.VALIDATION_FAILED,
     503: ErrorCode.SERVICE_UNAVAILABLE,
 }
+
+
+RequestCheck = Callable[[Request], Response | None]
+
+
+class RequestGate:
+    """Middleware that runs `check` on each HTTP request before the app: the check's answer (a refusal)
+    is sent instead of the app's when it gives one. Plain ASGI rather than Starlette's
+    `@app.middleware("http")`, which spends a task group and two streams per request and layer: with three
+    such layers they held a third of the event loop's time under a tagging load, time that text searches
+    queued behind (docs/experiments/benchmarks-log.md, "Middleware")."""
+
+    def __init__(self, app: ASGIApp, check: RequestCheck) -> None:
+        self.app = app
+        self.check = check
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            refusal = self.check(Request(scope))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:
