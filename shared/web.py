@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.envelope import failure
@@ -56,6 +57,13 @@ class RequestGate:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def add_request_check(app: FastAPI, check: RequestCheck) -> None:
+    """Run `check` on every request, inside the request metrics and security headers that
+    create_service_app installed (`app.add_middleware` would put it outside them), so that its refusals are
+    counted and carry the headers as every other answer does. Checks added later run later."""
+    app.user_middleware.append(Middleware(RequestGate, check=check))
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

@@ -287,9 +287,23 @@ def test_another_sites_page_cannot_change_anything(client: TestClient) -> None:
 
 
 def test_answers_are_never_sniffed_or_framed(client: TestClient) -> None:
-    for response in (client.get("/taxonomy"), client.get("/collections/none"), client.get("/")):
+    refused = client.post("/collections", json={"name": "x"}, headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403  # answered by a check before any route
+    for response in (client.get("/taxonomy"), client.get("/collections/none"), client.get("/"), refused):
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["x-frame-options"] == "DENY"
+
+
+def test_answers_are_counted_by_route_and_status(client: TestClient) -> None:
+    for _ in range(2):
+        client.get("/collections/none")
+    client.post("/collections", json={"name": "x"}, headers={"Origin": "https://evil.example"})
+    metrics = client.get("/metrics").text
+    assert 'kfashion_http_requests_total{route="/collections/{name}",service="gateway",status="404"} 2.0' in (
+        metrics
+    )
+    # A refusal is answered before routing: counted, under no route.
+    assert 'kfashion_http_requests_total{route="unmatched",service="gateway",status="403"} 1.0' in metrics
 
 
 def test_search_text_is_bounded(client: TestClient) -> None:
