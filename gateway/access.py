@@ -25,7 +25,7 @@ from gateway.limits import TokenBuckets
 from shared.errors import ApiError, ErrorCode
 from shared.openapi import ApiDescription
 from shared.settings import GatewaySettings, RateLimits
-from shared.web import add_request_check, error_response
+from shared.web import RequestGate, add_inner_middleware, error_response
 
 Scope = Literal["read", "write", "admin"]
 API_KEY_HEADER = "X-API-Key"
@@ -107,25 +107,25 @@ def require_write(request: Request, what: str) -> None:
 
 
 def install_access(app: FastAPI, settings: GatewaySettings) -> None:
-    """The origin check, keys and rate limits, inside the request metrics (their refusals are counted and
-    carry the security headers), then CORS outside them all (added last, it runs first), so a preflight is
-    answered without a key and the answers to the origins' requests, refusals included, carry the CORS
-    headers."""
+    """CORS, then the origin check, then keys and rate limits, all inside the request metrics (their
+    refusals are counted and carry the security headers). CORS runs first, so a preflight is answered
+    without a key and the answers to the origins' requests, refusals included, carry the CORS headers."""
     keys, cors_origins = settings.api_keys, settings.cors_origins
-    _install_origin_check(app, cors_origins)  # first: another site's page is refused before any key is read
-    _install_key_and_rate_checks(app, keys, settings.rate_limits)
-    description: ApiDescription = app.state.service.description
-    description.status_rules.append(_access_statuses)
-    if keys:
-        _document_api_keys(description)
     if cors_origins:
-        app.add_middleware(
+        add_inner_middleware(
+            app,
             EnvelopeCORSMiddleware,
             allow_origins=cors_origins,
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
             allow_headers=[API_KEY_HEADER, "Content-Type"],
             expose_headers=["Content-Disposition"],
         )
+    _install_origin_check(app, cors_origins)  # before the keys: another site's page is refused unread
+    _install_key_and_rate_checks(app, keys, settings.rate_limits)
+    description: ApiDescription = app.state.service.description
+    description.status_rules.append(_access_statuses)
+    if keys:
+        _document_api_keys(description)
 
 
 def _document_api_keys(description: ApiDescription) -> None:
@@ -185,7 +185,7 @@ def _install_origin_check(app: FastAPI, allowed: list[str]) -> None:
             return error_response(error)
         return None
 
-    add_request_check(app, check_origin)
+    add_inner_middleware(app, RequestGate, check=check_origin)
 
 
 class EnvelopeCORSMiddleware(CORSMiddleware):
@@ -252,4 +252,4 @@ def _install_key_and_rate_checks(app: FastAPI, keys: dict[str, Scope], limits: R
             return _too_many("requests from this address", wait_s)
         return None
 
-    add_request_check(app, check_access)
+    add_inner_middleware(app, RequestGate, check=check_access)

@@ -59,11 +59,11 @@ class RequestGate:
         await self.app(scope, receive, send)
 
 
-def add_request_check(app: FastAPI, check: RequestCheck) -> None:
-    """Run `check` on every request, inside the request metrics and security headers that
-    create_service_app installed (`app.add_middleware` would put it outside them), so that its refusals are
-    counted and carry the headers as every other answer does. Checks added later run later."""
-    app.user_middleware.append(Middleware(RequestGate, check=check))
+def add_inner_middleware(app: FastAPI, middleware: type, **options: Any) -> None:
+    """Add `middleware` inside the request metrics and security headers that create_service_app installed
+    (`app.add_middleware` would put it outside them), so that its own answers (refusals) are counted and
+    carry the headers as every other answer does. What is added this way later runs later."""
+    app.user_middleware.append(Middleware(middleware, **options))
 
 
 def error_response(error: ApiError, headers: dict[str, str] | None = None) -> JSONResponse:

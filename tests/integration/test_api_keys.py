@@ -104,6 +104,8 @@ def test_a_shops_pages_may_call_from_the_browser(keyed: Server) -> None:
     elsewhere = httpx2.options(f"{keyed.url}/search", headers=asked | {"Origin": "https://other.example"})
     assert "cross-origin request refused" in _error(elsewhere, 403, "FORBIDDEN")
     assert "access-control-allow-origin" not in elsewhere.headers
+    for answer in (preflight, refused, elsewhere):  # security headers on refusals too
+        assert answer.headers["x-content-type-options"] == "nosniff"
 
 
 def test_jobs_belong_to_the_key_that_created_them(keyed: Server, unseen: list[Sample]) -> None:
