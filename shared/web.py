@@ -42,9 +42,9 @@ RequestCheck = Callable[[Request], Response | None]
 class RequestGate:
     """Middleware that runs `check` on each HTTP request before the app: the check's answer (a refusal)
     is sent instead of the app's when it gives one. Plain ASGI rather than Starlette's
-    `@app.middleware("http")`, which spends a task group and two streams per request and layer: with three
-    such layers they held a third of the event loop's time under a tagging load, time that text searches
-    queued behind (docs/experiments/benchmarks-log.md, "Middleware")."""
+    `@app.middleware("http")`, which runs each request through a task group and streams per layer: that
+    machinery was the event loop's largest own work under a tagging load, and text searches queued behind
+    it (search under load 16.7 -> 10.8 ms; docs/experiments/benchmarks-log.md, "Middleware")."""
 
     def __init__(self, app: ASGIApp, check: RequestCheck) -> None:
         self.app = app
