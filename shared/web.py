@@ -63,6 +63,8 @@ def add_inner_middleware(app: FastAPI, middleware: type, **options: Any) -> None
     """Add `middleware` inside the request metrics and security headers that create_service_app installed
     (`app.add_middleware` would put it outside them), so that its own answers (refusals) are counted and
     carry the headers as every other answer does. What is added this way later runs later."""
+    if app.middleware_stack is not None:  # as app.add_middleware: the stack is built once, at start
+        raise RuntimeError("cannot add middleware after the application has started")
     app.user_middleware.append(Middleware(middleware, **options))
 
 
